@@ -1,0 +1,2 @@
+module Gan.Functional.Placeholder
+let x = 1
