@@ -1,2 +1,0 @@
-module Gan.Functional.Placeholder
-let x = 1
