@@ -12,7 +12,7 @@ let private replay () =
     | "" -> None
     | s ->
         let parts = s.Split(',')
-        Some(Replay.Parse(sprintf "(%s,%s)" (parts.[0].Trim()) (parts.[1].Trim())))
+        Some(UInt64.Parse(parts.[0].Trim()), UInt64.Parse(parts.[1].Trim()))
 
 /// Checks `property` over `maxTest` generated cases; throws (failing the xunit test) with the
 /// counterexample and the replay seed when it does not hold.
@@ -20,9 +20,10 @@ let checkN (name: string) (maxTest: int) (property: Property) =
     let seed =
         match replay () with
         | Some r -> r
-        | None -> Replay.Parse(sprintf "(%d,%d)" (Random.Shared.NextInt64(1L, Int64.MaxValue)) 1297L)
-    Console.WriteLine(sprintf "[fscheck] %s replay=%O" name seed)
-    let config = Config.QuickThrowOnFailure.WithMaxTest(maxTest).WithReplay(Some seed).WithName(name)
+        | None -> uint64 (Random.Shared.NextInt64(1L, Int64.MaxValue)), 1297UL
+    Console.WriteLine(sprintf "[fscheck] %s FSCHECK_REPLAY=%d,%d" name (fst seed) (snd seed))
+    let replay = { Rnd = Rnd(fst seed, snd seed); Size = None }
+    let config = Config.QuickThrowOnFailure.WithMaxTest(maxTest).WithReplay(Some replay).WithName(name)
     Check.One(config, property)
 
 /// <see cref="checkN"/> with 100 cases.

@@ -1,0 +1,93 @@
+namespace Gan.Functional
+
+open System.Threading
+
+/// Elementwise unary kernels.
+type UnaryOp =
+    | Neg
+    | Exp
+    | Log
+    | Sqrt
+    | Tanh
+    | Sigmoid
+    | Abs
+    | Sign
+
+/// Elementwise binary kernels with NumPy broadcasting. Comparisons return masks of 0 and 1 in
+/// the operands' dtype.
+type BinaryOp =
+    | Add
+    | Sub
+    | Mul
+    | Div
+    | Pow
+    | Maximum
+    | Minimum
+    | Equal
+    | Less
+    | LessEqual
+    | Greater
+    | GreaterEqual
+
+/// Reductions over a set of axes.
+type ReduceOp =
+    | ReduceSum
+    | ReduceMax
+    | ReduceMin
+
+/// The seam between the engine and the machine: every raw kernel the engine needs, with no
+/// notion of gradients. Inputs are valid (shapes were checked by the caller) and are never
+/// mutated; every kernel returns a fresh tensor. A backend is chosen at run time with
+/// <see cref="M:Gan.Functional.Backend.set"/>; the reference backend is the default.
+type IBackend =
+    /// A short name shown at start-up and in benchmarks.
+    abstract Name: string
+    /// y = op(x), elementwise.
+    abstract Unary: op: UnaryOp * x: RawTensor -> RawTensor
+    /// y = op(a, b) with broadcasting to `outShape`.
+    abstract Binary: op: BinaryOp * a: RawTensor * b: RawTensor * outShape: int[] -> RawTensor
+    /// y = mask ≠ 0 ? a : b; all three have the same shape.
+    abstract Where: mask: RawTensor * a: RawTensor * b: RawTensor -> RawTensor
+    /// Reduces the given (sorted, distinct) axes, keeping them as size-1 dimensions.
+    abstract Reduce: op: ReduceOp * x: RawTensor * axes: int[] -> RawTensor
+    /// Index of the first maximum along `axis` (kept as size 1), row-major.
+    abstract ArgMax: x: RawTensor * axis: int -> int[]
+    /// A contiguous copy of the strided view (offset, strides) of `x` with shape `shape`;
+    /// serves permute, expand (stride 0) and slice.
+    abstract View: x: RawTensor * offset: int * strides: int[] * shape: int[] -> RawTensor
+    /// Zeros of `shape` with `x` written into the strided window (offset, strides, x's shape);
+    /// serves pad and concatenation.
+    abstract Embed: x: RawTensor * shape: int[] * offset: int * strides: int[] -> RawTensor
+    /// Concatenation along `axis`.
+    abstract Concat: xs: RawTensor[] * axis: int -> RawTensor
+    /// y[i] = x.flat[index[i]], with y of shape `shape`.
+    abstract Take: x: RawTensor * index: int[] * shape: int[] -> RawTensor
+    /// y = zeros(shape); y.flat[index[i]] += src.flat[i].
+    abstract ScatterAdd: src: RawTensor * index: int[] * shape: int[] -> RawTensor
+    /// Batched matrix product [..., m, k] × [..., k, n] → `outShape` [..., m, n] with broadcast
+    /// batch dimensions; each operand may be read transposed in its last two axes.
+    abstract MatMul: a: RawTensor * transA: bool * b: RawTensor * transB: bool * outShape: int[] -> RawTensor
+    /// 2-D cross-correlation, PyTorch's conv2d without bias.
+    abstract Conv2d: x: RawTensor * w: RawTensor * spec: ConvSpec -> RawTensor
+    /// The adjoint of conv2d in its input (transposed convolution) producing `xShape`.
+    abstract Conv2dInputGrad: g: RawTensor * w: RawTensor * spec: ConvSpec * xShape: int[] -> RawTensor
+    /// The adjoint of conv2d in its weight, producing `wShape`.
+    abstract Conv2dWeightGrad: x: RawTensor * g: RawTensor * spec: ConvSpec * wShape: int[] -> RawTensor
+    /// Flat input index of each max-pooling window's maximum, and the output shape.
+    abstract MaxPool2dIndices: x: RawTensor * kh: int * kw: int * spec: ConvSpec -> int[] * int[]
+    /// The same values in another dtype.
+    abstract Cast: x: RawTensor * dtype: DType -> RawTensor
+
+/// The process-wide choice of kernels (like PyTorch's default device). Changing it affects
+/// operations started afterwards; tensors themselves are backend-neutral buffers.
+module Backend =
+    let mutable private current: IBackend option = None
+
+    /// Selects the backend for subsequent operations.
+    let set (backend: IBackend) = Volatile.Write(&current, Some backend)
+
+    /// The selected backend, or `fallback` when none was selected.
+    let getOr (fallback: IBackend) =
+        match Volatile.Read(&current) with
+        | Some b -> b
+        | None -> fallback
