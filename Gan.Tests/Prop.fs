@@ -21,9 +21,17 @@ let checkN (name: string) (maxTest: int) (property: Property) =
         match replay () with
         | Some r -> r
         | None -> uint64 (Random.Shared.NextInt64(1L, Int64.MaxValue)), 1297UL
+
     Console.WriteLine(sprintf "[fscheck] %s FSCHECK_REPLAY=%d,%d" name (fst seed) (snd seed))
-    let replay = { Rnd = Rnd(fst seed, snd seed); Size = None }
-    let config = Config.QuickThrowOnFailure.WithMaxTest(maxTest).WithReplay(Some replay).WithName(name)
+
+    let replay = {
+        Rnd = Rnd(fst seed, snd seed)
+        Size = None
+    }
+
+    let config =
+        Config.QuickThrowOnFailure.WithMaxTest(maxTest).WithReplay(Some replay).WithName(name)
+
     Check.One(config, property)
 
 /// <see cref="checkN"/> with 100 cases.

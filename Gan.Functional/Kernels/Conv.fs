@@ -318,3 +318,43 @@ let inline maxPool2dIndices (kh: int) (kw: int) (spec: ConvSpec) (x: ^T[]) (xSha
                 out <- out + 1
 
     idx, yShape
+
+/// <summary>
+/// The kernels instantiated at float64, compiled once and not inline.
+/// </summary>
+/// <remarks>
+/// Why: an optimized build of another assembly (the tests, even with InternalsVisibleTo) cannot
+/// inline `inline` values of this internal module (dotnet/fsharp#7110: their bodies are hidden
+/// from its optimization data), so callers outside Gan.Functional use these. They also give
+/// callers inside the library one shared instance instead of an inlined copy per call site.
+/// </remarks>
+module F64 =
+    /// <see cref="conv2d"/> at float64.
+    let conv2d spec (x: float[]) xShape (w: float[]) wShape : float[] = conv2d spec x xShape w wShape
+
+    /// <see cref="conv2dInputGrad"/> at float64.
+    let conv2dInputGrad spec (g: float[]) gShape (w: float[]) wShape xShape : float[] =
+        conv2dInputGrad spec g gShape w wShape xShape
+
+    /// <see cref="conv2dWeightGrad"/> at float64.
+    let conv2dWeightGrad spec (x: float[]) xShape (g: float[]) gShape wShape : float[] =
+        conv2dWeightGrad spec x xShape g gShape wShape
+
+    /// <see cref="maxPool2dIndices"/> at float64.
+    let maxPool2dIndices kh kw spec (x: float[]) xShape = maxPool2dIndices kh kw spec x xShape
+
+/// The kernels instantiated at float32, compiled once and not inline (see <see cref="F64"/>).
+module F32 =
+    /// <see cref="conv2d"/> at float32.
+    let conv2d spec (x: float32[]) xShape (w: float32[]) wShape : float32[] = conv2d spec x xShape w wShape
+
+    /// <see cref="conv2dInputGrad"/> at float32.
+    let conv2dInputGrad spec (g: float32[]) gShape (w: float32[]) wShape xShape : float32[] =
+        conv2dInputGrad spec g gShape w wShape xShape
+
+    /// <see cref="conv2dWeightGrad"/> at float32.
+    let conv2dWeightGrad spec (x: float32[]) xShape (g: float32[]) gShape wShape : float32[] =
+        conv2dWeightGrad spec x xShape g gShape wShape
+
+    /// <see cref="maxPool2dIndices"/> at float32.
+    let maxPool2dIndices kh kw spec (x: float32[]) xShape = maxPool2dIndices kh kw spec x xShape

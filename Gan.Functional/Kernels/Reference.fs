@@ -7,20 +7,26 @@ open Gan.Functional
 module internal ReferenceOps =
 
     let dtypeMismatch op (a: RawTensor) (b: RawTensor) : 'a =
-        Shape.fail op (sprintf "dtypes differ: %A %s and %A %s" a.DType (Shape.show a.Shape) b.DType (Shape.show b.Shape))
+        Shape.fail
+            op
+            (sprintf "dtypes differ: %A %s and %A %s" a.DType (Shape.show a.Shape) b.DType (Shape.show b.Shape))
 
     let inline sigmoid (x: ^T) : ^T =
         let one = LanguagePrimitives.GenericOne
         // two branches keep exp's argument non-positive, so neither overflows.
-        if x >= LanguagePrimitives.GenericZero then one / (one + exp (-x))
+        if x >= LanguagePrimitives.GenericZero then
+            one / (one + exp (-x))
         else
             let e = exp x
             e / (one + e)
 
     let inline signOf (x: ^T) : ^T =
-        if x > LanguagePrimitives.GenericZero then LanguagePrimitives.GenericOne
-        elif x < LanguagePrimitives.GenericZero then -LanguagePrimitives.GenericOne
-        else LanguagePrimitives.GenericZero
+        if x > LanguagePrimitives.GenericZero then
+            LanguagePrimitives.GenericOne
+        elif x < LanguagePrimitives.GenericZero then
+            -LanguagePrimitives.GenericOne
+        else
+            LanguagePrimitives.GenericZero
 
     let inline mapT op (x: ^T[]) : ^T[] =
         match op with
@@ -33,7 +39,11 @@ module internal ReferenceOps =
         | Abs -> Array.map abs x
         | Sign -> Array.map signOf x
 
-    let inline mask (c: bool) : ^T = if c then LanguagePrimitives.GenericOne else LanguagePrimitives.GenericZero
+    let inline mask (c: bool) : ^T =
+        if c then
+            LanguagePrimitives.GenericOne
+        else
+            LanguagePrimitives.GenericZero
 
     let inline zipT op (a: ^T[]) aShape (b: ^T[]) bShape outShape : ^T[] =
         match op with
@@ -57,7 +67,11 @@ module internal ReferenceOps =
         | ReduceMin -> Strided.reduce (fun acc v -> if v < acc then v else acc) (-negInf) x shape axes
 
     let inline whereT (m: ^T[]) (a: ^T[]) (b: ^T[]) : ^T[] =
-        Array.init m.Length (fun i -> if m.[i] <> LanguagePrimitives.GenericZero then a.[i] else b.[i])
+        Array.init m.Length (fun i ->
+            if m.[i] <> LanguagePrimitives.GenericZero then
+                a.[i]
+            else
+                b.[i])
 
     let inline concatT (xs: ^T[][]) (shapes: int[][]) (axis: int) (outShape: int[]) : ^T[] =
         let dst: ^T[] = Array.zeroCreate (Shape.numel outShape)
@@ -65,19 +79,26 @@ module internal ReferenceOps =
         let inner = Shape.numel outShape.[axis + 1 ..]
         let rowOut = outShape.[axis] * inner
         let mutable col = 0
+
         for t in 0 .. xs.Length - 1 do
             let row = shapes.[t].[axis] * inner
+
             for o in 0 .. outer - 1 do
                 Array.Copy(xs.[t], o * row, dst, o * rowOut + col, row)
+
             col <- col + row
+
         dst
 
-    let inline takeT (x: ^T[]) (index: int[]) : ^T[] = Array.init index.Length (fun i -> x.[index.[i]])
+    let inline takeT (x: ^T[]) (index: int[]) : ^T[] =
+        Array.init index.Length (fun i -> x.[index.[i]])
 
     let inline scatterAddT (src: ^T[]) (index: int[]) (n: int) : ^T[] =
         let dst: ^T[] = Array.zeroCreate n
+
         for i in 0 .. index.Length - 1 do
             dst.[index.[i]] <- dst.[index.[i]] + src.[i]
+
         dst
 
 /// The reference CPU backend: simple, single-threaded, correct kernels for float32 and
@@ -90,26 +111,51 @@ type ReferenceBackend() =
 
         member _.Unary(op, x) =
             match x.Storage with
-            | Storage.F32 a -> { Shape = x.Shape; Storage = Storage.F32(ReferenceOps.mapT op a) }
-            | Storage.F64 a -> { Shape = x.Shape; Storage = Storage.F64(ReferenceOps.mapT op a) }
+            | Storage.F32 a -> {
+                Shape = x.Shape
+                Storage = Storage.F32(ReferenceOps.mapT op a)
+              }
+            | Storage.F64 a -> {
+                Shape = x.Shape
+                Storage = Storage.F64(ReferenceOps.mapT op a)
+              }
 
         member _.Binary(op, a, b, outShape) =
             match a.Storage, b.Storage with
-            | Storage.F32 x, Storage.F32 y -> { Shape = outShape; Storage = Storage.F32(ReferenceOps.zipT op x a.Shape y b.Shape outShape) }
-            | Storage.F64 x, Storage.F64 y -> { Shape = outShape; Storage = Storage.F64(ReferenceOps.zipT op x a.Shape y b.Shape outShape) }
+            | Storage.F32 x, Storage.F32 y -> {
+                Shape = outShape
+                Storage = Storage.F32(ReferenceOps.zipT op x a.Shape y b.Shape outShape)
+              }
+            | Storage.F64 x, Storage.F64 y -> {
+                Shape = outShape
+                Storage = Storage.F64(ReferenceOps.zipT op x a.Shape y b.Shape outShape)
+              }
             | _ -> ReferenceOps.dtypeMismatch (sprintf "%A" op) a b
 
         member _.Where(m, a, b) =
             match m.Storage, a.Storage, b.Storage with
-            | Storage.F32 mm, Storage.F32 x, Storage.F32 y -> { Shape = a.Shape; Storage = Storage.F32(ReferenceOps.whereT mm x y) }
-            | Storage.F64 mm, Storage.F64 x, Storage.F64 y -> { Shape = a.Shape; Storage = Storage.F64(ReferenceOps.whereT mm x y) }
+            | Storage.F32 mm, Storage.F32 x, Storage.F32 y -> {
+                Shape = a.Shape
+                Storage = Storage.F32(ReferenceOps.whereT mm x y)
+              }
+            | Storage.F64 mm, Storage.F64 x, Storage.F64 y -> {
+                Shape = a.Shape
+                Storage = Storage.F64(ReferenceOps.whereT mm x y)
+              }
             | _ -> ReferenceOps.dtypeMismatch "where" a b
 
         member _.Reduce(op, x, axes) =
             let shape = Shape.reduceKeep x.Shape axes
+
             match x.Storage with
-            | Storage.F32 a -> { Shape = shape; Storage = Storage.F32(ReferenceOps.reduceT op a x.Shape axes Single.NegativeInfinity) }
-            | Storage.F64 a -> { Shape = shape; Storage = Storage.F64(ReferenceOps.reduceT op a x.Shape axes Double.NegativeInfinity) }
+            | Storage.F32 a -> {
+                Shape = shape
+                Storage = Storage.F32(ReferenceOps.reduceT op a x.Shape axes Single.NegativeInfinity)
+              }
+            | Storage.F64 a -> {
+                Shape = shape
+                Storage = Storage.F64(ReferenceOps.reduceT op a x.Shape axes Double.NegativeInfinity)
+              }
 
         member _.ArgMax(x, axis) =
             match x.Storage with
@@ -118,66 +164,137 @@ type ReferenceBackend() =
 
         member _.View(x, offset, strides, shape) =
             match x.Storage with
-            | Storage.F32 a -> { Shape = shape; Storage = Storage.F32(Strided.view a offset strides shape) }
-            | Storage.F64 a -> { Shape = shape; Storage = Storage.F64(Strided.view a offset strides shape) }
+            | Storage.F32 a -> {
+                Shape = shape
+                Storage = Storage.F32(Strided.view a offset strides shape)
+              }
+            | Storage.F64 a -> {
+                Shape = shape
+                Storage = Storage.F64(Strided.view a offset strides shape)
+              }
 
         member _.Embed(x, shape, offset, strides) =
             match x.Storage with
             | Storage.F32 a ->
                 let dst = Array.zeroCreate (Shape.numel shape)
                 Strided.embed a x.Shape dst offset strides
-                { Shape = shape; Storage = Storage.F32 dst }
+
+                {
+                    Shape = shape
+                    Storage = Storage.F32 dst
+                }
             | Storage.F64 a ->
                 let dst = Array.zeroCreate (Shape.numel shape)
                 Strided.embed a x.Shape dst offset strides
-                { Shape = shape; Storage = Storage.F64 dst }
+
+                {
+                    Shape = shape
+                    Storage = Storage.F64 dst
+                }
 
         member _.Concat(xs, axis) =
             let outShape = Array.copy xs.[0].Shape
             outShape.[axis] <- xs |> Array.sumBy (fun x -> x.Shape.[axis])
             let shapes = xs |> Array.map (fun x -> x.Shape)
+
             match xs.[0].Storage with
             | Storage.F32 _ ->
-                let parts = xs |> Array.map (fun x -> match x.Storage with Storage.F32 a -> a | Storage.F64 _ -> ReferenceOps.dtypeMismatch "concat" xs.[0] x)
-                { Shape = outShape; Storage = Storage.F32(ReferenceOps.concatT parts shapes axis outShape) }
+                let parts =
+                    xs
+                    |> Array.map (fun x ->
+                        match x.Storage with
+                        | Storage.F32 a -> a
+                        | Storage.F64 _ -> ReferenceOps.dtypeMismatch "concat" xs.[0] x)
+
+                {
+                    Shape = outShape
+                    Storage = Storage.F32(ReferenceOps.concatT parts shapes axis outShape)
+                }
             | Storage.F64 _ ->
-                let parts = xs |> Array.map (fun x -> match x.Storage with Storage.F64 a -> a | Storage.F32 _ -> ReferenceOps.dtypeMismatch "concat" xs.[0] x)
-                { Shape = outShape; Storage = Storage.F64(ReferenceOps.concatT parts shapes axis outShape) }
+                let parts =
+                    xs
+                    |> Array.map (fun x ->
+                        match x.Storage with
+                        | Storage.F64 a -> a
+                        | Storage.F32 _ -> ReferenceOps.dtypeMismatch "concat" xs.[0] x)
+
+                {
+                    Shape = outShape
+                    Storage = Storage.F64(ReferenceOps.concatT parts shapes axis outShape)
+                }
 
         member _.Take(x, index, shape) =
             match x.Storage with
-            | Storage.F32 a -> { Shape = shape; Storage = Storage.F32(ReferenceOps.takeT a index) }
-            | Storage.F64 a -> { Shape = shape; Storage = Storage.F64(ReferenceOps.takeT a index) }
+            | Storage.F32 a -> {
+                Shape = shape
+                Storage = Storage.F32(ReferenceOps.takeT a index)
+              }
+            | Storage.F64 a -> {
+                Shape = shape
+                Storage = Storage.F64(ReferenceOps.takeT a index)
+              }
 
         member _.ScatterAdd(src, index, shape) =
             let n = Shape.numel shape
+
             match src.Storage with
-            | Storage.F32 a -> { Shape = shape; Storage = Storage.F32(ReferenceOps.scatterAddT a index n) }
-            | Storage.F64 a -> { Shape = shape; Storage = Storage.F64(ReferenceOps.scatterAddT a index n) }
+            | Storage.F32 a -> {
+                Shape = shape
+                Storage = Storage.F32(ReferenceOps.scatterAddT a index n)
+              }
+            | Storage.F64 a -> {
+                Shape = shape
+                Storage = Storage.F64(ReferenceOps.scatterAddT a index n)
+              }
 
         member _.MatMul(a, transA, b, transB, outShape) =
             match a.Storage, b.Storage with
-            | Storage.F32 x, Storage.F32 y -> { Shape = outShape; Storage = Storage.F32(Strided.matmul x a.Shape transA y b.Shape transB outShape) }
-            | Storage.F64 x, Storage.F64 y -> { Shape = outShape; Storage = Storage.F64(Strided.matmul x a.Shape transA y b.Shape transB outShape) }
+            | Storage.F32 x, Storage.F32 y -> {
+                Shape = outShape
+                Storage = Storage.F32(Strided.matmul x a.Shape transA y b.Shape transB outShape)
+              }
+            | Storage.F64 x, Storage.F64 y -> {
+                Shape = outShape
+                Storage = Storage.F64(Strided.matmul x a.Shape transA y b.Shape transB outShape)
+              }
             | _ -> ReferenceOps.dtypeMismatch "matmul" a b
 
         member _.Conv2d(x, w, spec) =
             let outShape = ConvSpec.outputShape "conv2d" spec x.Shape w.Shape
+
             match x.Storage, w.Storage with
-            | Storage.F32 xa, Storage.F32 wa -> { Shape = outShape; Storage = Storage.F32(Conv.conv2d spec xa x.Shape wa w.Shape) }
-            | Storage.F64 xa, Storage.F64 wa -> { Shape = outShape; Storage = Storage.F64(Conv.conv2d spec xa x.Shape wa w.Shape) }
+            | Storage.F32 xa, Storage.F32 wa -> {
+                Shape = outShape
+                Storage = Storage.F32(Conv.conv2d spec xa x.Shape wa w.Shape)
+              }
+            | Storage.F64 xa, Storage.F64 wa -> {
+                Shape = outShape
+                Storage = Storage.F64(Conv.conv2d spec xa x.Shape wa w.Shape)
+              }
             | _ -> ReferenceOps.dtypeMismatch "conv2d" x w
 
         member _.Conv2dInputGrad(g, w, spec, xShape) =
             match g.Storage, w.Storage with
-            | Storage.F32 ga, Storage.F32 wa -> { Shape = xShape; Storage = Storage.F32(Conv.conv2dInputGrad spec ga g.Shape wa w.Shape xShape) }
-            | Storage.F64 ga, Storage.F64 wa -> { Shape = xShape; Storage = Storage.F64(Conv.conv2dInputGrad spec ga g.Shape wa w.Shape xShape) }
+            | Storage.F32 ga, Storage.F32 wa -> {
+                Shape = xShape
+                Storage = Storage.F32(Conv.conv2dInputGrad spec ga g.Shape wa w.Shape xShape)
+              }
+            | Storage.F64 ga, Storage.F64 wa -> {
+                Shape = xShape
+                Storage = Storage.F64(Conv.conv2dInputGrad spec ga g.Shape wa w.Shape xShape)
+              }
             | _ -> ReferenceOps.dtypeMismatch "conv_transpose2d" g w
 
         member _.Conv2dWeightGrad(x, g, spec, wShape) =
             match x.Storage, g.Storage with
-            | Storage.F32 xa, Storage.F32 ga -> { Shape = wShape; Storage = Storage.F32(Conv.conv2dWeightGrad spec xa x.Shape ga g.Shape wShape) }
-            | Storage.F64 xa, Storage.F64 ga -> { Shape = wShape; Storage = Storage.F64(Conv.conv2dWeightGrad spec xa x.Shape ga g.Shape wShape) }
+            | Storage.F32 xa, Storage.F32 ga -> {
+                Shape = wShape
+                Storage = Storage.F32(Conv.conv2dWeightGrad spec xa x.Shape ga g.Shape wShape)
+              }
+            | Storage.F64 xa, Storage.F64 ga -> {
+                Shape = wShape
+                Storage = Storage.F64(Conv.conv2dWeightGrad spec xa x.Shape ga g.Shape wShape)
+              }
             | _ -> ReferenceOps.dtypeMismatch "conv2d_weight" x g
 
         member _.MaxPool2dIndices(x, kh, kw, spec) =

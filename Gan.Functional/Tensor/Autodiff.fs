@@ -4,10 +4,11 @@ open System.Collections.Generic
 
 /// The outcome of differentiating a loss that also returns auxiliary values (metrics,
 /// updated BatchNorm statistics): the loss, one gradient per named parameter, and the aux.
-type GradResult<'Aux> =
-    { Loss: Tensor
-      Grads: Map<string, Tensor>
-      Aux: 'Aux }
+type GradResult<'Aux> = {
+    Loss: Tensor
+    Grads: Map<string, Tensor>
+    Aux: 'Aux
+}
 
 /// Reverse-mode automatic differentiation as functions (<c>grad f x</c>), nestable to any
 /// order: backward rules are written in differentiable tensor operations, and every call opens
@@ -21,6 +22,7 @@ module Autodiff =
         let y = n.Primal
         let shapeOf t = Prim.shape t
         let one t = Prim.scalarLike t 1.0
+
         match n.Op with
         | Leaf -> invalidOp "a leaf has no inputs"
         | Neg _ -> Prim.neg g
@@ -31,13 +33,21 @@ module Autodiff =
         | Sigmoid _ -> Prim.mul g (Prim.mul y (Prim.sub (one y) y))
         | Abs a -> Prim.mul g (Tensor.sign (p a))
         | Add(a, b) -> Prim.sumTo (shapeOf (if i = 0 then a else b)) g
-        | Sub(a, b) -> if i = 0 then Prim.sumTo (shapeOf a) g else Prim.sumTo (shapeOf b) (Prim.neg g)
+        | Sub(a, b) ->
+            if i = 0 then
+                Prim.sumTo (shapeOf a) g
+            else
+                Prim.sumTo (shapeOf b) (Prim.neg g)
         | Mul(a, b) ->
-            if i = 0 then Prim.sumTo (shapeOf a) (Prim.mul g (p b))
-            else Prim.sumTo (shapeOf b) (Prim.mul g (p a))
+            if i = 0 then
+                Prim.sumTo (shapeOf a) (Prim.mul g (p b))
+            else
+                Prim.sumTo (shapeOf b) (Prim.mul g (p a))
         | Div(a, b) ->
-            if i = 0 then Prim.sumTo (shapeOf a) (Prim.div g (p b))
-            else Prim.sumTo (shapeOf b) (Prim.neg (Prim.div (Prim.mul g y) (p b)))
+            if i = 0 then
+                Prim.sumTo (shapeOf a) (Prim.div g (p b))
+            else
+                Prim.sumTo (shapeOf b) (Prim.neg (Prim.div (Prim.mul g y) (p b)))
         | Pow(a, b) ->
             if i = 0 then
                 Prim.sumTo (shapeOf a) (Prim.mul g (Prim.mul (p b) (Prim.pow (p a) (Prim.sub (p b) (one y)))))
@@ -45,7 +55,11 @@ module Autodiff =
                 Prim.sumTo (shapeOf b) (Prim.mul g (Prim.mul y (Prim.log (p a))))
         | Where(m, _, _) ->
             let zero = Prim.scalarLike g 0.0
-            if i = 0 then Prim.where (TConst m) g zero else Prim.where (TConst m) zero g
+
+            if i = 0 then
+                Prim.where (TConst m) g zero
+            else
+                Prim.where (TConst m) zero g
         | Sum(a, _) -> Prim.expand (shapeOf a) g
         | Max(a, axes) ->
             // d max = the share of g for every position equal to the maximum (ties split evenly)
@@ -74,20 +88,38 @@ module Autodiff =
         | MatMul(a, ta, b, tb) ->
             // C = A'B' with A' = A or Aᵀ: dA' = g B'ᵀ, dB' = A'ᵀ g, transposed back where needed
             if i = 0 then
-                let d = if ta then Prim.matmulT (p b) tb g true else Prim.matmulT g false (p b) (not tb)
+                let d =
+                    if ta then
+                        Prim.matmulT (p b) tb g true
+                    else
+                        Prim.matmulT g false (p b) (not tb)
+
                 Prim.sumTo (shapeOf a) d
             else
-                let d = if tb then Prim.matmulT g true (p a) ta else Prim.matmulT (p a) (not ta) g false
+                let d =
+                    if tb then
+                        Prim.matmulT g true (p a) ta
+                    else
+                        Prim.matmulT (p a) (not ta) g false
+
                 Prim.sumTo (shapeOf b) d
         | Conv(x, w, spec) ->
-            if i = 0 then Prim.conv2dInputGrad spec (shapeOf x) g (p w)
-            else Prim.conv2dWeightGrad spec (shapeOf w) (p x) g
+            if i = 0 then
+                Prim.conv2dInputGrad spec (shapeOf x) g (p w)
+            else
+                Prim.conv2dWeightGrad spec (shapeOf w) (p x) g
         | ConvInputGrad(gg, w, spec) ->
             // z = convᵀ(gg, w): ⟨z, u⟩ = ⟨gg, conv(u, w)⟩
-            if i = 0 then Prim.conv2d spec g (p w) else Prim.conv2dWeightGrad spec (shapeOf w) g (p gg)
+            if i = 0 then
+                Prim.conv2d spec g (p w)
+            else
+                Prim.conv2dWeightGrad spec (shapeOf w) g (p gg)
         | ConvWeightGrad(x, gg, spec) ->
             // k = convW(x, gg): ⟨k, V⟩ = ⟨gg, conv(x, V)⟩
-            if i = 0 then Prim.conv2dInputGrad spec (shapeOf x) (p gg) g else Prim.conv2d spec (p x) g
+            if i = 0 then
+                Prim.conv2dInputGrad spec (shapeOf x) (p gg) g
+            else
+                Prim.conv2d spec (p x) g
         | Cast a -> Prim.cast (Prim.dtype a) g
 
     /// Propagates `seed` (the adjoint of `root`) back through every node of level `tag` in
@@ -97,26 +129,35 @@ module Autodiff =
         let visited = HashSet<Node>(HashIdentity.Reference)
         let stack = Stack<struct (Node * bool)>()
         stack.Push(struct (root, false))
+
         while stack.Count > 0 do
             let struct (n, expanded) = stack.Pop()
-            if expanded then order.Add n
+
+            if expanded then
+                order.Add n
             elif visited.Add n then
                 stack.Push(struct (n, true))
+
                 for input in n.Op.Inputs do
                     match input with
                     | TRev c when c.Tag = tag && not (visited.Contains c) -> stack.Push(struct (c, false))
                     | _ -> ()
+
         let adjoints = Dictionary<Node, Tensor>(HashIdentity.Reference)
         adjoints.[root] <- seed
+
         for k in order.Count - 1 .. -1 .. 0 do
             let n = order.[k]
+
             match adjoints.TryGetValue n with
             | true, g ->
                 let inputs = n.Op.Inputs
+
                 for i in 0 .. inputs.Length - 1 do
                     match inputs.[i] with
                     | TRev c when c.Tag = tag ->
                         let gi = rule n g i
+
                         match adjoints.TryGetValue c with
                         | true, acc -> adjoints.[c] <- Prim.add acc gi
                         | _ -> adjoints.[c] <- gi
@@ -126,6 +167,7 @@ module Autodiff =
                 | Leaf -> ()
                 | _ -> adjoints.Remove n |> ignore
             | _ -> ()
+
         adjoints
 
     /// Runs `f` on leaves at a fresh level, then back-propagates `seed` (ones when None) from
@@ -135,15 +177,20 @@ module Autodiff =
         let leaves = xs |> Array.map (fun x -> Node(x, tag, Leaf))
         let y = f (leaves |> Array.map TRev)
         let value = Tape.primalAt tag y
+
         match seed with
         | Some s when Prim.shape s <> Prim.shape y ->
-            Shape.fail "vjp" (sprintf "cotangent %s does not match output %s" (Shape.show (Prim.shape s)) (Shape.show (Prim.shape y)))
+            Shape.fail
+                "vjp"
+                (sprintf "cotangent %s does not match output %s" (Shape.show (Prim.shape s)) (Shape.show (Prim.shape y)))
         | _ -> ()
+
         let grads =
             match y with
             | TRev n when n.Tag = tag ->
                 let s = seed |> Option.defaultWith (fun () -> Tensor.onesLike value)
                 let adjoints = backward tag n s
+
                 Array.map2
                     (fun (leaf: Node) (x: Tensor) ->
                         match adjoints.TryGetValue leaf with
@@ -152,13 +199,18 @@ module Autodiff =
                     leaves
                     xs
             | _ -> xs |> Array.map Tensor.zerosLike
+
         value, grads
 
     let private scalarOutput (f: Tensor[] -> Tensor) =
         fun (leaves: Tensor[]) ->
             let y = f leaves
+
             if Prim.shape y |> Shape.numel <> 1 then
-                Shape.fail "grad" (sprintf "the function must return a single value, got %s" (Shape.show (Prim.shape y)))
+                Shape.fail
+                    "grad"
+                    (sprintf "the function must return a single value, got %s" (Shape.show (Prim.shape y)))
+
             y
 
     /// f(x) and ∇f(x) for a function returning one element.
@@ -196,6 +248,7 @@ module Autodiff =
     /// tensors inside the aux should be detached by `f` if they are to outlive the step.
     let valueAndGradsWithAux (f: Map<string, Tensor> -> Tensor * 'Aux) (ps: Map<string, Tensor>) : GradResult<'Aux> =
         let mutable aux = Unchecked.defaultof<'Aux>
+
         let value, grads =
             valueAndGrads
                 (fun p ->
@@ -203,4 +256,9 @@ module Autodiff =
                     aux <- a
                     loss)
                 ps
-        { Loss = value; Grads = grads; Aux = aux }
+
+        {
+            Loss = value
+            Grads = grads
+            Aux = aux
+        }

@@ -8,13 +8,12 @@ namespace Gan.Functional
 /// keys with <c>Random.split</c>, <c>Random.splitN</c> or <c>Random.foldIn</c>, in the style of JAX.
 /// </summary>
 [<Struct>]
-type Key =
-    {
-        /// First key word (k0 of Philox).
-        K0: uint32
-        /// Second key word (k1 of Philox).
-        K1: uint32
-    }
+type Key = {
+    /// First key word (k0 of Philox).
+    K0: uint32
+    /// Second key word (k1 of Philox).
+    K1: uint32
+}
 
 /// Elementary functions written with IEEE-754 basic operations only (+, -, *, /, sqrt), so
 /// that their results are bit-identical on every platform (System.Math delegates to the C
@@ -22,7 +21,8 @@ type Key =
 /// coefficients are fdlibm's (e_log.c, k_sin.c, k_cos.c).
 module internal PortableMath =
 
-    let inline private bits (hex: int64) = System.BitConverter.Int64BitsToDouble hex
+    let inline private bits (hex: int64) =
+        System.BitConverter.Int64BitsToDouble hex
 
     let private ln2Hi = bits 0x3FE62E42FEE00000L
     let private ln2Lo = bits 0x3DEA39EF35793C76L
@@ -219,8 +219,12 @@ module Random =
     /// Streams the first `totalWords` words of the sampling stream through `body buf start len`,
     /// `Chunk` words at a time (chunks start at multiples of `Chunk`, so groups of 2 or 4 words
     /// never straddle two chunks).
-    let inline private forChunks (key: Key) (totalWords: int64) ([<InlineIfLambda>] body: uint32[] -> int64 -> int -> unit) =
-        let buf = Array.zeroCreate<uint32> (int (min totalWords (int64 Chunk)))
+    let inline private forChunks
+        (key: Key)
+        (totalWords: int64)
+        ([<InlineIfLambda>] body: uint32[] -> int64 -> int -> unit)
+        =
+        let buf = Array.zeroCreate<uint32>(int (min totalWords (int64 Chunk)))
         let mutable start = 0L
 
         while start < totalWords do
@@ -256,9 +260,10 @@ module Random =
     /// The key for an integer seed: k0 = the low 32 bits of <paramref name="seed"/>, k1 = the high
     /// 32 bits. Distinct seeds give distinct keys and hence independent streams.
     /// </summary>
-    let key (seed: uint64) : Key =
-        { K0 = uint32 seed
-          K1 = uint32 (seed >>> 32) }
+    let key (seed: uint64) : Key = {
+        K0 = uint32 seed
+        K1 = uint32 (seed >>> 32)
+    }
 
     /// <summary>
     /// The raw Philox-4x32-10 bijection: the four output words for a 4-word counter

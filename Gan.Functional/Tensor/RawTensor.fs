@@ -16,9 +16,10 @@ type Storage =
 /// and write these; the differentiable <c>Tensor</c> wraps them. Buffers are never mutated
 /// after construction (kernels allocate their outputs).
 [<NoEquality; NoComparison>]
-type RawTensor =
-    { Shape: int[]
-      Storage: Storage }
+type RawTensor = {
+    Shape: int[]
+    Storage: Storage
+} with
 
     /// Element type of the buffer.
     member t.DType =
@@ -35,23 +36,40 @@ module RawTensor =
     /// Wraps a float32 buffer; its length must equal the shape's element count.
     let ofFloat32 (shape: int[]) (data: float32[]) =
         Shape.check "tensor" shape
+
         if data.Length <> Shape.numel shape then
             Shape.fail "tensor" (sprintf "%d values do not fill shape %s" data.Length (Shape.show shape))
-        { Shape = shape; Storage = Storage.F32 data }
+
+        {
+            Shape = shape
+            Storage = Storage.F32 data
+        }
 
     /// Wraps a float64 buffer; its length must equal the shape's element count.
     let ofFloat64 (shape: int[]) (data: float[]) =
         Shape.check "tensor" shape
+
         if data.Length <> Shape.numel shape then
             Shape.fail "tensor" (sprintf "%d values do not fill shape %s" data.Length (Shape.show shape))
-        { Shape = shape; Storage = Storage.F64 data }
+
+        {
+            Shape = shape
+            Storage = Storage.F64 data
+        }
 
     /// A tensor of the given dtype with every element `v`.
     let full dtype (shape: int[]) (v: float) =
         Shape.check "full" shape
+
         match dtype with
-        | Float32 -> { Shape = shape; Storage = Storage.F32(Array.create (Shape.numel shape) (float32 v)) }
-        | Float64 -> { Shape = shape; Storage = Storage.F64(Array.create (Shape.numel shape) v) }
+        | Float32 -> {
+            Shape = shape
+            Storage = Storage.F32(Array.create (Shape.numel shape) (float32 v))
+          }
+        | Float64 -> {
+            Shape = shape
+            Storage = Storage.F64(Array.create (Shape.numel shape) v)
+          }
 
     /// The elements as float64, in row-major order (a copy).
     let toFloat64Array (t: RawTensor) =
@@ -70,5 +88,11 @@ module RawTensor =
         match dtype, t.Storage with
         | Float32, Storage.F32 _
         | Float64, Storage.F64 _ -> t
-        | Float32, Storage.F64 a -> { Shape = t.Shape; Storage = Storage.F32(Array.map float32 a) }
-        | Float64, Storage.F32 a -> { Shape = t.Shape; Storage = Storage.F64(Array.map float a) }
+        | Float32, Storage.F64 a -> {
+            Shape = t.Shape
+            Storage = Storage.F32(Array.map float32 a)
+          }
+        | Float64, Storage.F32 a -> {
+            Shape = t.Shape
+            Storage = Storage.F64(Array.map float a)
+          }

@@ -20,10 +20,21 @@ type Tensor =
             match t with
             | TConst r -> r
             | TRev n -> raw n.Primal
+
         let r = raw t
         let values = RawTensor.toFloat64Array r
-        let shown = values |> Array.truncate 8 |> Array.map (fun v -> v.ToString("G6", Globalization.CultureInfo.InvariantCulture))
-        sprintf "Tensor(%s, %A, [%s%s])" (Shape.show r.Shape) r.DType (String.Join(", ", shown)) (if values.Length > 8 then ", ..." else "")
+
+        let shown =
+            values
+            |> Array.truncate 8
+            |> Array.map (fun v -> v.ToString("G6", Globalization.CultureInfo.InvariantCulture))
+
+        sprintf
+            "Tensor(%s, %A, [%s%s])"
+            (Shape.show r.Shape)
+            r.DType
+            (String.Join(", ", shown))
+            (if values.Length > 8 then ", ..." else "")
 
 /// One recorded primitive application at nesting level `Tag`. Reference identity matters:
 /// the backward pass keys adjoints by node.
@@ -69,11 +80,33 @@ and internal Op =
     member op.Inputs =
         match op with
         | Leaf -> [||]
-        | Neg a | Exp a | Log a | Sqrt a | Tanh a | Sigmoid a | Abs a | Sum(a, _) | Max(a, _)
-        | Reshape a | Permute(a, _) | Expand a | Slice(a, _) | Pad(a, _) | Take(a, _)
-        | ScatterAdd(a, _) | Cast a -> [| a |]
-        | Add(a, b) | Sub(a, b) | Mul(a, b) | Div(a, b) | Pow(a, b) | Where(_, a, b)
-        | MatMul(a, _, b, _) | Conv(a, b, _) | ConvInputGrad(a, b, _) | ConvWeightGrad(a, b, _) -> [| a; b |]
+        | Neg a
+        | Exp a
+        | Log a
+        | Sqrt a
+        | Tanh a
+        | Sigmoid a
+        | Abs a
+        | Sum(a, _)
+        | Max(a, _)
+        | Reshape a
+        | Permute(a, _)
+        | Expand a
+        | Slice(a, _)
+        | Pad(a, _)
+        | Take(a, _)
+        | ScatterAdd(a, _)
+        | Cast a -> [| a |]
+        | Add(a, b)
+        | Sub(a, b)
+        | Mul(a, b)
+        | Div(a, b)
+        | Pow(a, b)
+        | Where(_, a, b)
+        | MatMul(a, _, b, _)
+        | Conv(a, b, _)
+        | ConvInputGrad(a, b, _)
+        | ConvWeightGrad(a, b, _) -> [| a; b |]
         | Concat(xs, _) -> xs
 
 /// Nesting levels and the one generic rule by which every primitive is taped.
@@ -107,8 +140,10 @@ module internal Tape =
     /// keeps levels apart: an input tracked at an outer level is a constant at this one).
     let rec lift (inputs: Tensor[]) (kernel: RawTensor[] -> RawTensor) (op: Tensor[] -> Op) : Tensor =
         let mutable tag = 0L
+
         for i in inputs do
             tag <- max tag (tagOf i)
+
         if tag = 0L then
             TConst(kernel (Array.map raw inputs))
         else
@@ -118,14 +153,22 @@ module internal Tape =
 /// Forward definitions of the primitives: shape checks with clear errors, then the kernel.
 module internal Prim =
     /// The backend in force.
-    let backend () = Backend.getOr (ReferenceBackend.Instance :> IBackend)
+    let backend () =
+        Backend.getOr (ReferenceBackend.Instance :> IBackend)
 
     let shape t = (Tape.raw t).Shape
     let dtype (t: Tensor) = (Tape.raw t).DType
 
     let sameDType op (a: Tensor) (b: Tensor) =
         if dtype a <> dtype b then
-            Shape.fail op (sprintf "dtypes differ: %A %s and %A %s" (dtype a) (Shape.show (shape a)) (dtype b) (Shape.show (shape b)))
+            Shape.fail
+                op
+                (sprintf
+                    "dtypes differ: %A %s and %A %s"
+                    (dtype a)
+                    (Shape.show (shape a))
+                    (dtype b)
+                    (Shape.show (shape b)))
 
     let private unary kind (mk: Tensor -> Op) (x: Tensor) =
         Tape.lift [| x |] (fun r -> backend().Unary(kind, r.[0])) (fun i -> mk i.[0])
@@ -150,7 +193,8 @@ module internal Prim =
     let pow a b = binary "pow" BinaryOp.Pow Pow a b
 
     /// A constant of the same dtype as `like`, holding `v` (shape []).
-    let scalarLike (like: Tensor) (v: float) = TConst(RawTensor.full (dtype like) [||] v)
+    let scalarLike (like: Tensor) (v: float) =
+        TConst(RawTensor.full (dtype like) [||] v)
 
     /// A non-differentiable comparison: a constant mask of 0 and 1.
     let compare name kind (a: Tensor) (b: Tensor) =
@@ -161,9 +205,12 @@ module internal Prim =
     /// Materialises a broadcast of `x` to `target`.
     let expand (target: int[]) (x: Tensor) =
         let s = shape x
+
         if not (Shape.broadcastsTo s target) then
             Shape.fail "expand" (sprintf "cannot expand %s to %s" (Shape.show s) (Shape.show target))
-        if s = target then x
+
+        if s = target then
+            x
         else
             let strides = Strided.broadcastStrides s target
             Tape.lift [| x |] (fun r -> backend().View(r.[0], 0, strides, target)) (fun i -> Expand i.[0])
@@ -171,7 +218,10 @@ module internal Prim =
     /// y = mask ≠ 0 ? a : b, everything broadcast to one shape; the mask is not differentiated.
     let where (mask: Tensor) (a: Tensor) (b: Tensor) =
         sameDType "where" a b
-        let target = Shape.broadcast "where" (Shape.broadcast "where" (shape mask) (shape a)) (shape b)
+
+        let target =
+            Shape.broadcast "where" (Shape.broadcast "where" (shape mask) (shape a)) (shape b)
+
         let m = Tape.raw (expand target (TConst(RawTensor.cast (dtype a) (Tape.raw mask))))
         let a', b' = expand target a, expand target b
         Tape.lift [| a'; b' |] (fun r -> backend().Where(m, r.[0], r.[1])) (fun i -> Where(m, i.[0], i.[1]))
@@ -188,15 +238,21 @@ module internal Prim =
     let reshape (target: int[]) (x: Tensor) =
         let s = shape x
         let resolved = Shape.reshape "reshape" s target
-        if resolved = s then x
-        else Tape.lift [| x |] (fun r -> { r.[0] with Shape = resolved }) (fun i -> Reshape i.[0])
+
+        if resolved = s then
+            x
+        else
+            Tape.lift [| x |] (fun r -> { r.[0] with Shape = resolved }) (fun i -> Reshape i.[0])
 
     /// Axes reordered: output axis i is input axis perm[i].
     let permute (perm: int[]) (x: Tensor) =
         let s = shape x
+
         if perm.Length <> s.Length || (Array.sort perm) <> Array.init s.Length id then
             Shape.fail "permute" (sprintf "%A is not a permutation of the %d axes of %s" perm s.Length (Shape.show s))
-        if perm = Array.init s.Length id then x
+
+        if perm = Array.init s.Length id then
+            x
         else
             let st = Shape.strides s
             let strides = perm |> Array.map (fun p -> st.[p])
@@ -206,11 +262,17 @@ module internal Prim =
     /// The box starts[i] ≤ index < starts[i] + sizes[i] (step 1).
     let slice (starts: int[]) (sizes: int[]) (x: Tensor) =
         let s = shape x
-        if starts.Length <> s.Length || sizes.Length <> s.Length
-           || Array.exists2 (fun st sz -> st < 0 || sz < 0) starts sizes
-           || Array.exists id (Array.init s.Length (fun i -> starts.[i] + sizes.[i] > s.[i])) then
+
+        if
+            starts.Length <> s.Length
+            || sizes.Length <> s.Length
+            || Array.exists2 (fun st sz -> st < 0 || sz < 0) starts sizes
+            || Array.exists id (Array.init s.Length (fun i -> starts.[i] + sizes.[i] > s.[i]))
+        then
             Shape.fail "slice" (sprintf "start %A size %A is outside %s" starts sizes (Shape.show s))
-        if sizes = s then x
+
+        if sizes = s then
+            x
         else
             let st = Shape.strides s
             let offset = Array.fold2 (fun acc a b -> acc + a * b) 0 starts st
@@ -219,9 +281,22 @@ module internal Prim =
     /// Zero padding: before[i] zeros ahead of axis i and after[i] behind it.
     let pad (before: int[]) (after: int[]) (x: Tensor) =
         let s = shape x
-        if before.Length <> s.Length || after.Length <> s.Length || Array.exists (fun p -> p < 0) (Array.append before after) then
-            Shape.fail "pad" (sprintf "padding before %A after %A does not fit %s (one non-negative amount per axis)" before after (Shape.show s))
-        if Array.forall ((=) 0) before && Array.forall ((=) 0) after then x
+
+        if
+            before.Length <> s.Length
+            || after.Length <> s.Length
+            || Array.exists (fun p -> p < 0) (Array.append before after)
+        then
+            Shape.fail
+                "pad"
+                (sprintf
+                    "padding before %A after %A does not fit %s (one non-negative amount per axis)"
+                    before
+                    after
+                    (Shape.show s))
+
+        if Array.forall ((=) 0) before && Array.forall ((=) 0) after then
+            x
         else
             let target = Array.init s.Length (fun i -> before.[i] + s.[i] + after.[i])
             let st = Shape.strides target
@@ -230,47 +305,92 @@ module internal Prim =
 
     /// Concatenation along a resolved axis; all other dimensions must agree.
     let concat (axis: int) (xs: Tensor[]) =
-        if xs.Length = 0 then Shape.fail "concat" "needs at least one tensor"
+        if xs.Length = 0 then
+            Shape.fail "concat" "needs at least one tensor"
+
         let s0 = shape xs.[0]
+
         for x in xs do
             sameDType "concat" xs.[0] x
             let s = shape x
-            if s.Length <> s0.Length || Array.exists id (Array.init s.Length (fun i -> i <> axis && s.[i] <> s0.[i])) then
-                Shape.fail "concat" (sprintf "shapes %s along axis %d" (xs |> Array.map (shape >> Shape.show) |> String.concat ", ") axis)
-        if xs.Length = 1 then xs.[0]
-        else Tape.lift xs (fun r -> backend().Concat(r, axis)) (fun i -> Concat(i, axis))
+
+            if
+                s.Length <> s0.Length
+                || Array.exists id (Array.init s.Length (fun i -> i <> axis && s.[i] <> s0.[i]))
+            then
+                Shape.fail
+                    "concat"
+                    (sprintf
+                        "shapes %s along axis %d"
+                        (xs |> Array.map (shape >> Shape.show) |> String.concat ", ")
+                        axis)
+
+        if xs.Length = 1 then
+            xs.[0]
+        else
+            Tape.lift xs (fun r -> backend().Concat(r, axis)) (fun i -> Concat(i, axis))
 
     /// y.flat[i] = x.flat[index[i]], y of `target` shape.
     let take (index: int[]) (target: int[]) (x: Tensor) =
         let n = Shape.numel (shape x)
+
         if index.Length <> Shape.numel target then
             Shape.fail "take" (sprintf "%d indices for output %s" index.Length (Shape.show target))
+
         for i in index do
-            if i < 0 || i >= n then Shape.fail "take" (sprintf "index %d is outside a tensor of %d elements %s" i n (Shape.show (shape x)))
+            if i < 0 || i >= n then
+                Shape.fail "take" (sprintf "index %d is outside a tensor of %d elements %s" i n (Shape.show (shape x)))
+
         Tape.lift [| x |] (fun r -> backend().Take(r.[0], index, target)) (fun i -> Take(i.[0], index))
 
     /// y = zeros(target); y.flat[index[i]] += x.flat[i].
     let scatterAdd (index: int[]) (target: int[]) (x: Tensor) =
         let n = Shape.numel target
+
         if index.Length <> Shape.numel (shape x) then
             Shape.fail "scatter_add" (sprintf "%d indices for %s" index.Length (Shape.show (shape x)))
+
         for i in index do
-            if i < 0 || i >= n then Shape.fail "scatter_add" (sprintf "index %d is outside %s" i (Shape.show target))
+            if i < 0 || i >= n then
+                Shape.fail "scatter_add" (sprintf "index %d is outside %s" i (Shape.show target))
+
         Tape.lift [| x |] (fun r -> backend().ScatterAdd(r.[0], index, target)) (fun i -> ScatterAdd(i.[0], index))
 
     /// op(a) · op(b) over the last two axes with broadcast batch axes; both operands rank ≥ 2.
     let matmulT (a: Tensor) (transA: bool) (b: Tensor) (transB: bool) =
         sameDType "matmul" a b
         let sa, sb = shape a, shape b
+
         if sa.Length < 2 || sb.Length < 2 then
             Shape.fail "matmul" (sprintf "operands must have rank >= 2, got %s and %s" (Shape.show sa) (Shape.show sb))
-        let m, ka = (if transA then sa.[sa.Length - 1], sa.[sa.Length - 2] else sa.[sa.Length - 2], sa.[sa.Length - 1])
-        let kb, n = (if transB then sb.[sb.Length - 1], sb.[sb.Length - 2] else sb.[sb.Length - 2], sb.[sb.Length - 1])
+
+        let m, ka =
+            (if transA then
+                 sa.[sa.Length - 1], sa.[sa.Length - 2]
+             else
+                 sa.[sa.Length - 2], sa.[sa.Length - 1])
+
+        let kb, n =
+            (if transB then
+                 sb.[sb.Length - 1], sb.[sb.Length - 2]
+             else
+                 sb.[sb.Length - 2], sb.[sb.Length - 1])
+
         if ka <> kb then
-            Shape.fail "matmul" (sprintf "inner dimensions differ: %s%s × %s%s" (Shape.show sa) (if transA then "ᵀ" else "") (Shape.show sb) (if transB then "ᵀ" else ""))
+            Shape.fail
+                "matmul"
+                (sprintf
+                    "inner dimensions differ: %s%s × %s%s"
+                    (Shape.show sa)
+                    (if transA then "ᵀ" else "")
+                    (Shape.show sb)
+                    (if transB then "ᵀ" else ""))
+
         let batch = Shape.broadcast "matmul" sa.[.. sa.Length - 3] sb.[.. sb.Length - 3]
         let outShape = Array.append batch [| m; n |]
-        Tape.lift [| a; b |] (fun r -> backend().MatMul(r.[0], transA, r.[1], transB, outShape)) (fun i -> MatMul(i.[0], transA, i.[1], transB))
+
+        Tape.lift [| a; b |] (fun r -> backend().MatMul(r.[0], transA, r.[1], transB, outShape)) (fun i ->
+            MatMul(i.[0], transA, i.[1], transB))
 
     /// conv2d (cross-correlation) of NCHW `x` with `[out, in/groups, kh, kw]` weights.
     let conv2d (spec: ConvSpec) (x: Tensor) (w: Tensor) =
@@ -282,32 +402,53 @@ module internal Prim =
     let conv2dInputGrad (spec: ConvSpec) (xShape: int[]) (g: Tensor) (w: Tensor) =
         sameDType "conv_transpose2d" g w
         let expected = ConvSpec.outputShape "conv_transpose2d" spec xShape (shape w)
+
         if expected <> shape g then
-            Shape.fail "conv_transpose2d" (sprintf "input %s does not match the %s that weight %s maps %s to" (Shape.show (shape g)) (Shape.show expected) (Shape.show (shape w)) (Shape.show xShape))
-        Tape.lift [| g; w |] (fun r -> backend().Conv2dInputGrad(r.[0], r.[1], spec, xShape)) (fun i -> ConvInputGrad(i.[0], i.[1], spec))
+            Shape.fail
+                "conv_transpose2d"
+                (sprintf
+                    "input %s does not match the %s that weight %s maps %s to"
+                    (Shape.show (shape g))
+                    (Shape.show expected)
+                    (Shape.show (shape w))
+                    (Shape.show xShape))
+
+        Tape.lift [| g; w |] (fun r -> backend().Conv2dInputGrad(r.[0], r.[1], spec, xShape)) (fun i ->
+            ConvInputGrad(i.[0], i.[1], spec))
 
     /// The adjoint of conv2d in w: maps `g` (conv2d's output shape) to `wShape`.
     let conv2dWeightGrad (spec: ConvSpec) (wShape: int[]) (x: Tensor) (g: Tensor) =
         sameDType "conv2d_weight" x g
         let expected = ConvSpec.outputShape "conv2d_weight" spec (shape x) wShape
+
         if expected <> shape g then
-            Shape.fail "conv2d_weight" (sprintf "gradient %s does not match output %s" (Shape.show (shape g)) (Shape.show expected))
-        Tape.lift [| x; g |] (fun r -> backend().Conv2dWeightGrad(r.[0], r.[1], spec, wShape)) (fun i -> ConvWeightGrad(i.[0], i.[1], spec))
+            Shape.fail
+                "conv2d_weight"
+                (sprintf "gradient %s does not match output %s" (Shape.show (shape g)) (Shape.show expected))
+
+        Tape.lift [| x; g |] (fun r -> backend().Conv2dWeightGrad(r.[0], r.[1], spec, wShape)) (fun i ->
+            ConvWeightGrad(i.[0], i.[1], spec))
 
     /// The same values in another dtype.
     let cast (dt: DType) (x: Tensor) =
-        if dtype x = dt then x
-        else Tape.lift [| x |] (fun r -> backend().Cast(r.[0], dt)) (fun i -> Cast i.[0])
+        if dtype x = dt then
+            x
+        else
+            Tape.lift [| x |] (fun r -> backend().Cast(r.[0], dt)) (fun i -> Cast i.[0])
 
     /// Sums `x` down to `target`, undoing a broadcast (sum over added and stretched axes).
     let sumTo (target: int[]) (x: Tensor) =
         let s = shape x
-        if s = target then x
+
+        if s = target then
+            x
         else
             let lead = s.Length - target.Length
+
             let axes =
                 Array.init s.Length id
                 |> Array.filter (fun i -> i < lead || (target.[i - lead] = 1 && s.[i] <> 1))
+
             reshape target (sumKeep axes x)
 
 /// Operators and properties.

@@ -19,16 +19,20 @@ module Tensor =
     let toRaw (t: Tensor) = Tape.raw t
 
     /// A float32 tensor of `shape` over row-major `data` (copied).
-    let ofArray (shape: int[]) (data: float32[]) = TConst(RawTensor.ofFloat32 (Array.copy shape) (Array.copy data))
+    let ofArray (shape: int[]) (data: float32[]) =
+        TConst(RawTensor.ofFloat32 (Array.copy shape) (Array.copy data))
 
     /// A float64 tensor of `shape` over row-major `data` (copied).
-    let ofArray64 (shape: int[]) (data: float[]) = TConst(RawTensor.ofFloat64 (Array.copy shape) (Array.copy data))
+    let ofArray64 (shape: int[]) (data: float[]) =
+        TConst(RawTensor.ofFloat64 (Array.copy shape) (Array.copy data))
 
     let rec private readNested (value: obj) (shape: ResizeArray<int>) (depth: int) (out: ResizeArray<float>) =
         let note (d: int) (n: int) =
-            if shape.Count = d then shape.Add n
+            if shape.Count = d then
+                shape.Add n
             elif shape.Count < d || shape.[d] <> n then
                 Shape.fail "create" (sprintf "ragged nested data: axis %d has more than one length" d)
+
         match value with
         | :? float as v -> out.Add v
         | :? float32 as v -> out.Add(float v)
@@ -37,14 +41,19 @@ module Tensor =
             // a .NET multi-dimensional array: all its axes at once, row-major
             for r in 0 .. arr.Rank - 1 do
                 note (depth + r) (arr.GetLength r)
+
             for v in arr do
                 readNested v shape (depth + arr.Rank) out
         | :? Collections.IEnumerable as items when not (value :? string) ->
             let xs = items |> Seq.cast<obj> |> Seq.toArray
             note depth xs.Length
+
             for x in xs do
                 readNested x shape (depth + 1) out
-        | _ -> Shape.fail "create" (sprintf "cannot read a %s as tensor data (use float, float32 or int)" (value.GetType().Name))
+        | _ ->
+            Shape.fail
+                "create"
+                (sprintf "cannot read a %s as tensor data (use float, float32 or int)" (value.GetType().Name))
 
     /// A tensor of the given dtype from nested data of any rank: arrays, lists or sequences of
     /// float, float32 or int, or .NET multi-dimensional arrays. The shape is read off the nesting.
@@ -53,7 +62,10 @@ module Tensor =
         let out = ResizeArray<float>()
         readNested value shape 0 out
         let s = shape.ToArray()
-        if Shape.numel s <> out.Count then Shape.fail "create" "ragged nested data"
+
+        if Shape.numel s <> out.Count then
+            Shape.fail "create" "ragged nested data"
+
         TConst(RawTensor.cast dtype (RawTensor.ofFloat64 s (out.ToArray())))
 
     /// A float32 tensor from nested data of any rank (see <see cref="createAs"/>).
@@ -66,7 +78,8 @@ module Tensor =
     let scalar (v: float) = scalarAs Float32 v
 
     /// A tensor of `shape` filled with `v`.
-    let fullAs (dtype: DType) (shape: int[]) (v: float) = TConst(RawTensor.full dtype (Array.copy shape) v)
+    let fullAs (dtype: DType) (shape: int[]) (v: float) =
+        TConst(RawTensor.full dtype (Array.copy shape) v)
 
     /// A float32 tensor of `shape` filled with `v`.
     let full (shape: int[]) (v: float) = fullAs Float32 shape v
@@ -88,7 +101,9 @@ module Tensor =
 
     /// start, start + step, … below `stop` (float32, rank 1).
     let arangeFrom (start: float) (stop: float) (step: float) =
-        if step = 0.0 then Shape.fail "arange" "step must be non-zero"
+        if step = 0.0 then
+            Shape.fail "arange" "step must be non-zero"
+
         let n = max 0 (int (Math.Ceiling((stop - start) / step)))
         TConst(RawTensor.ofFloat32 [| n |] (Array.init n (fun i -> float32 (start + float i * step))))
 
@@ -96,19 +111,23 @@ module Tensor =
     let arange (n: int) = arangeFrom 0.0 (float n) 1.0
 
     /// The n×n identity (float32).
-    let eye (n: int) = TConst(RawTensor.ofFloat32 [| n; n |] (Array.init (n * n) (fun i -> if i / n = i % n then 1.0f else 0.0f)))
+    let eye (n: int) =
+        TConst(RawTensor.ofFloat32 [| n; n |] (Array.init (n * n) (fun i -> if i / n = i % n then 1.0f else 0.0f)))
 
     /// U[0, 1) samples of `shape` from `key` (float32).
-    let rand (key: Key) (shape: int[]) = TConst(Random.uniform key Float32 shape)
+    let rand (key: Key) (shape: int[]) =
+        TConst(Random.uniform key Float32 shape)
 
     /// N(0, 1) samples of `shape` from `key` (float32).
     let randn (key: Key) (shape: int[]) = TConst(Random.normal key Float32 shape)
 
     /// 0/1 samples with P(1) = p, of `shape`, from `key` (float32).
-    let bernoulli (key: Key) (p: float) (shape: int[]) = TConst(Random.bernoulli key p Float32 shape)
+    let bernoulli (key: Key) (p: float) (shape: int[]) =
+        TConst(Random.bernoulli key p Float32 shape)
 
     /// N(0, 1) truncated to [−2, 2] (float32).
-    let truncatedNormal (key: Key) (shape: int[]) = TConst(Random.truncatedNormal key Float32 shape)
+    let truncatedNormal (key: Key) (shape: int[]) =
+        TConst(Random.truncatedNormal key Float32 shape)
 
     /// The dimensions, outermost first.
     let shape (t: Tensor) = Array.copy (Prim.shape t)
@@ -131,7 +150,10 @@ module Tensor =
     /// The single value of a one-element tensor.
     let item (t: Tensor) =
         let r = Tape.raw t
-        if r.Numel <> 1 then Shape.fail "item" (sprintf "needs exactly one element, got %s" (Shape.show r.Shape))
+
+        if r.Numel <> 1 then
+            Shape.fail "item" (sprintf "needs exactly one element, got %s" (Shape.show r.Shape))
+
         (RawTensor.toFloat64Array r).[0]
 
     /// The value with every differentiation level removed: gradients stop here (PyTorch's detach).
@@ -170,8 +192,10 @@ module Tensor =
     let sigmoid (x: Tensor) = Prim.sigmoid x
     /// x².
     let square (x: Tensor) = Prim.mul x x
+
     /// −1, 0 or 1 (a constant).
-    let sign (x: Tensor) = TConst(Prim.backend().Unary(UnaryOp.Sign, Tape.raw x))
+    let sign (x: Tensor) =
+        TConst(Prim.backend().Unary(UnaryOp.Sign, Tape.raw x))
 
     /// Mask (0/1 constant) of a = b.
     let eq (a: Tensor) (b: Tensor) = Prim.compare "eq" Equal a b
@@ -191,29 +215,41 @@ module Tensor =
     let maximum (a: Tensor) (b: Tensor) = Prim.where (ge a b) a b
     /// min(a, b); where equal, the gradient goes to a.
     let minimum (a: Tensor) (b: Tensor) = Prim.where (le a b) a b
+
     /// x clamped to [lo, hi] (gradient 1 inside, 0 outside).
     let clamp (lo: float) (hi: float) (x: Tensor) =
         let l, h = Prim.scalarLike x lo, Prim.scalarLike x hi
         Prim.where (lt x l) l (Prim.where (gt x h) h x)
+
     /// max(x, 0) (gradient 0 at 0, as PyTorch).
-    let relu (x: Tensor) = Prim.where (gt x (Prim.scalarLike x 0.0)) x (Prim.scalarLike x 0.0)
+    let relu (x: Tensor) =
+        Prim.where (gt x (Prim.scalarLike x 0.0)) x (Prim.scalarLike x 0.0)
+
     /// x for x > 0, αx otherwise.
-    let leakyRelu (alpha: float) (x: Tensor) = Prim.where (gt x (Prim.scalarLike x 0.0)) x (Prim.mul x (Prim.scalarLike x alpha))
+    let leakyRelu (alpha: float) (x: Tensor) =
+        Prim.where (gt x (Prim.scalarLike x 0.0)) x (Prim.mul x (Prim.scalarLike x alpha))
+
     /// ln(1 + eˣ) = max(x, 0) + ln(1 + e^−|x|), stable for large |x|.
     let softplus (x: Tensor) =
         Prim.add (relu x) (Prim.log (Prim.add (Prim.scalarLike x 1.0) (Prim.exp (Prim.neg (Prim.abs x)))))
+
     /// ln σ(x) = −softplus(−x).
     let logSigmoid (x: Tensor) = Prim.neg (softplus (Prim.neg x))
 
     // ---------------------------------------------------------------- reductions
 
-    let private resolve op (x: Tensor) (axes: int[]) = Shape.axes op (Prim.shape x).Length axes
+    let private resolve op (x: Tensor) (axes: int[]) =
+        Shape.axes op (Prim.shape x).Length axes
 
     let private finish (keepDim: bool) (axes: int[]) (x: Tensor) (y: Tensor) =
-        if keepDim then y else Prim.reshape (Shape.reduceDrop (Prim.shape x) axes) y
+        if keepDim then
+            y
+        else
+            Prim.reshape (Shape.reduceDrop (Prim.shape x) axes) y
 
     /// Σ over all elements (rank 0).
-    let sum (x: Tensor) = Prim.reshape [||] (Prim.sumKeep (resolve "sum" x [||]) x)
+    let sum (x: Tensor) =
+        Prim.reshape [||] (Prim.sumKeep (resolve "sum" x [||]) x)
 
     /// Σ over `axes` (negative counts from the end); `keepDim` leaves them as size 1.
     let sumAxes (axes: int[]) (keepDim: bool) (x: Tensor) =
@@ -221,7 +257,8 @@ module Tensor =
         finish keepDim ax x (Prim.sumKeep ax x)
 
     /// Mean of all elements (rank 0).
-    let mean (x: Tensor) = Prim.div (sum x) (Prim.scalarLike x (float (max 1 (numel x))))
+    let mean (x: Tensor) =
+        Prim.div (sum x) (Prim.scalarLike x (float (max 1 (numel x))))
 
     /// Mean over `axes`.
     let meanAxes (axes: int[]) (keepDim: bool) (x: Tensor) =
@@ -241,7 +278,8 @@ module Tensor =
     let var (x: Tensor) = varAxes [||] false true x
 
     /// Largest element (rank 0); ties share the gradient.
-    let max (x: Tensor) = Prim.reshape [||] (Prim.maxKeep (resolve "max" x [||]) x)
+    let max (x: Tensor) =
+        Prim.reshape [||] (Prim.maxKeep (resolve "max" x [||]) x)
 
     /// Maximum over `axes`.
     let maxAxes (axes: int[]) (keepDim: bool) (x: Tensor) =
@@ -249,7 +287,8 @@ module Tensor =
         finish keepDim ax x (Prim.maxKeep ax x)
 
     /// Minimum over `axes` = −max(−x).
-    let minAxes (axes: int[]) (keepDim: bool) (x: Tensor) = Prim.neg (maxAxes axes keepDim (Prim.neg x))
+    let minAxes (axes: int[]) (keepDim: bool) (x: Tensor) =
+        Prim.neg (maxAxes axes keepDim (Prim.neg x))
 
     /// Smallest element (rank 0).
     let min (x: Tensor) = Prim.neg (max (Prim.neg x))
@@ -275,7 +314,13 @@ module Tensor =
     /// Flattens axes startDim.. into one: [N, C, H, W] → [N, C·H·W] for startDim 1.
     let flatten (startDim: int) (x: Tensor) =
         let s = Prim.shape x
-        let d = if s.Length = 0 then 0 else Shape.axis "flatten" s.Length startDim
+
+        let d =
+            if s.Length = 0 then
+                0
+            else
+                Shape.axis "flatten" s.Length startDim
+
         Prim.reshape (Array.append s.[.. d - 1] [| Shape.numel s.[d..] |]) x
 
     /// Inserts a size-1 axis at `axis` (−1 appends).
@@ -288,7 +333,10 @@ module Tensor =
     let squeeze (axis: int) (x: Tensor) =
         let s = Prim.shape x
         let a = Shape.axis "squeeze" s.Length axis
-        if s.[a] <> 1 then Shape.fail "squeeze" (sprintf "axis %d of %s has size %d, not 1" axis (Shape.show s) s.[a])
+
+        if s.[a] <> 1 then
+            Shape.fail "squeeze" (sprintf "axis %d of %s has size %d, not 1" axis (Shape.show s) s.[a])
+
         Prim.reshape (Array.append s.[.. a - 1] s.[a + 1 ..]) x
 
     /// Reorders axes: output axis i is input axis perm[i].
@@ -300,7 +348,13 @@ module Tensor =
     let transpose (a: int) (b: int) (x: Tensor) =
         let r = (Prim.shape x).Length
         let a, b = Shape.axis "transpose" r a, Shape.axis "transpose" r b
-        Prim.permute (Array.init r (fun i -> if i = a then b elif i = b then a else i)) x
+
+        Prim.permute
+            (Array.init r (fun i ->
+                if i = a then b
+                elif i = b then a
+                else i))
+            x
 
     /// The transpose of the last two axes.
     let t (x: Tensor) = transpose -2 -1 x
@@ -320,7 +374,9 @@ module Tensor =
 
     /// The box from `starts` (inclusive) to `stops` (exclusive), one pair per axis.
     let slice (starts: int[]) (stops: int[]) (x: Tensor) =
-        if starts.Length <> stops.Length then Shape.fail "slice" "starts and stops differ in length"
+        if starts.Length <> stops.Length then
+            Shape.fail "slice" "starts and stops differ in length"
+
         Prim.slice starts (Array.map2 (-) stops starts) x
 
     /// Position `index` of `axis`, the axis removed.
@@ -336,7 +392,10 @@ module Tensor =
     /// Zero-pads the last two (spatial) axes asymmetrically, as PyTorch's ZeroPad2d((left, right, top, bottom)).
     let pad2d (left: int) (right: int) (top: int) (bottom: int) (x: Tensor) =
         let r = (Prim.shape x).Length
-        if r < 2 then Shape.fail "pad2d" (sprintf "needs rank >= 2, got %s" (Shape.show (Prim.shape x)))
+
+        if r < 2 then
+            Shape.fail "pad2d" (sprintf "needs rank >= 2, got %s" (Shape.show (Prim.shape x)))
+
         let before = Array.zeroCreate r
         let after = Array.zeroCreate r
         before.[r - 2] <- top
@@ -348,24 +407,39 @@ module Tensor =
     /// Joins tensors along an existing axis.
     let concat (axis: int) (xs: Tensor seq) =
         let xs = Seq.toArray xs
-        if xs.Length = 0 then Shape.fail "concat" "needs at least one tensor"
+
+        if xs.Length = 0 then
+            Shape.fail "concat" "needs at least one tensor"
+
         Prim.concat (Shape.axis "concat" (Prim.shape xs.[0]).Length axis) xs
 
     /// Joins equally shaped tensors along a new axis.
     let stack (axis: int) (xs: Tensor seq) =
         let xs = Seq.toArray xs
-        if xs.Length = 0 then Shape.fail "stack" "needs at least one tensor"
+
+        if xs.Length = 0 then
+            Shape.fail "stack" "needs at least one tensor"
+
         let a = Shape.axis "stack" ((Prim.shape xs.[0]).Length + 1) axis
         Prim.concat a (xs |> Array.map (unsqueeze a))
 
     /// Tiles `x` counts[i] times along axis i (PyTorch's repeat).
     let repeat (counts: int[]) (x: Tensor) =
         let s = Prim.shape x
-        if counts.Length < s.Length then Shape.fail "repeat" (sprintf "%d counts for %s" counts.Length (Shape.show s))
+
+        if counts.Length < s.Length then
+            Shape.fail "repeat" (sprintf "%d counts for %s" counts.Length (Shape.show s))
+
         let s = Array.append (Array.create (counts.Length - s.Length) 1) s
         let inter = Array.init (2 * s.Length) (fun i -> if i % 2 = 0 then 1 else s.[i / 2])
-        let big = Array.init (2 * s.Length) (fun i -> if i % 2 = 0 then counts.[i / 2] else s.[i / 2])
-        x |> Prim.reshape inter |> Prim.expand big |> Prim.reshape (Array.map2 (*) counts s)
+
+        let big =
+            Array.init (2 * s.Length) (fun i -> if i % 2 = 0 then counts.[i / 2] else s.[i / 2])
+
+        x
+        |> Prim.reshape inter
+        |> Prim.expand big
+        |> Prim.reshape (Array.map2 (*) counts s)
 
     /// The elements at `indices` along `axis` (PyTorch's index_select).
     let indexSelect (axis: int) (indices: int[]) (x: Tensor) =
@@ -373,16 +447,22 @@ module Tensor =
         let a = Shape.axis "index_select" s.Length axis
         let outer = Shape.numel s.[.. a - 1]
         let inner = Shape.numel s.[a + 1 ..]
+
         for i in indices do
-            if i < 0 || i >= s.[a] then Shape.fail "index_select" (sprintf "index %d is outside axis %d of %s" i a (Shape.show s))
+            if i < 0 || i >= s.[a] then
+                Shape.fail "index_select" (sprintf "index %d is outside axis %d of %s" i a (Shape.show s))
+
         let index = Array.zeroCreate (outer * indices.Length * inner)
         let mutable p = 0
+
         for o in 0 .. outer - 1 do
             for i in indices do
                 let b = (o * s.[a] + i) * inner
+
                 for j in 0 .. inner - 1 do
                     index.[p] <- b + j
                     p <- p + 1
+
         let target = Array.copy s
         target.[a] <- indices.Length
         Prim.take index target x
@@ -392,23 +472,36 @@ module Tensor =
     let gather (axis: int) (indexShape: int[]) (index: int[]) (x: Tensor) =
         let s = Prim.shape x
         let a = Shape.axis "gather" s.Length axis
-        if indexShape.Length <> s.Length || index.Length <> Shape.numel indexShape
-           || Array.exists id (Array.init s.Length (fun d -> d <> a && indexShape.[d] > s.[d])) then
-            Shape.fail "gather" (sprintf "index shape %s does not fit input %s on axis %d" (Shape.show indexShape) (Shape.show s) a)
+
+        if
+            indexShape.Length <> s.Length
+            || index.Length <> Shape.numel indexShape
+            || Array.exists id (Array.init s.Length (fun d -> d <> a && indexShape.[d] > s.[d]))
+        then
+            Shape.fail
+                "gather"
+                (sprintf "index shape %s does not fit input %s on axis %d" (Shape.show indexShape) (Shape.show s) a)
+
         let xs = Shape.strides s
         let is = Shape.strides indexShape
+
         let flat =
             Array.init index.Length (fun p ->
                 let mutable rem = p
                 let mutable off = 0
+
                 for d in 0 .. s.Length - 1 do
                     let c = rem / is.[d]
                     rem <- rem % is.[d]
                     let c' = if d = a then index.[p] else c
+
                     if d = a && (c' < 0 || c' >= s.[a]) then
                         Shape.fail "gather" (sprintf "index %d is outside axis %d of %s" c' a (Shape.show s))
+
                     off <- off + c' * xs.[d]
+
                 off)
+
         Prim.take flat (Array.copy indexShape) x
 
     // ---------------------------------------------------------------- linear algebra
@@ -417,7 +510,10 @@ module Tensor =
     /// removed), batch axes broadcast: [..., m, k] × [..., k, n] → [..., m, n].
     let matmul (a: Tensor) (b: Tensor) =
         let ra, rb = (Prim.shape a).Length, (Prim.shape b).Length
-        if ra = 0 || rb = 0 then Shape.fail "matmul" "operands must not be scalars"
+
+        if ra = 0 || rb = 0 then
+            Shape.fail "matmul" "operands must not be scalars"
+
         let a' = if ra = 1 then unsqueeze 0 a else a
         let b' = if rb = 1 then unsqueeze 1 b else b
         let y = Prim.matmulT a' false b' false
@@ -427,14 +523,23 @@ module Tensor =
     /// Σ aᵢbᵢ of two vectors (rank 0).
     let dot (a: Tensor) (b: Tensor) =
         if (Prim.shape a).Length <> 1 || Prim.shape a <> Prim.shape b then
-            Shape.fail "dot" (sprintf "needs two vectors of one length, got %s and %s" (Shape.show (Prim.shape a)) (Shape.show (Prim.shape b)))
+            Shape.fail
+                "dot"
+                (sprintf
+                    "needs two vectors of one length, got %s and %s"
+                    (Shape.show (Prim.shape a))
+                    (Shape.show (Prim.shape b)))
+
         sum (Prim.mul a b)
 
     /// y = x·Wᵀ + b for x [..., in], W [out, in], b [out] (PyTorch's Linear layout).
     let linear (x: Tensor) (w: Tensor) (bias: Tensor option) =
         let y =
-            if (Prim.shape x).Length = 1 then squeeze 0 (Prim.matmulT (unsqueeze 0 x) false w true)
-            else Prim.matmulT x false w true
+            if (Prim.shape x).Length = 1 then
+                squeeze 0 (Prim.matmulT (unsqueeze 0 x) false w true)
+            else
+                Prim.matmulT x false w true
+
         match bias with
         | Some b -> Prim.add y b
         | None -> y
@@ -450,30 +555,71 @@ module Tensor =
     /// H' = (H − 1)s − padTop − padBottom + d(kH − 1) + outputPadH + 1.
     let convTranspose2d (spec: ConvSpec) (outputPadH: int) (outputPadW: int) (x: Tensor) (w: Tensor) =
         let xs, ws = Prim.shape x, Prim.shape w
+
         if xs.Length <> 4 || ws.Length <> 4 then
-            Shape.fail "conv_transpose2d" (sprintf "expected 4-D input and weight, got %s and %s" (Shape.show xs) (Shape.show ws))
+            Shape.fail
+                "conv_transpose2d"
+                (sprintf "expected 4-D input and weight, got %s and %s" (Shape.show xs) (Shape.show ws))
+
         if ws.[0] <> xs.[1] then
-            Shape.fail "conv_transpose2d" (sprintf "weight %s expects %d input channels, input %s has %d" (Shape.show ws) ws.[0] (Shape.show xs) xs.[1])
-        if outputPadH < 0 || outputPadW < 0 || outputPadH >= Math.Max(spec.StrideH, spec.DilationH) || outputPadW >= Math.Max(spec.StrideW, spec.DilationW) then
-            Shape.fail "conv_transpose2d" (sprintf "output padding %dx%d must be smaller than stride or dilation" outputPadH outputPadW)
-        let h = (xs.[2] - 1) * spec.StrideH - spec.PadTop - spec.PadBottom + spec.DilationH * (ws.[2] - 1) + outputPadH + 1
-        let wd = (xs.[3] - 1) * spec.StrideW - spec.PadLeft - spec.PadRight + spec.DilationW * (ws.[3] - 1) + outputPadW + 1
+            Shape.fail
+                "conv_transpose2d"
+                (sprintf
+                    "weight %s expects %d input channels, input %s has %d"
+                    (Shape.show ws)
+                    ws.[0]
+                    (Shape.show xs)
+                    xs.[1])
+
+        if
+            outputPadH < 0
+            || outputPadW < 0
+            || outputPadH >= Math.Max(spec.StrideH, spec.DilationH)
+            || outputPadW >= Math.Max(spec.StrideW, spec.DilationW)
+        then
+            Shape.fail
+                "conv_transpose2d"
+                (sprintf "output padding %dx%d must be smaller than stride or dilation" outputPadH outputPadW)
+
+        let h =
+            (xs.[2] - 1) * spec.StrideH - spec.PadTop - spec.PadBottom
+            + spec.DilationH * (ws.[2] - 1)
+            + outputPadH
+            + 1
+
+        let wd =
+            (xs.[3] - 1) * spec.StrideW - spec.PadLeft - spec.PadRight
+            + spec.DilationW * (ws.[3] - 1)
+            + outputPadW
+            + 1
+
         if h < 1 || wd < 1 then
-            Shape.fail "conv_transpose2d" (sprintf "input %s with weight %s gives an empty output" (Shape.show xs) (Shape.show ws))
+            Shape.fail
+                "conv_transpose2d"
+                (sprintf "input %s with weight %s gives an empty output" (Shape.show xs) (Shape.show ws))
+
         Prim.conv2dInputGrad spec [| xs.[0]; ws.[1] * spec.Groups; h; wd |] x w
 
     /// Max pooling with a kH×kW window (padding never wins); gradient to the first maximum.
     let maxPool2d (kh: int) (kw: int) (spec: ConvSpec) (x: Tensor) =
         let s = Prim.shape x
-        if s.Length <> 4 then Shape.fail "max_pool2d" (sprintf "expected [N,C,H,W], got %s" (Shape.show s))
-        ConvSpec.outputShape "max_pool2d" { spec with Groups = 1 } [| s.[0]; 1; s.[2]; s.[3] |] [| 1; 1; kh; kw |] |> ignore
+
+        if s.Length <> 4 then
+            Shape.fail "max_pool2d" (sprintf "expected [N,C,H,W], got %s" (Shape.show s))
+
+        ConvSpec.outputShape "max_pool2d" { spec with Groups = 1 } [| s.[0]; 1; s.[2]; s.[3] |] [| 1; 1; kh; kw |]
+        |> ignore
+
         let index, outShape = Prim.backend().MaxPool2dIndices(Tape.raw x, kh, kw, spec)
         Prim.take index outShape x
 
     /// Average pooling with a kH×kW window, zeros counted in padded windows (PyTorch's default).
     let avgPool2d (kh: int) (kw: int) (spec: ConvSpec) (x: Tensor) =
         let s = Prim.shape x
-        if s.Length <> 4 then Shape.fail "avg_pool2d" (sprintf "expected [N,C,H,W], got %s" (Shape.show s))
+
+        if s.Length <> 4 then
+            Shape.fail "avg_pool2d" (sprintf "expected [N,C,H,W], got %s" (Shape.show s))
+
         let c = s.[1]
         let w = fullAs (Prim.dtype x) [| c; 1; kh; kw |] (1.0 / float (kh * kw))
         Prim.conv2d { spec with Groups = c } x w
@@ -481,11 +627,16 @@ module Tensor =
     /// Nearest-neighbour upsampling of the last two axes by integer factors.
     let upsampleNearest (scaleH: int) (scaleW: int) (x: Tensor) =
         let s = Prim.shape x
+
         if s.Length < 2 || scaleH < 1 || scaleW < 1 then
-            Shape.fail "upsample_nearest" (sprintf "needs rank >= 2 and factors >= 1, got %s ×%d×%d" (Shape.show s) scaleH scaleW)
+            Shape.fail
+                "upsample_nearest"
+                (sprintf "needs rank >= 2 and factors >= 1, got %s ×%d×%d" (Shape.show s) scaleH scaleW)
+
         let r = s.Length
         let lead = s.[.. r - 3]
         let h, w = s.[r - 2], s.[r - 1]
+
         x
         |> Prim.reshape (Array.append lead [| h; 1; w; 1 |])
         |> Prim.expand (Array.append lead [| h; scaleH; w; scaleW |])
@@ -494,22 +645,30 @@ module Tensor =
     /// Bilinear resize of the last two axes to outH×outW (PyTorch's align_corners=False).
     let upsampleBilinear (outH: int) (outW: int) (x: Tensor) =
         let s = Prim.shape x
+
         if s.Length < 2 || outH < 1 || outW < 1 then
-            Shape.fail "upsample_bilinear" (sprintf "needs rank >= 2 and a positive size, got %s → %dx%d" (Shape.show s) outH outW)
+            Shape.fail
+                "upsample_bilinear"
+                (sprintf "needs rank >= 2 and a positive size, got %s → %dx%d" (Shape.show s) outH outW)
+
         let r = s.Length
+
         let interp axis (n: int) (m: int) (t: Tensor) =
             let scale = float n / float m
             let lo = Array.zeroCreate m
             let hi = Array.zeroCreate m
             let wt = Array.zeroCreate m
+
             for i in 0 .. m - 1 do
                 let src = Math.Max(0.0, (float i + 0.5) * scale - 0.5)
                 let i0 = Math.Min(int (Math.Floor src), n - 1)
                 lo.[i] <- i0
                 hi.[i] <- Math.Min(i0 + 1, n - 1)
                 wt.[i] <- src - float i0
+
             let wshape = Array.init r (fun d -> if d = axis then m else 1)
             let w1 = TConst(RawTensor.cast (Prim.dtype t) (RawTensor.ofFloat64 wshape wt))
             let w0 = Prim.sub (Prim.scalarLike t 1.0) w1
             Prim.add (Prim.mul (indexSelect axis lo t) w0) (Prim.mul (indexSelect axis hi t) w1)
+
         x |> interp (r - 2) s.[r - 2] outH |> interp (r - 1) s.[r - 1] outW

@@ -1,0 +1,146 @@
+namespace Gan.Functional.Nn
+
+open Gan.Functional
+
+/// An optimizer's state by name: the step count and per-parameter buffers (momentum, Adam's
+/// moments), keyed like the parameters. A plain value a checkpoint can save.
+type OptimizerState = {
+    Step: int
+    /// First-moment / momentum buffers (PyTorch's exp_avg, momentum_buffer).
+    Moment1: Map<string, Tensor>
+    /// Second-moment buffers (PyTorch's exp_avg_sq, square_avg).
+    Moment2: Map<string, Tensor>
+}
+
+/// Which update rule, with its hyper-parameters (the learning rate comes per step from a schedule).
+type OptimizerKind =
+    /// SGD with momentum and dampening 0; Nesterov off by default as in PyTorch.
+    | Sgd of momentum: float * nesterov: bool * weightDecay: float
+    /// Adam (Kingma & Ba); weight decay as L2 added to the gradient (PyTorch's Adam), or
+    /// decoupled (AdamW) when `decoupled`.
+    | Adam of beta1: float * beta2: float * eps: float * weightDecay: float * decoupled: bool
+    /// RMSProp (PyTorch's form: v ← αv + (1 − α)g², p ← p − lr·g/(√v + ε)).
+    | RmsProp of alpha: float * eps: float * momentum: float
+
+/// Optimizers as init/update pairs over named parameters.
+module Optimizer =
+
+    /// Adam with PyTorch's defaults (β = 0.9, 0.999; ε = 1e-8; no weight decay).
+    let adam = Adam(0.9, 0.999, 1e-8, 0.0, false)
+
+    /// Adam with DCGAN's β1 = 0.5.
+    let adamGan = Adam(0.5, 0.999, 1e-8, 0.0, false)
+
+    /// Zeroed buffers for `parameters`.
+    let init (kind: OptimizerKind) (parameters: Map<string, Tensor>) =
+        let zeros = parameters |> Map.map (fun _ p -> Tensor.zerosLike p)
+
+        match kind with
+        | Sgd(m, _, _) -> {
+            Step = 0
+            Moment1 = (if m > 0.0 then zeros else Map.empty)
+            Moment2 = Map.empty
+          }
+        | Adam _ -> {
+            Step = 0
+            Moment1 = zeros
+            Moment2 = zeros
+          }
+        | RmsProp(_, _, m) -> {
+            Step = 0
+            Moment1 = (if m > 0.0 then zeros else Map.empty)
+            Moment2 = zeros
+          }
+
+    /// One step with learning rate `lr`: returns the new parameters and state. Parameters
+    /// without a gradient are left as they are.
+    let update
+        (kind: OptimizerKind)
+        (lr: float)
+        (grads: Map<string, Tensor>)
+        (state: OptimizerState)
+        (parameters: Map<string, Tensor>)
+        =
+        let t = state.Step + 1
+        let mutable m1 = state.Moment1
+        let mutable m2 = state.Moment2
+
+        let updated =
+            parameters
+            |> Map.map (fun name p ->
+                match Map.tryFind name grads with
+                | None -> p
+                | Some g ->
+                    let p = Tensor.detach p
+                    let g = Tensor.detach g
+
+                    match kind with
+                    | Sgd(momentum, nesterov, wd) ->
+                        let g = if wd <> 0.0 then g + p * wd else g
+
+                        if momentum = 0.0 then
+                            p - g * lr
+                        else
+                            let buf = if t = 1 then g else m1.[name] * momentum + g
+                            m1 <- Map.add name buf m1
+                            let d = if nesterov then g + buf * momentum else buf
+                            p - d * lr
+                    | Adam(b1, b2, eps, wd, decoupled) ->
+                        let p = if decoupled && wd <> 0.0 then p * (1.0 - lr * wd) else p
+                        let g = if not decoupled && wd <> 0.0 then g + p * wd else g
+                        let m = m1.[name] * b1 + g * (1.0 - b1)
+                        let v = m2.[name] * b2 + g * g * (1.0 - b2)
+                        m1 <- Map.add name m m1
+                        m2 <- Map.add name v m2
+                        let bc1 = 1.0 - pown b1 t
+                        let bc2 = 1.0 - pown b2 t
+                        // PyTorch's arrangement: p − (lr/bc1)·m / (√v/√bc2 + ε)
+                        p - m * (lr / bc1) / (Tensor.sqrt v * (1.0 / sqrt bc2) + eps)
+                    | RmsProp(alpha, eps, momentum) ->
+                        let v = m2.[name] * alpha + g * g * (1.0 - alpha)
+                        m2 <- Map.add name v m2
+                        let d = g / (Tensor.sqrt v + eps)
+
+                        if momentum > 0.0 then
+                            let buf = m1.[name] * momentum + d
+                            m1 <- Map.add name buf m1
+                            p - buf * lr
+                        else
+                            p - d * lr)
+
+        updated, { Step = t; Moment1 = m1; Moment2 = m2 }
+
+/// A learning rate as a function of the epoch (0-based).
+type Schedule =
+    /// The base rate throughout.
+    | ConstantRate
+    /// PyTorch's MultiStepLR: multiplied by gamma at each listed epoch.
+    | StepDecay of epochs: int list * gamma: float
+    /// base · gammaᵉᵖᵒᶜʰ.
+    | ExponentialDecay of gamma: float
+    /// Linearly from base at `start` down to 0 at `total` epochs.
+    | LinearDecay of start: int * total: int
+
+/// Evaluating schedules.
+module Schedule =
+    /// The learning rate at `epoch` for base rate `baseLr`.
+    let rate (schedule: Schedule) (baseLr: float) (epoch: int) =
+        match schedule with
+        | ConstantRate -> baseLr
+        | StepDecay(epochs, gamma) -> baseLr * pown gamma (epochs |> List.filter (fun e -> epoch >= e) |> List.length)
+        | ExponentialDecay gamma -> baseLr * (gamma ** float epoch)
+        | LinearDecay(start, total) ->
+            if epoch < start then
+                baseLr
+            else
+                baseLr * max 0.0 (1.0 - float (epoch - start) / float (max 1 (total - start)))
+
+/// An exponential moving average of weights (e.g. the generator's, for sampling).
+module Ema =
+    /// ema ← decay·ema + (1 − decay)·current, for every name in `current`.
+    let update (decay: float) (ema: Map<string, Tensor>) (current: Map<string, Tensor>) =
+        current
+        |> Map.map (fun name p ->
+            match Map.tryFind name ema with
+            | Some e -> Tensor.detach e * decay + Tensor.detach p * (1.0 - decay)
+            | None -> Tensor.detach p)
