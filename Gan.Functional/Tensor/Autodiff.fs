@@ -262,3 +262,41 @@ module Autodiff =
             Grads = grads
             Aux = aux
         }
+
+    /// Runs `f` once, taping it, and returns its value, its auxiliary output and a pullback that
+    /// maps a cotangent for the value (shaped like it) to one gradient per named parameter. The
+    /// pullback may be called later — after other work — so a forward pass can be shared, as a
+    /// GAN step shares G(z) between the discriminator and the generator updates.
+    let vjpNamedWithAux (f: Map<string, Tensor> -> Tensor * 'Aux) (ps: Map<string, Tensor>) =
+        let names = ps |> Map.toArray |> Array.map fst
+        let values = ps |> Map.toArray |> Array.map snd
+        let tag = Tape.newTag ()
+        let leaves = values |> Array.map (fun x -> Node(x, tag, Leaf))
+        let y, aux = f (Array.zip names (leaves |> Array.map TRev) |> Map.ofArray)
+        let value = Tape.primalAt tag y
+
+        let pullback (seed: Tensor) =
+            if Prim.shape seed <> Prim.shape y then
+                Shape.fail
+                    "vjp"
+                    (sprintf
+                        "cotangent %s does not match output %s"
+                        (Shape.show (Prim.shape seed))
+                        (Shape.show (Prim.shape y)))
+
+            let adjoints =
+                match y with
+                | TRev n when n.Tag = tag -> Some(backward tag n seed)
+                | _ -> None
+
+            Array.zip3 names leaves values
+            |> Array.map (fun (name, leaf, x) ->
+                let g =
+                    match adjoints with
+                    | Some a when a.ContainsKey leaf -> a.[leaf]
+                    | _ -> Tensor.zerosLike x
+
+                name, g)
+            |> Map.ofArray
+
+        value, aux, pullback
