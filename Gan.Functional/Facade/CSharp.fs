@@ -1,0 +1,267 @@
+namespace Gan.Functional.CSharp
+
+open System
+open System.Collections.Generic
+open Gan.Functional
+open Gan.Functional.Nn
+open Gan.Functional.Gan
+
+/// A named tensor as plain .NET data: row-major values with a shape. Exactly one of
+/// `Float32Data` and `Float64Data` is non-null.
+[<Sealed; AllowNullLiteral>]
+type NamedTensor(name: string, shape: int[], float32Data: float32[] | null, float64Data: float[] | null) =
+    /// The hierarchical name, e.g. "generator.0.weight".
+    member _.Name = name
+    /// The dimensions.
+    member _.Shape = shape
+    /// The values when the tensor is float32, else null.
+    member _.Float32Data = float32Data
+    /// The values when the tensor is float64, else null.
+    member _.Float64Data = float64Data
+
+    /// Converts an engine tensor.
+    static member internal OfTensor(name: string, t: Tensor) =
+        match Tensor.dtype t with
+        | Float32 -> NamedTensor(name, Tensor.shape t, Tensor.toArray t, null)
+        | Float64 -> NamedTensor(name, Tensor.shape t, null, Tensor.toArray64 t)
+
+    /// Converts to an engine tensor.
+    member internal this.ToTensor() =
+        match float32Data, float64Data with
+        | NonNull a, _ -> Tensor.ofArray shape a
+        | Null, NonNull b -> Tensor.ofArray64 shape b
+        | Null, Null -> invalidArg "data" (sprintf "tensor '%s' has no data" name)
+
+/// A zoo model's description.
+[<Sealed>]
+type ModelInfo internal (model: GanModel, gParams: int, dParams: int) =
+    /// The zoo name ("mlp", "dcgan28", …).
+    member _.Name = model.Name
+    /// One line on what the model is.
+    member _.Summary = model.Summary
+    /// Length of a latent vector z.
+    member _.NoiseDim = model.NoiseDim
+    /// [C, H, W] of a generated image.
+    member _.ImageShape = Array.copy model.ImageShape
+    /// True when the generator ends in sigmoid (data in [0, 1]); false for tanh ([−1, 1]).
+    member _.OutputsZeroToOne = (model.Range = ZeroToOne)
+    /// Trainable parameters of the generator.
+    member _.GeneratorParameters = gParams
+    /// Trainable parameters of the discriminator.
+    member _.DiscriminatorParameters = dParams
+    /// Default batch size from SEEDS.md.
+    member _.DefaultBatchSize = model.Defaults.BatchSize
+    /// Default learning rate.
+    member _.DefaultLearningRate = model.Defaults.Lr
+    /// Default generator learning-rate multiplier.
+    member _.DefaultGeneratorLrScale = model.Defaults.GLrScale
+    /// Default Adam β1.
+    member _.DefaultBeta1 = model.Defaults.Beta1
+    /// Default number of epochs.
+    member _.DefaultEpochs = model.Defaults.Epochs
+    /// Default checkpoint interval in epochs.
+    member _.DefaultCheckpointEvery = model.Defaults.CheckpointEvery
+    /// Default epochs at which the learning rate is halved.
+    member _.DefaultLrDecayEpochs = List.toArray model.Defaults.LrDecayEpochs
+    member internal _.Model = model
+
+/// Training settings. Start from `TrainOptions.ForModel` to get a model's SEEDS.md defaults,
+/// then change what you need.
+[<Sealed; AllowNullLiteral>]
+type TrainOptions() =
+    /// Zoo model name.
+    member val Model = "mlp" with get, set
+    /// Image channels (dcgan64 only: 1 or 3).
+    member val Channels = 3 with get, set
+    /// Examples per step.
+    member val BatchSize = 256 with get, set
+    /// The discriminator's learning rate.
+    member val LearningRate = 2e-4 with get, set
+    /// The generator's learning rate is LearningRate × this.
+    member val GeneratorLrScale = 1.0 with get, set
+    /// Adam β1 for both networks.
+    member val Beta1 = 0.5 with get, set
+    /// minimax | bce (non-saturating) | wgan | lsgan | hinge | ragan.
+    member val Loss = "bce" with get, set
+    /// Discriminator steps per generator step.
+    member val DSteps = 1 with get, set
+    /// WGAN-GP weight (0: off).
+    member val GradientPenaltyWeight = 0.0 with get, set
+    /// R1 weight (0: off).
+    member val R1Weight = 0.0 with get, set
+    /// Generator EMA decay (0: off).
+    member val EmaDecay = 0.0 with get, set
+    /// Epochs at which both learning rates are halved.
+    member val LrDecayEpochs: int[] = [||] with get, set
+    /// Seed of every random draw of the run.
+    member val Seed = 0UL with get, set
+
+    /// The defaults of a zoo model (SEEDS.md); throws ArgumentException for an unknown name.
+    static member ForModel(model: string, channels: int) =
+        let m = Zoo.byName model channels
+        let d = m.Defaults
+
+        TrainOptions(
+            Model = model,
+            Channels = channels,
+            BatchSize = d.BatchSize,
+            LearningRate = d.Lr,
+            GeneratorLrScale = d.GLrScale,
+            Beta1 = d.Beta1,
+            LrDecayEpochs = List.toArray d.LrDecayEpochs
+        )
+
+/// What one training step measured.
+[<Sealed>]
+type StepResult internal (m: StepMetrics) =
+    /// The discriminator's loss.
+    member _.DiscriminatorLoss = m.DLoss
+    /// The generator's loss (NaN when the step did not update the generator).
+    member _.GeneratorLoss = m.GLoss
+    /// Mean D(x) on the real batch, as a probability.
+    member _.RealScore = m.RealScore
+    /// Mean D(G(z)) on the fake batch, as a probability.
+    member _.FakeScore = m.FakeScore
+
+/// The model zoo and engine settings for C# callers.
+[<AbstractClass; Sealed>]
+type Engine =
+    static member private Info(name: string, channels: int) =
+        let m = Zoo.byName name channels
+        let k = Random.key 0UL
+        ModelInfo(m, Layer.parameterCount (m.Generator.Init k), Layer.parameterCount (m.Discriminator.Init k))
+
+    /// Every zoo model, with parameter counts (dcgan64 with `channels` channels).
+    static member Models(channels: int) : ModelInfo[] =
+        Zoo.names |> List.map (fun n -> Engine.Info(n, channels)) |> List.toArray
+
+    /// One zoo model's description; throws ArgumentException listing the known names.
+    static member Model(name: string, channels: int) : ModelInfo = Engine.Info(name, channels)
+
+    /// Names of the known GAN losses.
+    static member LossNames = [| "minimax"; "bce"; "wgan"; "lsgan"; "hinge"; "ragan" |]
+
+    /// The loss of a name in `LossNames`.
+    static member internal ParseLoss(name: string) =
+        match name with
+        | "minimax" -> Minimax
+        | "bce" -> NonSaturating
+        | "wgan" -> Wasserstein
+        | "lsgan" -> LeastSquares
+        | "hinge" -> Hinge
+        | "ragan" -> RelativisticAverage
+        | other ->
+            invalidArg "Loss" (sprintf "unknown loss '%s'; known: %s" other (String.Join(", ", Engine.LossNames)))
+
+    /// The name of the kernel backend in use.
+    static member BackendName = (Prim.backend ()).Name
+
+    /// Selects the kernel backend for all later operations.
+    static member UseBackend(backend: IBackend) = Backend.set backend
+
+    /// Selects the best CPU backend available here with `threads` worker threads (0: one per
+    /// core) and returns one line saying which kernels are in use and why.
+    static member ConfigureCpu(threads: int) : string =
+        ignore threads
+        let b = ReferenceBackend.Instance :> IBackend
+        Backend.set b
+        sprintf "backend: %s (single-threaded managed kernels)" b.Name
+
+/// A GAN being trained: the pure training state of Gan.Functional behind a mutable handle, for
+/// C# callers. Images are float32 NCHW, row-major, in the model's pixel range.
+[<Sealed>]
+type GanTrainer private (info: ModelInfo, options: TrainOptions, config: TrainConfig, initial: TrainState) =
+    let mutable state = initial
+
+    static let configOf (o: TrainOptions) =
+        let adam = Adam(o.Beta1, 0.999, 1e-8, 0.0, false)
+
+        {
+            Loss = Engine.ParseLoss o.Loss
+            DSteps = o.DSteps
+            GOptimizer = adam
+            DOptimizer = adam
+            GpWeight = o.GradientPenaltyWeight
+            R1Weight = o.R1Weight
+            EmaDecay = o.EmaDecay
+        }
+
+    /// A fresh run with the given options (see `TrainOptions.ForModel`).
+    static member Create(options: TrainOptions) =
+        let info = Engine.Model(options.Model, options.Channels)
+        let config = configOf options
+        GanTrainer(info, options, config, Training.init info.Model config (Random.key options.Seed))
+
+    /// A run restored from named tensors (as written by `ExportState`); throws
+    /// Checkpoint.CheckpointMismatchException when they do not fit the model.
+    static member Restore(options: TrainOptions, tensors: IEnumerable<NamedTensor>) =
+        let info = Engine.Model(options.Model, options.Channels)
+        let config = configOf options
+        let template = Training.init info.Model config (Random.key options.Seed)
+        let named = tensors |> Seq.map (fun t -> t.Name, t.ToTensor()) |> Seq.toList
+        GanTrainer(info, options, config, Checkpoint.ofNamed template named)
+
+    /// The model.
+    member _.Model = info
+    /// Steps taken so far.
+    member _.StepCount = state.Step
+
+    /// The generator's learning rate at a 0-based epoch (halved at each decay epoch).
+    member _.GeneratorLearningRate(epoch: int) =
+        Schedule.rate (StepDecay(List.ofArray options.LrDecayEpochs, 0.5)) options.LearningRate epoch
+        * options.GeneratorLrScale
+
+    /// The discriminator's learning rate at a 0-based epoch.
+    member _.DiscriminatorLearningRate(epoch: int) =
+        Schedule.rate (StepDecay(List.ofArray options.LrDecayEpochs, 0.5)) options.LearningRate epoch
+
+    /// One training step on `count` real images (NCHW, flat) at a 0-based `epoch`.
+    member this.Step(images: float32[], count: int, epoch: int) =
+        let real = Tensor.ofArray (Array.append [| count |] info.ImageShape) images
+
+        let next, metrics =
+            Training.step
+                info.Model
+                config
+                (this.GeneratorLearningRate epoch)
+                (this.DiscriminatorLearningRate epoch)
+                real
+                state
+
+        state <- next
+        StepResult metrics
+
+    /// `count` latent vectors z ~ N(0, 1) from `seed`, [count, NoiseDim] flat.
+    member _.Noise(count: int, seed: uint64) =
+        Tensor.toArray (Training.noise info.Model (Random.key seed) count)
+
+    /// G(z) in eval mode for `count` latent vectors (flat [count, NoiseDim]), NCHW flat; with
+    /// `useEma` the EMA weights are used when kept.
+    member _.Generate(z: float32[], count: int, useEma: bool) =
+        let g =
+            if useEma && not state.GEma.IsEmpty then
+                { state.G with Params = state.GEma }
+            else
+                state.G
+
+        Tensor.toArray (Sampling.generate info.Model g (Tensor.ofArray [| count; info.NoiseDim |] z))
+
+    /// The discriminator's logits for `count` images, in eval mode.
+    member _.Discriminate(images: float32[], count: int) =
+        let x = Tensor.ofArray (Array.append [| count |] info.ImageShape) images
+
+        let y, _ =
+            info.Model.Discriminator.Apply state.D { Mode = Eval; Key = Random.key 0UL } x
+
+        Tensor.toArray y
+
+    /// Everything a resume needs, as named tensors (see Gan.Functional.Gan.Checkpoint).
+    member _.ExportState() : NamedTensor[] =
+        Checkpoint.toNamed state
+        |> List.map (fun (n, t) -> NamedTensor.OfTensor(n, t))
+        |> List.toArray
+
+    /// True when every parameter and statistic is finite.
+    member _.IsFinite() =
+        Checkpoint.toNamed state
+        |> List.forall (fun (_, t) -> Tensor.toArray64 t |> Array.forall Double.IsFinite)
