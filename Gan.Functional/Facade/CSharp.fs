@@ -163,7 +163,7 @@ type Engine =
     /// core) and returns one line saying which kernels are in use and why.
     static member ConfigureCpu(threads: int) : string =
         ignore threads
-        let b = ReferenceBackend.Instance :> IBackend
+        let b = Gan.Functional.Kernels.ReferenceBackend.Instance :> IBackend
         Backend.set b
         sprintf "backend: %s (single-threaded managed kernels)" b.Name
 
