@@ -162,10 +162,9 @@ type Engine =
     /// Selects the best CPU backend available here with `threads` worker threads (0: one per
     /// core) and returns one line saying which kernels are in use and why.
     static member ConfigureCpu(threads: int) : string =
-        ignore threads
-        let b = Gan.Functional.Kernels.ReferenceBackend.Instance :> IBackend
+        let b = Gan.Functional.Kernels.CpuBackend(threads)
         Backend.set b
-        sprintf "backend: %s (single-threaded managed kernels)" b.Name
+        b.Description
 
 /// A GAN being trained: the pure training state of Gan.Functional behind a mutable handle, for
 /// C# callers. Images are float32 NCHW, row-major, in the model's pixel range.

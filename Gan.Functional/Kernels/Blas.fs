@@ -1,0 +1,268 @@
+/// Single-precision GEMM for the CPU backend: OpenBLAS loaded at run time when present, a
+/// managed SIMD kernel otherwise. Row-major throughout.
+module internal Gan.Functional.Kernels.Blas
+
+#nowarn "9" // native pointers: the BLAS call needs addresses of pinned arrays
+
+open System
+open System.Numerics
+open System.Runtime.InteropServices
+open System.Runtime.Intrinsics
+open System.Threading.Tasks
+open Microsoft.FSharp.NativeInterop
+
+[<Literal>]
+let private LibName = "gan_openblas"
+
+module private Native =
+    [<DllImport("libc.so.6", CallingConvention = CallingConvention.Cdecl)>]
+    extern int setenv(string name, string value, int overwrite)
+
+    [<DllImport("libc.so.6", CallingConvention = CallingConvention.Cdecl)>]
+    extern nativeint getenv(string name)
+
+    [<DllImport(LibName, CallingConvention = CallingConvention.Cdecl)>]
+    extern void cblas_sgemm(
+        int order,
+        int transA,
+        int transB,
+        int m,
+        int n,
+        int k,
+        float32 alpha,
+        nativeint a,
+        int lda,
+        nativeint b,
+        int ldb,
+        float32 beta,
+        nativeint c,
+        int ldc
+    )
+
+    [<DllImport(LibName, CallingConvention = CallingConvention.Cdecl)>]
+    extern void openblas_set_num_threads(int n)
+
+    [<DllImport(LibName, CallingConvention = CallingConvention.Cdecl)>]
+    extern nativeint openblas_get_corename()
+
+/// Which GEMM is in use and why.
+type GemmInfo = {
+    UsesOpenBlas: bool
+    Description: string
+}
+
+/// The OPENBLAS_CORETYPE this CPU should use: Debian's OpenBLAS 0.3.21 misdetects recent
+/// CPUs as "Prescott" and runs sgemm several times slower.
+let private bestCoreType () =
+    if Runtime.Intrinsics.X86.Avx512F.IsSupported then
+        Some "SkylakeX"
+    elif Runtime.Intrinsics.X86.Avx2.IsSupported then
+        Some "Haswell"
+    else
+        None
+
+let private candidates = [
+    "libopenblas.so.0"
+    "libopenblas.so"
+    "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0"
+    "/usr/lib/x86_64-linux-gnu/libopenblas.so.0"
+    "libopenblas.dylib"
+    "libopenblas.dll"
+]
+
+let private load () : nativeint option * string =
+    if Environment.GetEnvironmentVariable "GAN_DISABLE_OPENBLAS" = "1" then
+        None, "OpenBLAS disabled by GAN_DISABLE_OPENBLAS=1"
+    else
+        // The variable must reach native getenv before the library initialises; .NET's
+        // Environment.SetEnvironmentVariable does not, so call libc's setenv (overwrite = 0:
+        // a value the user set wins).
+        let coreNote =
+            if OperatingSystem.IsLinux() then
+                match bestCoreType () with
+                | Some core when Native.getenv "OPENBLAS_CORETYPE" = 0n ->
+                    Native.setenv ("OPENBLAS_CORETYPE", core, 0) |> ignore
+                    sprintf "OPENBLAS_CORETYPE=%s set for this CPU" core
+                | _ when Native.getenv "OPENBLAS_CORETYPE" <> 0n ->
+                    sprintf
+                        "OPENBLAS_CORETYPE=%s as set by the user"
+                        (Marshal.PtrToStringAnsi(Native.getenv "OPENBLAS_CORETYPE"))
+                | _ -> "no AVX2: OpenBLAS picks its own kernel"
+            else
+                ""
+
+        let handle =
+            candidates
+            |> List.tryPick (fun name ->
+                match NativeLibrary.TryLoad name with
+                | true, h -> Some h
+                | _ -> None)
+
+        match handle with
+        | Some h when
+            (match NativeLibrary.TryGetExport(h, "cblas_sgemm") with
+             | true, _ -> true
+             | _ -> false)
+            ->
+            Some h, coreNote
+        | Some _ -> None, "the OpenBLAS found lacks cblas_sgemm"
+        | None -> None, "OpenBLAS not found (Debian: apt-get install libopenblas0-pthread)"
+
+let private loaded =
+    lazy
+        (let handle, note = load ()
+
+         match handle with
+         | Some h ->
+             NativeLibrary.SetDllImportResolver(
+                 typeof<GemmInfo>.Assembly,
+                 DllImportResolver(fun name _ _ -> if name = LibName then h else 0n)
+             )
+
+             Some h, note
+         | None -> None, note)
+
+let mutable private threads = Environment.ProcessorCount
+
+/// Sets the worker-thread count of both OpenBLAS and the managed kernels.
+let setThreads (n: int) =
+    threads <- max 1 n
+
+    match loaded.Force() with
+    | Some _, _ -> Native.openblas_set_num_threads threads
+    | None, _ -> ()
+
+/// The thread count in use.
+let threadCount () = threads
+
+/// Whether OpenBLAS is in use, and a one-line reason.
+let info () =
+    match loaded.Force() with
+    | Some _, note ->
+        let core = Marshal.PtrToStringAnsi(Native.openblas_get_corename ())
+
+        {
+            UsesOpenBlas = true
+            Description = sprintf "OpenBLAS sgemm (core %s; %s)" core note
+        }
+    | None, note -> {
+        UsesOpenBlas = false
+        Description = sprintf "managed SIMD sgemm (%s)" note
+      }
+
+/// C[m×n] = A'·B' (+ C when accumulate) with A' = A or Aᵀ (A stored m×k or k×m) and the same
+/// for B, all row-major and dense, starting at the given offsets. Managed fallback.
+let managedGemm
+    (transA: bool)
+    (transB: bool)
+    m
+    n
+    k
+    (a: float32[])
+    aOff
+    (b: float32[])
+    bOff
+    (c: float32[])
+    cOff
+    (accumulate: bool)
+    =
+    // Pack both operands into the plain layouts the kernel wants: A as m×k, B as k×n.
+    let a, aOff =
+        if transA then
+            let p = GC.AllocateUninitializedArray<float32>(m * k)
+
+            for p0 in 0 .. k - 1 do
+                for i in 0 .. m - 1 do
+                    p.[i * k + p0] <- a.[aOff + p0 * m + i]
+
+            p, 0
+        else
+            a, aOff
+
+    let b, bOff =
+        if transB then
+            let p = GC.AllocateUninitializedArray<float32>(k * n)
+
+            for j in 0 .. n - 1 do
+                for p0 in 0 .. k - 1 do
+                    p.[p0 * n + j] <- b.[bOff + j * k + p0]
+
+            p, 0
+        else
+            b, bOff
+
+    let w = Vector<float32>.Count
+
+    let rowBlock (i: int) =
+        let ci = cOff + i * n
+
+        if not accumulate then
+            Array.Clear(c, ci, n)
+
+        let cRow = Span<float32>(c, ci, n)
+        let cv = MemoryMarshal.Cast<float32, Vector<float32>>(cRow)
+
+        for p in 0 .. k - 1 do
+            let av = a.[aOff + i * k + p]
+
+            if av <> 0.0f then
+                let bRow = ReadOnlySpan<float32>(b, bOff + p * n, n)
+                let bv = MemoryMarshal.Cast<float32, Vector<float32>>(bRow)
+                let s = Vector<float32>(av)
+
+                for j in 0 .. cv.Length - 1 do
+                    cv.[j] <- cv.[j] + s * bv.[j]
+
+                for j in cv.Length * w .. n - 1 do
+                    cRow.[j] <- cRow.[j] + av * bRow.[j]
+
+    if int64 m * int64 n * int64 k > 1_000_000L && threads > 1 then
+        Parallel.For(0, m, ParallelOptions(MaxDegreeOfParallelism = threads), fun i -> rowBlock i)
+        |> ignore
+    else
+        for i in 0 .. m - 1 do
+            rowBlock i
+
+/// C = op(A)·op(B) (+ C when `accumulate`), row-major, dense, at the given offsets.
+let sgemm
+    (transA: bool)
+    (transB: bool)
+    m
+    n
+    k
+    (a: float32[])
+    aOff
+    (b: float32[])
+    bOff
+    (c: float32[])
+    cOff
+    (accumulate: bool)
+    =
+    if m > 0 && n > 0 then
+        if k = 0 then
+            if not accumulate then
+                Array.Clear(c, cOff, m * n)
+        else
+            match loaded.Force() with
+            | Some _, _ ->
+                use pa = fixed &a.[aOff]
+                use pb = fixed &b.[bOff]
+                use pc = fixed &c.[cOff]
+
+                Native.cblas_sgemm (
+                    101,
+                    (if transA then 112 else 111),
+                    (if transB then 112 else 111),
+                    m,
+                    n,
+                    k,
+                    1.0f,
+                    NativePtr.toNativeInt pa,
+                    (if transA then m else k),
+                    NativePtr.toNativeInt pb,
+                    (if transB then k else n),
+                    (if accumulate then 1.0f else 0.0f),
+                    NativePtr.toNativeInt pc,
+                    n
+                )
+            | None, _ -> managedGemm transA transB m n k a aOff b bOff c cOff accumulate

@@ -1,0 +1,246 @@
+/// The fast CPU backend against the reference kernels: same inputs, results equal within
+/// float32 rounding. Runs with OpenBLAS when installed and with the managed GEMM when
+/// GAN_DISABLE_OPENBLAS=1 (CI runs both).
+module CpuBackendTests
+
+open System
+open Xunit
+open FsCheck
+open FsCheck.FSharp
+open Gan.Functional
+open Gan.Functional.Kernels
+
+let private reference = ReferenceBackend.Instance :> IBackend
+let private fast = CpuBackend(2) :> IBackend
+
+let private data (key: uint64) (shape: int[]) =
+    match (Random.normal (Random.key key) Float32 shape).Storage with
+    | Storage.F32 a -> RawTensor.ofFloat32 shape a
+    | Storage.F64 _ -> failwith "unreachable"
+
+/// |a − b| ≤ tol·(1 + max|b|) elementwise (sums of many terms cancel, so the scale is the
+/// tensor's, not the element's), with the worst offender in the message.
+let private close (tol: float) (what: string) (a: RawTensor) (b: RawTensor) =
+    Assert.Equal<int[]>(b.Shape, a.Shape)
+    let x, y = RawTensor.toFloat64Array a, RawTensor.toFloat64Array b
+    let scale = 1.0 + (if y.Length = 0 then 0.0 else Array.max (Array.map abs y))
+    let mutable worst = 0.0
+    let mutable at = -1
+
+    for i in 0 .. x.Length - 1 do
+        let e = abs (x.[i] - y.[i]) / scale
+
+        if not (e <= worst) then
+            worst <- e
+            at <- i
+
+    if worst > tol then
+        failwithf "%s: element %d differs: fast %g vs reference %g (relative error %g)" what at x.[at] y.[at] worst
+
+let private genShape rank =
+    Gen.arrayOfLength rank (Gen.choose (1, 7))
+
+/// A shape and a second shape broadcastable against it (dimensions dropped or set to 1).
+let private genBroadcastPair =
+    gen {
+        let! rank = Gen.choose (1, 4)
+        let! s = genShape rank
+        let! drop = Gen.choose (0, rank - 1)
+        let! ones = Gen.arrayOfLength rank (Gen.elements [ false; false; true ])
+        let t = s |> Array.mapi (fun i d -> if ones.[i] then 1 else d) |> Array.skip drop
+        let! swap = Gen.elements [ false; true ]
+        return if swap then t, s else s, t
+    }
+
+[<Fact>]
+let ``elementwise unary kernels agree with the reference`` () =
+    let x = data 1UL [| 3; 70_001 |]
+
+    let positive = {
+        x with
+            Storage = Storage.F32(RawTensor.toFloat32Array x |> Array.map (fun v -> abs v + 0.1f))
+    }
+
+    for op in [ Neg; Exp; Tanh; Sigmoid; Abs; Sign ] do
+        close 1e-5 (sprintf "%A" op) (fast.Unary(op, x)) (reference.Unary(op, x))
+
+    for op in [ Log; Sqrt ] do
+        close 1e-5 (sprintf "%A" op) (fast.Unary(op, positive)) (reference.Unary(op, positive))
+
+[<Fact>]
+let ``broadcast binary kernels agree with the reference over random shapes`` () =
+    Prop.check "broadcast binary kernels agree"
+    <| Prop.forAll (Arb.fromGen genBroadcastPair) (fun (sa, sb) ->
+        let a = data 2UL sa
+
+        let b = {
+            (data 3UL sb) with
+                Storage = Storage.F32(RawTensor.toFloat32Array (data 3UL sb) |> Array.map (fun v -> v + 3.0f))
+        }
+
+        let out = Shape.broadcast "test" sa sb
+
+        for op in [ Add; Sub; Mul; Div; Maximum; Minimum ] do
+            close 1e-6 (sprintf "%A %A %A" op sa sb) (fast.Binary(op, a, b, out)) (reference.Binary(op, a, b, out))
+
+            close
+                1e-6
+                (sprintf "%A %A %A (swapped)" op sb sa)
+                (fast.Binary(op, b, a, out))
+                (reference.Binary(op, b, a, out)))
+
+[<Fact>]
+let ``large broadcast binary kernels split across threads agree with the reference`` () =
+    let a = data 4UL [| 64; 32; 40; 40 |]
+    let b = data 5UL [| 1; 32; 1; 1 |]
+    let out = a.Shape
+
+    for op in [ Add; Mul ] do
+        close 1e-6 (sprintf "%A" op) (fast.Binary(op, a, b, out)) (reference.Binary(op, a, b, out))
+
+[<Fact>]
+let ``sum and max reductions agree with the reference over random axes`` () =
+    Prop.check "reductions agree"
+    <| Prop.forAll
+        (Arb.fromGen (
+            gen {
+                let! rank = Gen.choose (1, 4)
+                let! s = genShape rank
+                let! mask = Gen.arrayOfLength rank (Gen.elements [ true; false ])
+
+                return
+                    s,
+                    [|
+                        for i in 0 .. rank - 1 do
+                            if mask.[i] then
+                                i
+                    |]
+            }
+        ))
+        (fun (s, axes) ->
+            let axes = if axes.Length = 0 then [| 0 |] else axes
+            let x = data 6UL s
+
+            for op in [ ReduceSum; ReduceMax ] do
+                close
+                    1e-5
+                    (sprintf "%A %A over %A" op s axes)
+                    (fast.Reduce(op, x, axes))
+                    (reference.Reduce(op, x, axes)))
+
+[<Fact>]
+let ``batched matmul with transposes agrees with the reference`` () =
+    Prop.check "matmul agrees"
+    <| Prop.forAll
+        (Arb.fromGen (
+            gen {
+                let! m = Gen.choose (1, 40)
+                let! n = Gen.choose (1, 40)
+                let! k = Gen.choose (1, 40)
+                let! ta = Gen.elements [ false; true ]
+                let! tb = Gen.elements [ false; true ]
+                let! batchA = Gen.elements [ [||]; [| 3 |]; [| 1 |]; [| 2; 3 |] ]
+                let! batchB = Gen.elements [ [||]; [| 3 |]; [| 1 |] ]
+                return m, n, k, ta, tb, batchA, batchB
+            }
+        ))
+        (fun (m, n, k, ta, tb, batchA, batchB) ->
+            let a = data 7UL (Array.append batchA (if ta then [| k; m |] else [| m; k |]))
+            let b = data 8UL (Array.append batchB (if tb then [| n; k |] else [| k; n |]))
+            let out = Array.append (Shape.broadcast "test" batchA batchB) [| m; n |]
+
+            close
+                1e-5
+                (sprintf "%dx%dx%d %b %b" m n k ta tb)
+                (fast.MatMul(a, ta, b, tb, out))
+                (reference.MatMul(a, ta, b, tb, out)))
+
+[<Fact>]
+let ``the managed GEMM agrees with the BLAS in use`` () =
+    let rnd = Random(5)
+
+    for (m, n, k) in [ (1, 1, 1); (17, 33, 65); (128, 256, 100); (300, 7, 513) ] do
+        for ta in [ false; true ] do
+            for tb in [ false; true ] do
+                let a = Array.init (m * k) (fun _ -> float32 (rnd.NextDouble() - 0.5))
+                let b = Array.init (k * n) (fun _ -> float32 (rnd.NextDouble() - 0.5))
+                let c1 = Array.zeroCreate (m * n)
+                let c2 = Array.create (m * n) 1.0f
+                Blas.sgemm ta tb m n k a 0 b 0 c1 0 false
+                Blas.managedGemm ta tb m n k a 0 b 0 c2 0 false
+
+                close
+                    1e-5
+                    (sprintf "gemm %dx%dx%d %b %b" m n k ta tb)
+                    (RawTensor.ofFloat32 [| m * n |] c2)
+                    (RawTensor.ofFloat32 [| m * n |] c1)
+
+/// Random conv geometries, including groups, strides, dilation and asymmetric padding.
+let private genConv =
+    gen {
+        let! n = Gen.choose (1, 3)
+        let! groups = Gen.choose (1, 2)
+        let! cg = Gen.choose (1, 3)
+        let! og = Gen.choose (1, 3)
+        let! h = Gen.choose (3, 11)
+        let! w = Gen.choose (3, 11)
+        let! k = Gen.choose (1, 4)
+        let! s = Gen.choose (1, 3)
+        let! d = Gen.choose (1, 2)
+        let! pads = Gen.arrayOfLength 4 (Gen.choose (0, 2))
+
+        let spec = {
+            StrideH = s
+            StrideW = s
+            PadTop = pads.[0]
+            PadBottom = pads.[1]
+            PadLeft = pads.[2]
+            PadRight = pads.[3]
+            DilationH = d
+            DilationW = d
+            Groups = groups
+        }
+
+        return spec, [| n; cg * groups; h; w |], [| og * groups; cg; k; k |]
+    }
+    |> Gen.filter (fun (spec, x, w) ->
+        ConvSpec.outSize x.[2] spec.PadTop spec.PadBottom w.[2] spec.StrideH spec.DilationH
+        >= 1
+        && ConvSpec.outSize x.[3] spec.PadLeft spec.PadRight w.[3] spec.StrideW spec.DilationW
+           >= 1)
+
+[<Fact>]
+let ``im2col convolutions and both adjoints agree with the reference`` () =
+    Prop.checkN "im2col conv agrees" 60
+    <| Prop.forAll (Arb.fromGen genConv) (fun (spec, xs, ws) ->
+        let x = data 9UL xs
+        let w = data 10UL ws
+        let y = reference.Conv2d(x, w, spec)
+        close 1e-5 (sprintf "conv2d %A %A %A" spec xs ws) (fast.Conv2d(x, w, spec)) y
+        let g = data 11UL y.Shape
+        close 1e-5 "input grad" (fast.Conv2dInputGrad(g, w, spec, xs)) (reference.Conv2dInputGrad(g, w, spec, xs))
+        close 1e-5 "weight grad" (fast.Conv2dWeightGrad(x, g, spec, ws)) (reference.Conv2dWeightGrad(x, g, spec, ws)))
+
+[<Fact>]
+let ``a convolution larger than one column chunk agrees with the reference`` () =
+    // 16M-float column budget: 3 images of 64 channels · 16 taps · 128² positions need chunks
+    let spec = ConvSpec.create 1 1 1 1
+    let x = data 12UL [| 3; 64; 128; 128 |]
+    let w = data 13UL [| 4; 64; 4; 4 |]
+    let y = reference.Conv2d(x, w, spec)
+    close 1e-4 "conv2d" (fast.Conv2d(x, w, spec)) y
+    let g = data 14UL y.Shape
+
+    close
+        1e-4
+        "weight grad"
+        (fast.Conv2dWeightGrad(x, g, spec, w.Shape))
+        (reference.Conv2dWeightGrad(x, g, spec, w.Shape))
+
+[<Fact>]
+let ``the description names the GEMM in use`` () =
+    let d = CpuBackend(1).Description
+    Assert.Contains("sgemm", d)
+
+    if Environment.GetEnvironmentVariable "GAN_DISABLE_OPENBLAS" = "1" then
+        Assert.Contains("managed", d)
