@@ -386,7 +386,18 @@ module internal Prim =
                     (Shape.show sb)
                     (if transB then "ᵀ" else ""))
 
-        let batch = Shape.broadcast "matmul" sa.[.. sa.Length - 3] sb.[.. sb.Length - 3]
+        let ba, bb = sa.[.. sa.Length - 3], sb.[.. sb.Length - 3]
+        let r = max ba.Length bb.Length
+
+        let pad (d: int[]) =
+            Array.append (Array.create (r - d.Length) 1) d
+
+        if Array.exists2 (fun x y -> x <> y && x <> 1 && y <> 1) (pad ba) (pad bb) then
+            Shape.fail
+                "matmul"
+                (sprintf "batch axes of %s and %s cannot be broadcast together" (Shape.show sa) (Shape.show sb))
+
+        let batch = Shape.broadcast "matmul" ba bb
         let outShape = Array.append batch [| m; n |]
 
         Tape.lift [| a; b |] (fun r -> backend().MatMul(r.[0], transA, r.[1], transB, outShape)) (fun i ->

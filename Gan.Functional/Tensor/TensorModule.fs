@@ -420,6 +420,11 @@ module Tensor =
         if xs.Length = 0 then
             Shape.fail "stack" "needs at least one tensor"
 
+        if xs |> Array.exists (fun x -> Prim.shape x <> Prim.shape xs.[0]) then
+            Shape.fail
+                "stack"
+                (sprintf "needs equal shapes, got %s" (xs |> Array.map (Prim.shape >> Shape.show) |> String.concat ", "))
+
         let a = Shape.axis "stack" ((Prim.shape xs.[0]).Length + 1) axis
         Prim.concat a (xs |> Array.map (unsqueeze a))
 
@@ -598,7 +603,25 @@ module Tensor =
                 "conv_transpose2d"
                 (sprintf "input %s with weight %s gives an empty output" (Shape.show xs) (Shape.show ws))
 
-        Prim.conv2dInputGrad spec [| xs.[0]; ws.[1] * spec.Groups; h; wd |] x w
+        // Output padding is bottom/right padding given back: with pads reduced by it the conv
+        // geometry stays consistent for any output padding below max(stride, dilation); rows
+        // beyond the kernel's reach are zeros.
+        let spec' = {
+            spec with
+                PadBottom = Math.Max(0, spec.PadBottom - outputPadH)
+                PadRight = Math.Max(0, spec.PadRight - outputPadW)
+        }
+
+        let extraH = Math.Max(0, outputPadH - spec.PadBottom)
+        let extraW = Math.Max(0, outputPadW - spec.PadRight)
+
+        let y =
+            Prim.conv2dInputGrad spec' [| xs.[0]; ws.[1] * spec.Groups; h - extraH; wd - extraW |] x w
+
+        if extraH = 0 && extraW = 0 then
+            y
+        else
+            pad2d 0 extraW 0 extraH y
 
     /// Max pooling with a kH×kW window (padding never wins); gradient to the first maximum.
     let maxPool2d (kh: int) (kw: int) (spec: ConvSpec) (x: Tensor) =
