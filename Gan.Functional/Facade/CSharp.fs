@@ -8,7 +8,7 @@ open Gan.Functional.Gan
 
 /// A named tensor as plain .NET data: row-major values with a shape. Exactly one of
 /// `Float32Data` and `Float64Data` is non-null.
-[<Sealed; AllowNullLiteral>]
+[<Sealed>]
 type NamedTensor(name: string, shape: int[], float32Data: float32[] | null, float64Data: float[] | null) =
     /// The hierarchical name, e.g. "generator.0.weight".
     member _.Name = name
@@ -67,7 +67,7 @@ type ModelInfo internal (model: GanModel, gParams: int, dParams: int) =
 
 /// Training settings. Start from `TrainOptions.ForModel` to get a model's SEEDS.md defaults,
 /// then change what you need.
-[<Sealed; AllowNullLiteral>]
+[<Sealed>]
 type TrainOptions() =
     /// Zoo model name.
     member val Model = "mlp" with get, set

@@ -35,6 +35,22 @@ type ReduceOp =
     | ReduceMax
     | ReduceMin
 
+/// The scalars of one fused Adam step (PyTorch's arrangement):
+/// g ← g + wd·p (L2) or p ← p·(1 − lr·wd) (decoupled); m ← β1·m + (1 − β1)·g;
+/// v ← β2·v + (1 − β2)·g²; p ← p − (lr/bc1)·m / (√v/√bc2 + ε).
+type AdamCoefficients = {
+    Lr: float
+    Beta1: float
+    Beta2: float
+    Eps: float
+    WeightDecay: float
+    Decoupled: bool
+    /// 1 − β1ᵗ.
+    BiasCorrection1: float
+    /// 1 − β2ᵗ.
+    BiasCorrection2: float
+}
+
 /// The seam between the engine and the machine: every raw kernel the engine needs, with no
 /// notion of gradients. Inputs are valid (shapes were checked by the caller) and are never
 /// mutated; every kernel returns a fresh tensor. A backend is chosen at run time with
@@ -77,6 +93,11 @@ type IBackend =
     abstract MaxPool2dIndices: x: RawTensor * kh: int * kw: int * spec: ConvSpec -> int[] * int[]
     /// The same values in another dtype.
     abstract Cast: x: RawTensor * dtype: DType -> RawTensor
+
+    /// One Adam step for one parameter, fused into a single pass: returns (p, m, v) updated.
+    abstract AdamStep:
+        p: RawTensor * g: RawTensor * m: RawTensor * v: RawTensor * c: AdamCoefficients ->
+            RawTensor * RawTensor * RawTensor
 
 /// The process-wide choice of kernels (like PyTorch's default device). Changing it affects
 /// operations started afterwards; tensors themselves are backend-neutral buffers.

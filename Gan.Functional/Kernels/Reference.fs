@@ -90,6 +90,31 @@ module internal ReferenceOps =
 
         dst
 
+    /// One fused Adam step over float32 or float64 buffers (see AdamCoefficients).
+    let inline adamT (p: ^T[]) (g: ^T[]) (m: ^T[]) (v: ^T[]) (c: AdamCoefficients) (conv: float -> ^T) =
+        let n = p.Length
+        let p' = Array.zeroCreate n
+        let m' = Array.zeroCreate n
+        let v' = Array.zeroCreate n
+        let one = LanguagePrimitives.GenericOne
+        let b1, b2 = conv c.Beta1, conv c.Beta2
+        let step = conv (c.Lr / c.BiasCorrection1)
+        let invSqrtBc2 = conv (1.0 / sqrt c.BiasCorrection2)
+        let eps = conv c.Eps
+        let wd = conv c.WeightDecay
+        let shrink = conv (1.0 - c.Lr * c.WeightDecay)
+
+        for i in 0 .. n - 1 do
+            let pi = if c.Decoupled then p.[i] * shrink else p.[i]
+            let gi = if c.Decoupled then g.[i] else g.[i] + wd * p.[i]
+            let mi = b1 * m.[i] + (one - b1) * gi
+            let vi = b2 * v.[i] + (one - b2) * gi * gi
+            m'.[i] <- mi
+            v'.[i] <- vi
+            p'.[i] <- pi - step * mi / (sqrt vi * invSqrtBc2 + eps)
+
+        p', m', v'
+
     let inline takeT (x: ^T[]) (index: int[]) : ^T[] =
         Array.init index.Length (fun i -> x.[index.[i]])
 
@@ -303,3 +328,15 @@ type ReferenceBackend() =
             | Storage.F64 a -> Conv.maxPool2dIndices kh kw spec a x.Shape
 
         member _.Cast(x, dtype) = RawTensor.cast dtype x
+
+        member _.AdamStep(p, g, m, v, c) =
+            let wrap (s: Storage) = { Shape = p.Shape; Storage = s }
+
+            match p.Storage, g.Storage, m.Storage, v.Storage with
+            | Storage.F32 pa, Storage.F32 ga, Storage.F32 ma, Storage.F32 va ->
+                let a, b, d = ReferenceOps.adamT pa ga ma va c float32
+                wrap (Storage.F32 a), wrap (Storage.F32 b), wrap (Storage.F32 d)
+            | Storage.F64 pa, Storage.F64 ga, Storage.F64 ma, Storage.F64 va ->
+                let a, b, d = ReferenceOps.adamT pa ga ma va c float
+                wrap (Storage.F64 a), wrap (Storage.F64 b), wrap (Storage.F64 d)
+            | _ -> ReferenceOps.dtypeMismatch "adam" p g

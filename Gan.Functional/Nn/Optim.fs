@@ -86,16 +86,32 @@ module Optimizer =
                             let d = if nesterov then g + buf * momentum else buf
                             p - d * lr
                     | Adam(b1, b2, eps, wd, decoupled) ->
-                        let p = if decoupled && wd <> 0.0 then p * (1.0 - lr * wd) else p
-                        let g = if not decoupled && wd <> 0.0 then g + p * wd else g
-                        let m = m1.[name] * b1 + g * (1.0 - b1)
-                        let v = m2.[name] * b2 + g * g * (1.0 - b2)
-                        m1 <- Map.add name m m1
-                        m2 <- Map.add name v m2
-                        let bc1 = 1.0 - pown b1 t
-                        let bc2 = 1.0 - pown b2 t
-                        // PyTorch's arrangement: p − (lr/bc1)·m / (√v/√bc2 + ε)
-                        p - m * (lr / bc1) / (Tensor.sqrt v * (1.0 / sqrt bc2) + eps)
+                        // one fused pass per parameter (PyTorch's arrangement, see AdamCoefficients)
+                        let c = {
+                            Lr = lr
+                            Beta1 = b1
+                            Beta2 = b2
+                            Eps = eps
+                            WeightDecay = wd
+                            Decoupled = decoupled
+                            BiasCorrection1 = 1.0 - pown b1 t
+                            BiasCorrection2 = 1.0 - pown b2 t
+                        }
+
+                        let p', m', v' =
+                            Prim
+                                .backend()
+                                .AdamStep(
+                                    Tensor.toRaw p,
+                                    Tensor.toRaw g,
+                                    Tensor.toRaw m1.[name],
+                                    Tensor.toRaw m2.[name],
+                                    c
+                                )
+
+                        m1 <- Map.add name (Tensor.ofRaw m') m1
+                        m2 <- Map.add name (Tensor.ofRaw v') m2
+                        Tensor.ofRaw p'
                     | RmsProp(alpha, eps, momentum) ->
                         let v = m2.[name] * alpha + g * g * (1.0 - alpha)
                         m2 <- Map.add name v m2

@@ -223,11 +223,14 @@ module Tensor =
 
     /// max(x, 0) (gradient 0 at 0, as PyTorch).
     let relu (x: Tensor) =
-        Prim.where (gt x (Prim.scalarLike x 0.0)) x (Prim.scalarLike x 0.0)
+        // x times a constant 0/1 mask: one multiply forward and backward
+        Prim.mul x (gt x (Prim.scalarLike x 0.0))
 
     /// x for x > 0, αx otherwise.
     let leakyRelu (alpha: float) (x: Tensor) =
-        Prim.where (gt x (Prim.scalarLike x 0.0)) x (Prim.mul x (Prim.scalarLike x alpha))
+        // x times a constant slope (1 or α), computed on constants without taping
+        let mask = gt x (Prim.scalarLike x 0.0)
+        Prim.mul x (Prim.add (Prim.mul mask (Prim.scalarLike x (1.0 - alpha))) (Prim.scalarLike x alpha))
 
     /// ln(1 + eˣ) = max(x, 0) + ln(1 + e^−|x|), stable for large |x|.
     let softplus (x: Tensor) =
