@@ -330,7 +330,7 @@ module Layers =
                         let keep =
                             Tensor.cast (Tensor.dtype x) (Tensor.bernoulli ctx.Key (1.0 - p) (Tensor.shape x))
 
-                        x * keep * (1.0 / (1.0 - p)), Map.empty
+                        x * (keep * (1.0 / (1.0 - p))), Map.empty
         }
 
     /// A lookup table: integer indices [N] (stored as floats) → rows [N, dim] of "weight"

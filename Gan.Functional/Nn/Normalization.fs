@@ -82,7 +82,9 @@ module Normalization =
                         | Some t -> t
                         | None -> invalidArg "vars" (sprintf "%s: state '%s' is missing" describe name)
 
-                    let normalized, newState =
+                    // y = (x − μ)·(weight/√(σ² + ε)) + bias: the per-channel factor is folded
+                    // before touching the full-size tensor, so only three full-size passes remain
+                    let centered, invStd, newState =
                         match ctx.Mode with
                         | Train ->
                             let n = Shape.numel s / c.Features
@@ -95,8 +97,8 @@ module Normalization =
                                         (Shape.show s))
 
                             let mean = Tensor.meanAxes axes true x
-                            let var = Tensor.varAxes axes true false x
-                            let xhat = (x - mean) / Tensor.sqrt (var + c.Eps)
+                            let centered = x - mean
+                            let var = Tensor.meanAxes axes true (centered * centered)
                             let batchVar = Tensor.detach (Tensor.reshape [| c.Features |] var)
 
                             let batchVar =
@@ -112,18 +114,21 @@ module Normalization =
                                 + Tensor.detach (Tensor.reshape [| c.Features |] mean) * m
 
                             let rv = state "running_var" * (1.0 - m) + batchVar * m
-                            xhat, Map.ofList [ "running_mean", rm; "running_var", rv ]
+
+                            centered,
+                            1.0 / Tensor.sqrt (var + c.Eps),
+                            Map.ofList [ "running_mean", rm; "running_var", rv ]
                         | Eval ->
                             let mean = Tensor.reshape bshape (state "running_mean")
                             let var = Tensor.reshape bshape (state "running_var")
-                            (x - mean) / Tensor.sqrt (var + c.Eps), Map.empty
+                            x - mean, 1.0 / Tensor.sqrt (var + c.Eps), Map.empty
 
                     let y =
                         if c.Affine then
-                            normalized * Tensor.reshape bshape vars.Params.["weight"]
+                            centered * (invStd * Tensor.reshape bshape vars.Params.["weight"])
                             + Tensor.reshape bshape vars.Params.["bias"]
                         else
-                            normalized
+                            centered * invStd
 
                     y, newState
         }
