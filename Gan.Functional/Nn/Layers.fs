@@ -56,6 +56,39 @@ module Layers =
                     name
                     (vars.Params |> Map.keys |> String.concat ", "))
 
+    /// "weight" of `shape` and, when `bias`, "bias" [outCount], drawn with the same fan-in.
+    let private weightAndBias
+        (wInit: Initializer)
+        (bInit: Initializer)
+        (bias: bool)
+        (fanIn: int)
+        (shape: int[])
+        (outCount: int)
+        (key: Key)
+        =
+        let kw, kb = Random.split key
+
+        let ps =
+            [ "weight", Init.draw wInit kw fanIn shape ]
+            @ (if bias then
+                   [ "bias", Init.draw bInit kb fanIn [| outCount |] ]
+               else
+                   [])
+
+        {
+            Params = Map.ofList ps
+            State = Map.empty
+        }
+
+    /// Checks an NCHW input with `channels` channels.
+    let private requireImages (describe: string) (channels: int) (x: Tensor) =
+        let s = Tensor.shape x
+
+        if s.Length <> 4 || s.[1] <> channels then
+            Shape.fail describe (sprintf "expected input [N, %d, H, W], got %s" channels (Shape.show s))
+
+        s
+
     /// Linear settings with PyTorch's default initialisation and a bias.
     let linearConfig (inFeatures: int) (outFeatures: int) = {
         In = inFeatures
@@ -72,22 +105,7 @@ module Layers =
 
         {
             Describe = describe
-            Init =
-                fun key ->
-                    let kw, kb = Random.split key
-                    let w = Init.draw c.WeightInit kw c.In [| c.Out; c.In |]
-
-                    let ps =
-                        [ "weight", w ]
-                        @ (if c.Bias then
-                               [ "bias", Init.draw c.BiasInit kb c.In [| c.Out |] ]
-                           else
-                               [])
-
-                    {
-                        Params = Map.ofList ps
-                        State = Map.empty
-                    }
+            Init = weightAndBias c.WeightInit c.BiasInit c.Bias c.In [| c.Out; c.In |] c.Out
             Apply =
                 fun vars _ x ->
                     let s = Tensor.shape x
@@ -164,29 +182,16 @@ module Layers =
         {
             Describe = describe
             Init =
-                fun key ->
-                    let kw, kb = Random.split key
-
-                    let w =
-                        Init.draw c.WeightInit kw fanIn [| c.Out; c.In / c.Groups; c.Kernel; c.Kernel |]
-
-                    let ps =
-                        [ "weight", w ]
-                        @ (if c.Bias then
-                               [ "bias", Init.draw c.BiasInit kb fanIn [| c.Out |] ]
-                           else
-                               [])
-
-                    {
-                        Params = Map.ofList ps
-                        State = Map.empty
-                    }
+                weightAndBias
+                    c.WeightInit
+                    c.BiasInit
+                    c.Bias
+                    fanIn
+                    [| c.Out; c.In / c.Groups; c.Kernel; c.Kernel |]
+                    c.Out
             Apply =
                 fun vars _ x ->
-                    let s = Tensor.shape x
-
-                    if s.Length <> 4 || s.[1] <> c.In then
-                        Shape.fail describe (sprintf "expected input [N, %d, H, W], got %s" c.In (Shape.show s))
+                    let s = requireImages describe c.In x
 
                     let y = Tensor.conv2d (convSpec c s.[2] s.[3]) x (param vars describe "weight")
                     addChannelBias vars describe c y, Map.empty
@@ -245,29 +250,16 @@ module Layers =
         {
             Describe = describe
             Init =
-                fun key ->
-                    let kw, kb = Random.split key
-
-                    let w =
-                        Init.draw c.WeightInit kw fanIn [| c.In; c.Out / c.Groups; c.Kernel; c.Kernel |]
-
-                    let ps =
-                        [ "weight", w ]
-                        @ (if c.Bias then
-                               [ "bias", Init.draw c.BiasInit kb fanIn [| c.Out |] ]
-                           else
-                               [])
-
-                    {
-                        Params = Map.ofList ps
-                        State = Map.empty
-                    }
+                weightAndBias
+                    c.WeightInit
+                    c.BiasInit
+                    c.Bias
+                    fanIn
+                    [| c.In; c.Out / c.Groups; c.Kernel; c.Kernel |]
+                    c.Out
             Apply =
                 fun vars _ x ->
-                    let s = Tensor.shape x
-
-                    if s.Length <> 4 || s.[1] <> c.In then
-                        Shape.fail describe (sprintf "expected input [N, %d, H, W], got %s" c.In (Shape.show s))
+                    requireImages describe c.In x |> ignore
 
                     let y = Tensor.convTranspose2d spec op op x (param vars describe "weight")
                     addChannelBias vars describe c y, Map.empty
