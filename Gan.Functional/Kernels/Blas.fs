@@ -14,6 +14,9 @@ open Microsoft.FSharp.NativeInterop
 [<Literal>]
 let private LibName = "gan_openblas"
 
+[<Literal>]
+let private DnnlName = "gan_dnnl"
+
 module private Native =
     [<DllImport("libc.so.6", CallingConvention = CallingConvention.Cdecl)>]
     extern int setenv(string name, string value, int overwrite)
@@ -44,6 +47,26 @@ module private Native =
 
     [<DllImport(LibName, CallingConvention = CallingConvention.Cdecl)>]
     extern nativeint openblas_get_corename()
+
+    [<DllImport(DnnlName, CallingConvention = CallingConvention.Cdecl)>]
+    extern int dnnl_sgemm(
+        byte transA,
+        byte transB,
+        int64 m,
+        int64 n,
+        int64 k,
+        float32 alpha,
+        nativeint a,
+        int64 lda,
+        nativeint b,
+        int64 ldb,
+        float32 beta,
+        nativeint c,
+        int64 ldc
+    )
+
+    [<DllImport("libgomp.so.1", CallingConvention = CallingConvention.Cdecl)>]
+    extern void omp_set_num_threads(int n)
 
 /// Which GEMM is in use and why.
 type GemmInfo = {
@@ -108,19 +131,37 @@ let private load () : nativeint option * string =
         | Some _ -> None, "the OpenBLAS found lacks cblas_sgemm"
         | None -> None, "OpenBLAS not found (Debian: apt-get install libopenblas0-pthread)"
 
+/// oneDNN (Debian's libdnnl2), whose JIT sgemm uses AVX-512 whatever OPENBLAS_CORETYPE says;
+/// measured here to beat OpenBLAS on large products and to lose on small ones.
+let private loadDnnl () =
+    if Environment.GetEnvironmentVariable "GAN_DISABLE_DNNL" = "1" then
+        None
+    else
+        [ "libdnnl.so.2"; "libdnnl.so.3"; "libdnnl.so" ]
+        |> List.tryPick (fun name ->
+            match NativeLibrary.TryLoad name with
+            | true, h ->
+                match NativeLibrary.TryGetExport(h, "dnnl_sgemm") with
+                | true, _ -> Some h
+                | _ -> None
+            | _ -> None)
+
 let private loaded =
     lazy
         (let handle, note = load ()
+         let dnnl = if handle.IsSome then loadDnnl () else None
 
-         match handle with
-         | Some h ->
+         if handle.IsSome then
              NativeLibrary.SetDllImportResolver(
                  typeof<GemmInfo>.Assembly,
-                 DllImportResolver(fun name _ _ -> if name = LibName then h else 0n)
+                 DllImportResolver(fun name _ _ ->
+                     match handle, dnnl with
+                     | Some h, _ when name = LibName -> h
+                     | _, Some d when name = DnnlName -> d
+                     | _ -> 0n)
              )
 
-             Some h, note
-         | None -> None, note)
+         handle, note, dnnl)
 
 let mutable private threads = Environment.ProcessorCount
 
@@ -129,8 +170,12 @@ let setThreads (n: int) =
     threads <- max 1 n
 
     match loaded.Force() with
-    | Some _, _ -> Native.openblas_set_num_threads threads
-    | None, _ -> ()
+    | Some _, _, dnnl ->
+        Native.openblas_set_num_threads threads
+
+        if dnnl.IsSome then
+            Native.omp_set_num_threads threads
+    | None, _, _ -> ()
 
 /// The thread count in use.
 let threadCount () = threads
@@ -138,14 +183,20 @@ let threadCount () = threads
 /// Whether OpenBLAS is in use, and a one-line reason.
 let info () =
     match loaded.Force() with
-    | Some _, note ->
+    | Some _, note, dnnl ->
         let core = Marshal.PtrToStringAnsi(Native.openblas_get_corename ())
+
+        let large =
+            if dnnl.IsSome then
+                "; oneDNN sgemm for large products"
+            else
+                ""
 
         {
             UsesOpenBlas = true
-            Description = sprintf "OpenBLAS sgemm (core %s; %s)" core note
+            Description = sprintf "OpenBLAS sgemm (core %s; %s)%s" core note large
         }
-    | None, note -> {
+    | None, note, _ -> {
         UsesOpenBlas = false
         Description = sprintf "managed SIMD sgemm (%s)" note
       }
@@ -223,6 +274,9 @@ let managedGemm
         for i in 0 .. m - 1 do
             rowBlock i
 
+/// Products of at least this many multiply-adds go to oneDNN when it is loaded.
+let private dnnlThreshold = 1L <<< 24
+
 /// C = op(A)·op(B) (+ C when `accumulate`), row-major, dense, at the given offsets.
 let sgemm
     (transA: bool)
@@ -244,25 +298,46 @@ let sgemm
                 Array.Clear(c, cOff, m * n)
         else
             match loaded.Force() with
-            | Some _, _ ->
+            | Some _, _, dnnl ->
                 use pa = fixed &a.[aOff]
                 use pb = fixed &b.[bOff]
                 use pc = fixed &c.[cOff]
+                let beta = if accumulate then 1.0f else 0.0f
+                let lda = if transA then m else k
+                let ldb = if transB then k else n
 
-                Native.cblas_sgemm (
-                    101,
-                    (if transA then 112 else 111),
-                    (if transB then 112 else 111),
-                    m,
-                    n,
-                    k,
-                    1.0f,
-                    NativePtr.toNativeInt pa,
-                    (if transA then m else k),
-                    NativePtr.toNativeInt pb,
-                    (if transB then k else n),
-                    (if accumulate then 1.0f else 0.0f),
-                    NativePtr.toNativeInt pc,
-                    n
-                )
-            | None, _ -> managedGemm transA transB m n k a aOff b bOff c cOff accumulate
+                if dnnl.IsSome && int64 m * int64 n * int64 k >= dnnlThreshold then
+                    Native.dnnl_sgemm (
+                        (if transA then byte 'T' else byte 'N'),
+                        (if transB then byte 'T' else byte 'N'),
+                        int64 m,
+                        int64 n,
+                        int64 k,
+                        1.0f,
+                        NativePtr.toNativeInt pa,
+                        int64 lda,
+                        NativePtr.toNativeInt pb,
+                        int64 ldb,
+                        beta,
+                        NativePtr.toNativeInt pc,
+                        int64 n
+                    )
+                    |> ignore
+                else
+                    Native.cblas_sgemm (
+                        101,
+                        (if transA then 112 else 111),
+                        (if transB then 112 else 111),
+                        m,
+                        n,
+                        k,
+                        1.0f,
+                        NativePtr.toNativeInt pa,
+                        lda,
+                        NativePtr.toNativeInt pb,
+                        ldb,
+                        beta,
+                        NativePtr.toNativeInt pc,
+                        n
+                    )
+            | None, _, _ -> managedGemm transA transB m n k a aOff b bOff c cOff accumulate

@@ -145,10 +145,9 @@ let private shuffle (g: Geometry) (y: float32[]) (t: float32[]) (group: int) (n0
             else
                 Array.Copy(y, yOff, t, tOff, g.L)
 
-/// conv2d: y[n, o] = Σ W[o, r]·col[r, n] per group.
-let conv2d threads (spec: ConvSpec) (x: float32[]) (xShape: int[]) (w: float32[]) (wShape: int[]) =
-    let g = geometry spec xShape wShape
-    let y = GC.AllocateUninitializedArray<float32>(g.N * g.O * g.L)
+/// Runs `body group n0 nb col tmp` over every group and chunk of images, with pooled column
+/// ([Rows, nb·L]) and channel-major ([Og, nb·L]) scratch buffers.
+let private eachChunk (g: Geometry) (body: int -> int -> int -> float32[] -> float32[] -> unit) =
     let nbMax = chunkOf g
     let col = ArrayPool<float32>.Shared.Rent(g.Rows * nbMax * g.L)
     let tmp = ArrayPool<float32>.Shared.Rent(g.Og * nbMax * g.L)
@@ -159,13 +158,21 @@ let conv2d threads (spec: ConvSpec) (x: float32[]) (xShape: int[]) (w: float32[]
 
             while n0 < g.N do
                 let nb = min nbMax (g.N - n0)
-                im2col threads g x group n0 nb col
-                Blas.sgemm false false g.Og (nb * g.L) g.Rows w (group * g.Og * g.Rows) col 0 tmp 0 false
-                shuffle g y tmp group n0 nb true
+                body group n0 nb col tmp
                 n0 <- n0 + nb
     finally
         ArrayPool<float32>.Shared.Return col
         ArrayPool<float32>.Shared.Return tmp
+
+/// conv2d: y[n, o] = Σ W[o, r]·col[r, n] per group.
+let conv2d threads (spec: ConvSpec) (x: float32[]) (xShape: int[]) (w: float32[]) (wShape: int[]) =
+    let g = geometry spec xShape wShape
+    let y = GC.AllocateUninitializedArray<float32>(g.N * g.O * g.L)
+
+    eachChunk g (fun group n0 nb col tmp ->
+        im2col threads g x group n0 nb col
+        Blas.sgemm false false g.Og (nb * g.L) g.Rows w (group * g.Og * g.Rows) col 0 tmp 0 false
+        shuffle g y tmp group n0 nb true)
 
     y
 
@@ -173,23 +180,11 @@ let conv2d threads (spec: ConvSpec) (x: float32[]) (xShape: int[]) (w: float32[]
 let conv2dInputGrad threads (spec: ConvSpec) (gy: float32[]) (w: float32[]) (wShape: int[]) (xShape: int[]) =
     let g = geometry spec xShape wShape
     let dx = Array.zeroCreate<float32>(g.N * g.C * g.H * g.W)
-    let nbMax = chunkOf g
-    let col = ArrayPool<float32>.Shared.Rent(g.Rows * nbMax * g.L)
-    let tmp = ArrayPool<float32>.Shared.Rent(g.Og * nbMax * g.L)
 
-    try
-        for group in 0 .. g.G - 1 do
-            let mutable n0 = 0
-
-            while n0 < g.N do
-                let nb = min nbMax (g.N - n0)
-                shuffle g gy tmp group n0 nb false
-                Blas.sgemm true false g.Rows (nb * g.L) g.Og w (group * g.Og * g.Rows) tmp 0 col 0 false
-                col2im threads g col group n0 nb dx
-                n0 <- n0 + nb
-    finally
-        ArrayPool<float32>.Shared.Return col
-        ArrayPool<float32>.Shared.Return tmp
+    eachChunk g (fun group n0 nb col tmp ->
+        shuffle g gy tmp group n0 nb false
+        Blas.sgemm true false g.Rows (nb * g.L) g.Og w (group * g.Og * g.Rows) tmp 0 col 0 false
+        col2im threads g col group n0 nb dx)
 
     dx
 
@@ -197,22 +192,10 @@ let conv2dInputGrad threads (spec: ConvSpec) (gy: float32[]) (w: float32[]) (wSh
 let conv2dWeightGrad threads (spec: ConvSpec) (x: float32[]) (xShape: int[]) (gy: float32[]) (wShape: int[]) =
     let g = geometry spec xShape wShape
     let dw = Array.zeroCreate<float32>(g.O * g.Rows)
-    let nbMax = chunkOf g
-    let col = ArrayPool<float32>.Shared.Rent(g.Rows * nbMax * g.L)
-    let tmp = ArrayPool<float32>.Shared.Rent(g.Og * nbMax * g.L)
 
-    try
-        for group in 0 .. g.G - 1 do
-            let mutable n0 = 0
-
-            while n0 < g.N do
-                let nb = min nbMax (g.N - n0)
-                im2col threads g x group n0 nb col
-                shuffle g gy tmp group n0 nb false
-                Blas.sgemm false true g.Og g.Rows (nb * g.L) tmp 0 col 0 dw (group * g.Og * g.Rows) (n0 > 0)
-                n0 <- n0 + nb
-    finally
-        ArrayPool<float32>.Shared.Return col
-        ArrayPool<float32>.Shared.Return tmp
+    eachChunk g (fun group n0 nb col tmp ->
+        im2col threads g x group n0 nb col
+        shuffle g gy tmp group n0 nb false
+        Blas.sgemm false true g.Og g.Rows (nb * g.L) tmp 0 col 0 dw (group * g.Og * g.Rows) (n0 > 0))
 
     dw

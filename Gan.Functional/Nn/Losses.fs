@@ -24,8 +24,18 @@ module Losses =
     /// Binary cross-entropy of probabilities p against targets t:
     /// −mean(t·ln p + (1 − t)·ln(1 − p)), each log clamped at −100 as PyTorch does.
     let bce (p: Tensor) (target: Tensor) =
-        let logp = Tensor.maximum (Tensor.log p) (Tensor.fullLike p -100.0)
-        let log1mp = Tensor.maximum (Tensor.log (1.0 - p)) (Tensor.fullLike p -100.0)
+        // ln q clamped at −100; at q = 0 the log is never evaluated (ln 0's gradient 0/0 would
+        // poison the sum with NaN even though the clamp discards it)
+        let clampedLog (q: Tensor) =
+            let floor = Tensor.fullLike q -100.0
+            let positive = Tensor.gt q (Tensor.zerosLike q)
+
+            Tensor.maximum
+                (Tensor.where positive (Tensor.log (Tensor.where positive q (Tensor.onesLike q))) floor)
+                floor
+
+        let logp = clampedLog p
+        let log1mp = clampedLog (1.0 - p)
         -(Tensor.mean (target * logp + (1.0 - target) * log1mp))
 
     /// BCE on logits x, stable for any |x|: mean(softplus(x) − x·t).

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Side-by-side speed of Gan.Functional and PyTorch on the seed models, in one run.
+#   bash bench/compare.sh [MODEL ...]        (default: all five)
+# Env: STEPS (default 10), THREADS (default: all cores).
+# Needs: python3-torch (Debian) for the reference; libopenblas0-pthread for our fast GEMM.
+# Prints each side's line (model=… batch=… median_ms=… min_ms=… peak_rss_mb=…) and a table of
+# time and memory ratios (ours / PyTorch; below 1 is better for us).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+models=("$@")
+[ ${#models[@]} -eq 0 ] && models=(mlp dcgan28 mbd28 dcgan64 valid64)
+steps="${STEPS:-10}"
+threads="${THREADS:-$(nproc)}"
+torch_python=/usr/bin/python3
+"$torch_python" -c 'import torch' 2>/dev/null || { echo "compare.sh: PyTorch is missing (apt-get install -y python3-torch)" >&2; exit 1; }
+
+dotnet build -c Release Gan.Host >/dev/null
+host=(dotnet Gan.Host/bin/Release/net10.0/Gan.Host.dll)
+
+declare -A ours theirs
+for m in "${models[@]}"; do
+    ours[$m]=$("${host[@]}" bench --model "$m" --steps "$steps" --threads "$threads" | grep '^model=')
+    echo "gan-functional $(echo "${ours[$m]}")"
+    theirs[$m]=$(OPENBLAS_NUM_THREADS=1 "$torch_python" bench/torch_reference.py "$m" --steps "$steps" --threads "$threads")
+    echo "pytorch        ${theirs[$m]}"
+done
+
+field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p" <<<"$2"; }
+echo
+printf '%-9s %6s %12s %12s %7s %10s %10s %7s\n' model batch ours_ms torch_ms time× ours_mb torch_mb mem×
+for m in "${models[@]}"; do
+    o=${ours[$m]}
+    t=${theirs[$m]}
+    awk -v m="$m" -v b="$(field batch "$o")" -v om="$(field median_ms "$o")" -v tm="$(field median_ms "$t")" \
+        -v orss="$(field peak_rss_mb "$o")" -v trss="$(field peak_rss_mb "$t")" \
+        'BEGIN { printf "%-9s %6d %12.1f %12.1f %7.2f %10d %10d %7.2f\n", m, b, om, tm, om / tm, orss, trss, orss / trss }'
+done
