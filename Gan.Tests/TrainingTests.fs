@@ -411,3 +411,21 @@ let ``the C# GanTrainer trains mlp for two steps and ExportState then Restore gi
     let b = restored.Step(batch, 8, 0)
     Assert.Equal(a.DiscriminatorLoss, b.DiscriminatorLoss)
     Assert.Equal<float32[]>(trainer.Generate(z, 4, false), restored.Generate(z, 4, false))
+
+[<Fact>]
+let ``simultaneous updates differentiate G through D as it was before the step's D update`` () =
+    let s0 = Training.init toy config (Random.key 11UL)
+
+    let gAfter (cfg: TrainConfig) (dLr: float) =
+        let s, _ = Training.step toy cfg 1e-2 dLr (realBatch 1UL 8) s0
+        values { s with D = s0.D }
+
+    let simultaneous = {
+        config with
+            SimultaneousUpdates = true
+    }
+    // with a frozen D (learning rate 0) the two orders are the same computation
+    Assert.True((gAfter config 0.0 = gAfter simultaneous 0.0), "same G when D does not move")
+    // once D moves, only the sequential order sees the new D
+    Assert.False((gAfter config 0.5 = gAfter simultaneous 0.5), "G differs when D moves")
+    Assert.True((gAfter simultaneous 0.0 = gAfter simultaneous 0.5), "simultaneous G ignores D's update")

@@ -93,6 +93,8 @@ type TrainOptions() =
     member val EmaDecay = 0.0 with get, set
     /// Epochs at which both learning rates are halved.
     member val LrDecayEpochs: int[] = [||] with get, set
+    /// Take G's gradient through D as it was before the step's D update (S1's tutorial).
+    member val SimultaneousUpdates = false with get, set
     /// Seed of every random draw of the run.
     member val Seed = 0UL with get, set
 
@@ -108,7 +110,8 @@ type TrainOptions() =
             LearningRate = d.Lr,
             GeneratorLrScale = d.GLrScale,
             Beta1 = d.Beta1,
-            LrDecayEpochs = List.toArray d.LrDecayEpochs
+            LrDecayEpochs = List.toArray d.LrDecayEpochs,
+            SimultaneousUpdates = d.SimultaneousUpdates
         )
 
 /// What one training step measured.
@@ -183,6 +186,7 @@ type GanTrainer private (info: ModelInfo, options: TrainOptions, config: TrainCo
             GpWeight = o.GradientPenaltyWeight
             R1Weight = o.R1Weight
             EmaDecay = o.EmaDecay
+            SimultaneousUpdates = o.SimultaneousUpdates
         }
 
     /// A fresh run with the given options (see `TrainOptions.ForModel`).

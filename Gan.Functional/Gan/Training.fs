@@ -17,6 +17,10 @@ type TrainConfig = {
     R1Weight: float
     /// Decay of the generator's exponential moving average (0: no EMA kept).
     EmaDecay: float
+    /// When true, G's gradient is taken through D as it was before this step's D update, as
+    /// if both losses came from one forward pass (S1's tutorial, one gradient tape); when
+    /// false, through the updated D (the usual PyTorch loop).
+    SimultaneousUpdates: bool
 }
 
 /// Everything that changes during training, by name: a checkpoint is this record.
@@ -59,6 +63,7 @@ module Training =
             GpWeight = 0.0
             R1Weight = 0.0
             EmaDecay = 0.0
+            SimultaneousUpdates = false
         }
 
     /// Fresh variables and optimizer states for `model`, all drawn from `key`.
@@ -147,11 +152,17 @@ module Training =
             | None -> g, state.GOpt, nan, d
             | Some pullback ->
                 let mutable dAfter = d.State
+                // the discriminator G is differentiated through (see SimultaneousUpdates)
+                let dForG =
+                    if config.SimultaneousUpdates then
+                        { d with Params = state.D.Params }
+                    else
+                        d
 
                 let gLossValue, dFake =
                     Autodiff.valueAndGrad
                         (fun f ->
-                            let logits, s = model.Discriminator.Apply d (ctx 6) f
+                            let logits, s = model.Discriminator.Apply dForG (ctx 6) f
                             dAfter <- (withState d s).State
                             Losses.generator config.Loss realLogits logits)
                         fakeC

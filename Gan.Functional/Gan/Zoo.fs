@@ -21,6 +21,8 @@ type ModelDefaults = {
     CheckpointEvery: int
     /// Epochs at which the learning rate is halved (S3: 10, 20, 25); empty for none.
     LrDecayEpochs: int list
+    /// Whether the seed updates G through D before D's update (S1: one gradient tape).
+    SimultaneousUpdates: bool
 }
 
 /// A generator/discriminator pair with what is needed to train and sample it. The
@@ -48,6 +50,7 @@ module Zoo =
         Epochs = 20
         CheckpointEvery = 5
         LrDecayEpochs = []
+        SimultaneousUpdates = false
     }
 
     /// S1: the vanilla MLP GAN on MNIST (GAN-01).
@@ -91,6 +94,7 @@ module Zoo =
                 Epochs = 120
                 CheckpointEvery = 15
                 LrDecayEpochs = []
+                SimultaneousUpdates = true
             }
         }
 
