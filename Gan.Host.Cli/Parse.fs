@@ -1,0 +1,315 @@
+namespace Gan.Host.Cli
+
+open System
+open System.Globalization
+open Argu
+
+/// Parses Gan.Host's command line into plain requests. Pure: no I/O; values are checked for
+/// range here, names (models, losses, devices) and files by the host.
+module CommandLine =
+
+    /// The program name shown in usage lines.
+    [<Literal>]
+    let ProgramName = "Gan.Host"
+
+    let private commands = [ "train"; "sample"; "models"; "devices" ]
+
+    let private parser =
+        ArgumentParser.Create<HostArgs>(programName = ProgramName, checkStructure = false)
+
+    exception private BadValue of string
+
+    let private fail fmt =
+        Printf.kprintf (fun s -> raise (BadValue s)) fmt
+
+    let private show (v: float) =
+        v.ToString("R", CultureInfo.InvariantCulture)
+
+    let private atLeast flag lo (v: int) =
+        if v < lo then
+            fail "%s must be at least %d (got %d)." flag lo v
+
+        v
+
+    let private between flag lo hi (v: int) =
+        if v < lo || v > hi then
+            fail "%s must be between %d and %d (got %d)." flag lo hi v
+
+        v
+
+    let private positive flag (v: float) =
+        if not (Double.IsFinite v) || v <= 0.0 then
+            fail "%s must be a positive number (got %s)." flag (show v)
+
+        v
+
+    let private nonNegative flag (v: float) =
+        if not (Double.IsFinite v) || v < 0.0 then
+            fail "%s must be zero or a positive number (got %s)." flag (show v)
+
+        v
+
+    let private unitInterval flag (v: float) =
+        if not (Double.IsFinite v) || v < 0.0 || v >= 1.0 then
+            fail "%s must be at least 0 and below 1 (got %s)." flag (show v)
+
+        v
+
+    /// "10,20,25" → [|10; 20; 25|]; "none" or "" → [||].
+    let parseEpochList (text: string) =
+        let t = text.Trim()
+
+        if t = "" || t.Equals("none", StringComparison.OrdinalIgnoreCase) then
+            [||]
+        else
+            let parts = t.Split(',') |> Array.map (fun s -> s.Trim())
+
+            let values =
+                parts
+                |> Array.map (fun s ->
+                    match Int32.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture) with
+                    | true, v when v >= 1 -> v
+                    | _ ->
+                        fail
+                            "--lr-decay-epochs takes epoch numbers of at least 1 separated by commas, e.g. 10,20,25, or none (got '%s')."
+                            text)
+
+            if values |> Array.pairwise |> Array.exists (fun (a, b) -> b <= a) then
+                fail "--lr-decay-epochs must list epochs in increasing order (got '%s')." text
+
+            values
+
+    let private nullable (v: 'T option) =
+        match v with
+        | Some x -> Nullable x
+        | None -> Nullable()
+
+    let private str (v: string option) : string | null =
+        match v with
+        | Some s -> s
+        | None -> null
+
+    let private checkDataset (spec: string) =
+        let s = spec.Trim()
+
+        if s = "mnist" || s = "fashion-mnist" then
+            s
+        elif s.StartsWith("images:", StringComparison.Ordinal) then
+            if s.Length = "images:".Length then
+                fail "--dataset images:DIR needs a folder after the colon, e.g. images:/data/celeba."
+
+            s
+        else
+            fail "Unknown dataset '%s'; known: mnist, fashion-mnist, images:DIR (a folder of PNG/JPEG files)." spec
+
+    let private trainRequest (r: ParseResults<TrainArgs>) =
+        let req = TrainRequest()
+        req.Model <- str (r.TryGetResult TrainArgs.Model)
+        req.Dataset <- str (r.TryGetResult TrainArgs.Dataset |> Option.map checkDataset)
+        req.Epochs <- nullable (r.TryGetResult TrainArgs.Epochs |> Option.map (between "--epochs" 1 1_000_000))
+
+        req.BatchSize <-
+            nullable (
+                r.TryGetResult TrainArgs.Batch_Size
+                |> Option.map (between "--batch-size" 1 65536)
+            )
+
+        req.LearningRate <- nullable (r.TryGetResult TrainArgs.Lr |> Option.map (positive "--lr"))
+        req.GeneratorLrScale <- nullable (r.TryGetResult TrainArgs.G_Lr_Scale |> Option.map (positive "--g-lr-scale"))
+        req.Beta1 <- nullable (r.TryGetResult TrainArgs.Beta1 |> Option.map (unitInterval "--beta1"))
+        req.NoiseDim <- nullable (r.TryGetResult TrainArgs.Noise_Dim |> Option.map (atLeast "--noise-dim" 1))
+        req.Loss <- str (r.TryGetResult TrainArgs.Loss)
+        req.DSteps <- nullable (r.TryGetResult TrainArgs.D_Steps |> Option.map (between "--d-steps" 1 1000))
+
+        req.GradientPenaltyWeight <-
+            nullable (r.TryGetResult TrainArgs.Gp_Weight |> Option.map (nonNegative "--gp-weight"))
+
+        req.R1Weight <- nullable (r.TryGetResult TrainArgs.R1_Weight |> Option.map (nonNegative "--r1-weight"))
+        req.EmaDecay <- nullable (r.TryGetResult TrainArgs.Ema |> Option.map (unitInterval "--ema"))
+
+        let decay: int array | null =
+            match r.TryGetResult TrainArgs.Lr_Decay_Epochs with
+            | Some t -> parseEpochList t
+            | None -> null
+
+        req.LrDecayEpochs <- decay
+
+        req.ImageSize <-
+            nullable (
+                r.TryGetResult TrainArgs.Image_Size
+                |> Option.map (between "--image-size" 4 4096)
+            )
+
+        req.Channels <-
+            nullable (
+                r.TryGetResult TrainArgs.Channels
+                |> Option.map (fun c ->
+                    if c <> 1 && c <> 3 then
+                        fail "--channels must be 1 (grey) or 3 (colour) (got %d)." c
+
+                    c)
+            )
+
+        req.BoundingBoxes <- str (r.TryGetResult TrainArgs.Bbox)
+        req.TrainSize <- nullable (r.TryGetResult TrainArgs.Train_Size |> Option.map (atLeast "--train-size" 1))
+
+        req.CheckpointEvery <-
+            nullable (
+                r.TryGetResult TrainArgs.Checkpoint_Every
+                |> Option.map (atLeast "--checkpoint-every" 1)
+            )
+
+        req.KeepCheckpoints <-
+            nullable (
+                r.TryGetResult TrainArgs.Keep_Checkpoints
+                |> Option.map (between "--keep-checkpoints" 1 1000)
+            )
+
+        req.Seed <- nullable (r.TryGetResult TrainArgs.Seed)
+        req.Threads <- nullable (r.TryGetResult TrainArgs.Threads |> Option.map (between "--threads" 0 1024))
+        req.Device <- str (r.TryGetResult TrainArgs.Device)
+        req.DataDir <- str (r.TryGetResult TrainArgs.Data_Dir)
+        req.Out <- str (r.TryGetResult TrainArgs.Out)
+        req.Resume <- r.Contains TrainArgs.Resume
+
+        match req.BoundingBoxes, req.Dataset with
+        | NonNull _, NonNull d when d.StartsWith("images:", StringComparison.Ordinal) -> ()
+        | NonNull _, d ->
+            let name =
+                match d with
+                | NonNull d -> d
+                | Null -> "mnist"
+
+            fail "--bbox crops the images of --dataset images:DIR; it does not apply to %s." name
+        | Null, _ -> ()
+
+        req
+
+    let private sampleRequest (r: ParseResults<SampleArgs>) =
+        let req = SampleRequest()
+        req.Run <- str (r.TryGetResult SampleArgs.Run)
+        req.Checkpoint <- str (r.TryGetResult SampleArgs.Checkpoint)
+
+        match req.Run, req.Checkpoint with
+        | null, null -> fail "sample needs --run DIR or --checkpoint FILE."
+        | NonNull _, NonNull _ -> fail "sample takes --run DIR or --checkpoint FILE, not both."
+        | _ -> ()
+
+        req.Count <-
+            r.TryGetResult SampleArgs.Count
+            |> Option.map (between "--count" 1 4096)
+            |> Option.defaultValue 16
+
+        req.Out <-
+            match r.TryGetResult SampleArgs.Out with
+            | Some o when o.Trim() <> "" -> o
+            | _ -> fail "sample needs --out FILE.png, the image to write."
+
+        req.Seed <- r.TryGetResult SampleArgs.Seed |> Option.defaultValue 0UL
+        req.UseEma <- not (r.Contains SampleArgs.No_Ema)
+
+        req.Threads <-
+            r.TryGetResult SampleArgs.Threads
+            |> Option.map (between "--threads" 0 1024)
+            |> Option.defaultValue 0
+
+        req
+
+    let private error (command: string option) (message: string) =
+        let hint =
+            match command with
+            | Some c -> sprintf "Run `%s %s --help` for the options." ProgramName c
+            | None -> sprintf "Run `%s --help` for the commands." ProgramName
+
+        ParsedCommand(CommandKind.Error, message.TrimEnd() + " " + hint, null, null, 3, 0)
+
+    /// Argu's message is "ERROR: what.\nUSAGE: …": keep the first line, without the prefix.
+    let private arguMessage (message: string) =
+        let first =
+            message.Split('\n')
+            |> Array.map (fun l -> l.Trim())
+            |> Array.tryFind (fun l -> l <> "")
+            |> Option.defaultValue message
+
+        let first =
+            if first.StartsWith("ERROR:", StringComparison.OrdinalIgnoreCase) then
+                first.Substring(6).Trim()
+            else
+                first
+
+        let first = first.TrimEnd('.') + "."
+        string (Char.ToUpperInvariant first.[0]) + first.Substring(1)
+
+    /// The usage text of a command ("" for the top level).
+    let usage (command: string) =
+        match command with
+        | "train" -> parser.GetSubCommandParser(HostArgs.Train).PrintUsage()
+        | "sample" -> parser.GetSubCommandParser(HostArgs.Sample).PrintUsage()
+        | "models" -> parser.GetSubCommandParser(HostArgs.Models).PrintUsage()
+        | "devices" -> parser.GetSubCommandParser(HostArgs.Devices).PrintUsage()
+        | _ -> parser.PrintUsage()
+
+    /// Parses a command line. No arguments means `train` with every default; a command line
+    /// that starts with a train flag (e.g. `--epochs 5`) is a `train` command line.
+    let parse (argv: string array) : ParsedCommand =
+        let argv =
+            if argv.Length = 0 then
+                [| "train" |]
+            elif
+                argv.[0].StartsWith("--", StringComparison.Ordinal)
+                && argv.[0] <> "--help"
+                && argv.[0] <> "--version"
+            then
+                Array.append [| "train" |] argv
+            else
+                argv
+
+        let command =
+            if commands |> List.contains argv.[0] then
+                Some argv.[0]
+            else
+                None
+
+        match command with
+        | None when argv.[0] = "--help" || argv.[0] = "-h" || argv.[0] = "help" || argv.[0] = "/?" ->
+            ParsedCommand(CommandKind.Help, parser.PrintUsage(), null, null, 3, 0)
+        | None when argv.[0] = "--version" ->
+            let v =
+                typeof<TrainRequest>.Assembly.GetName().Version
+                |> Option.ofObj
+                |> Option.map string
+                |> Option.defaultValue "?"
+
+            ParsedCommand(CommandKind.Help, sprintf "%s %s" ProgramName v, null, null, 3, 0)
+        | None ->
+            error None (sprintf "Unknown command '%s'; the commands are %s." argv.[0] (String.Join(", ", commands)))
+        | Some name ->
+            try
+                let results = parser.ParseCommandLine(argv, raiseOnUsage = true)
+
+                match results.GetSubCommand() with
+                | HostArgs.Train r -> ParsedCommand(CommandKind.Train, "", trainRequest r, null, 3, 0)
+                | HostArgs.Sample r -> ParsedCommand(CommandKind.Sample, "", null, sampleRequest r, 3, 0)
+                | HostArgs.Models r ->
+                    let c =
+                        r.TryGetResult ModelsArgs.Channels
+                        |> Option.map (fun c ->
+                            if c <> 1 && c <> 3 then
+                                fail "--channels must be 1 (grey) or 3 (colour) (got %d)." c
+
+                            c)
+                        |> Option.defaultValue 3
+
+                    ParsedCommand(CommandKind.Models, "", null, null, c, 0)
+                | HostArgs.Devices r ->
+                    let t =
+                        r.TryGetResult DevicesArgs.Threads
+                        |> Option.map (between "--threads" 0 1024)
+                        |> Option.defaultValue 0
+
+                    ParsedCommand(CommandKind.Devices, "", null, null, 3, t)
+            with
+            | :? ArguParseException as e when e.ErrorCode = ErrorCode.HelpText ->
+                ParsedCommand(CommandKind.Help, e.Message, null, null, 3, 0)
+            | :? ArguParseException as e -> error (Some name) (arguMessage e.Message)
+            | BadValue message -> error (Some name) message

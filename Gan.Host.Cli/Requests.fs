@@ -1,0 +1,82 @@
+namespace Gan.Host.Cli
+
+open System
+
+/// What `train` was asked for: null/empty members were not given on the command line (the host
+/// fills them from the model's defaults, or from config.json on --resume).
+[<Sealed>]
+type TrainRequest() =
+    member val Model: string | null = null with get, set
+    member val Dataset: string | null = null with get, set
+    member val Epochs = Nullable<int>() with get, set
+    member val BatchSize = Nullable<int>() with get, set
+    member val LearningRate = Nullable<float>() with get, set
+    member val GeneratorLrScale = Nullable<float>() with get, set
+    member val Beta1 = Nullable<float>() with get, set
+    member val NoiseDim = Nullable<int>() with get, set
+    member val Loss: string | null = null with get, set
+    member val DSteps = Nullable<int>() with get, set
+    member val GradientPenaltyWeight = Nullable<float>() with get, set
+    member val R1Weight = Nullable<float>() with get, set
+    member val EmaDecay = Nullable<float>() with get, set
+    /// The epochs of --lr-decay-epochs (empty for "none"), or null when not given.
+    member val LrDecayEpochs: int[] | null = null with get, set
+    member val ImageSize = Nullable<int>() with get, set
+    member val Channels = Nullable<int>() with get, set
+    member val BoundingBoxes: string | null = null with get, set
+    member val TrainSize = Nullable<int>() with get, set
+    member val CheckpointEvery = Nullable<int>() with get, set
+    member val KeepCheckpoints = Nullable<int>() with get, set
+    member val Seed = Nullable<uint64>() with get, set
+    member val Threads = Nullable<int>() with get, set
+    member val Device: string | null = null with get, set
+    member val DataDir: string | null = null with get, set
+    member val Out: string | null = null with get, set
+    member val Resume = false with get, set
+
+/// What `sample` was asked for.
+[<Sealed>]
+type SampleRequest() =
+    member val Run: string | null = null with get, set
+    member val Checkpoint: string | null = null with get, set
+    member val Count = 16 with get, set
+    member val Out = "" with get, set
+    member val Seed = 0UL with get, set
+    member val UseEma = true with get, set
+    member val Threads = 0 with get, set
+
+/// Which command a command line asks for.
+type CommandKind =
+    | Train = 0
+    | Sample = 1
+    | Models = 2
+    | Devices = 3
+    /// `--help` somewhere: print `Text` and exit 0.
+    | Help = 4
+    /// A bad command line: print `Text` (one paragraph) and exit 2.
+    | Error = 5
+
+/// A parsed command line.
+[<Sealed>]
+type ParsedCommand
+    internal
+    (
+        kind: CommandKind,
+        text: string,
+        train: TrainRequest | null,
+        sample: SampleRequest | null,
+        channels: int,
+        threads: int
+    ) =
+    /// The command.
+    member _.Kind = kind
+    /// Help text (Help) or the error paragraph (Error); empty otherwise.
+    member _.Text = text
+    /// The train request (Train), else null.
+    member _.Train = train
+    /// The sample request (Sample), else null.
+    member _.Sample = sample
+    /// `models --channels` (default 3).
+    member _.Channels = channels
+    /// `devices --threads` (default 0).
+    member _.Threads = threads

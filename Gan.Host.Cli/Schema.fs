@@ -1,0 +1,128 @@
+namespace Gan.Host.Cli
+
+open Argu
+
+/// `train`: trains a zoo model. Every flag is optional; a model's defaults come from SEEDS.md.
+[<RequireQualifiedAccess>]
+type TrainArgs =
+    | [<Unique>] Model of name: string
+    | [<Unique>] Dataset of spec: string
+    | [<Unique>] Epochs of count: int
+    | [<Unique>] Batch_Size of count: int
+    | [<Unique>] Lr of rate: float
+    | [<Unique>] G_Lr_Scale of factor: float
+    | [<Unique>] Beta1 of beta: float
+    | [<Unique>] Noise_Dim of size: int
+    | [<Unique>] Loss of name: string
+    | [<Unique>] D_Steps of count: int
+    | [<Unique>] Gp_Weight of weight: float
+    | [<Unique>] R1_Weight of weight: float
+    | [<Unique>] Ema of decay: float
+    | [<Unique>] Lr_Decay_Epochs of epochs: string
+    | [<Unique>] Image_Size of pixels: int
+    | [<Unique>] Channels of count: int
+    | [<Unique>] Bbox of file: string
+    | [<Unique>] Train_Size of count: int
+    | [<Unique>] Checkpoint_Every of epochs: int
+    | [<Unique>] Keep_Checkpoints of count: int
+    | [<Unique>] Seed of seed: uint64
+    | [<Unique>] Threads of count: int
+    | [<Unique>] Device of name: string
+    | [<Unique>] Data_Dir of dir: string
+    | [<Unique>] Out of dir: string
+    | [<Unique>] Resume
+
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Model _ -> "zoo model: mlp (default), dcgan28, dcgan64, mbd28, valid64 (see the models command)."
+            | Dataset _ ->
+                "mnist (default), fashion-mnist, or images:DIR (a folder tree of PNG/JPEG files; JPEG needs libturbojpeg)."
+            | Epochs _ ->
+                "total epochs of the run (default 10, a quick look of a few minutes; the seed's full schedule is the model's default, e.g. --epochs 120 for mlp). With --resume: the new total."
+            | Batch_Size _ -> "examples per step (model default: mlp 256, mbd28 64, ...)."
+            | Lr _ -> "the discriminator's learning rate (model default, 2e-4)."
+            | G_Lr_Scale _ -> "the generator's learning rate is lr times this (mlp: 5)."
+            | Beta1 _ -> "Adam beta1 for both networks, in [0, 1) (default 0.5)."
+            | Noise_Dim _ ->
+                "length of z; the zoo fixes it per model (mlp 100, mbd28 62), so only that value is accepted."
+            | Loss _ -> "GAN loss: bce (non-saturating, default), minimax, wgan, lsgan, hinge, ragan."
+            | D_Steps _ -> "discriminator steps per generator step (default 1)."
+            | Gp_Weight _ -> "WGAN-GP gradient-penalty weight (default 0: off)."
+            | R1_Weight _ -> "R1 penalty weight on real data (default 0: off)."
+            | Ema _ -> "decay of an exponential moving average of G's weights, in [0, 1) (default 0: off)."
+            | Lr_Decay_Epochs _ ->
+                "comma-separated epochs at which both learning rates halve, e.g. 10,20,25 (dcgan64's default), or none."
+            | Image_Size _ ->
+                "image side in pixels; the zoo fixes it per model (28 or 64), so only that value is accepted."
+            | Channels _ -> "1 (grey) or 3 (colour); only dcgan64 takes either (default: 1 on MNIST, 3 on images)."
+            | Bbox _ -> "with images:DIR, crop each image by CelebA's bounding-box list (list_bbox_celeba.txt)."
+            | Train_Size _ -> "use only the first N training images (default: all)."
+            | Checkpoint_Every _ ->
+                "write a checkpoint every N epochs (model default, 15 for mlp); one is always written at the end."
+            | Keep_Checkpoints _ -> "how many checkpoints to keep (default 3)."
+            | Seed _ -> "seed of every random draw: initial weights, noise, shuffling (default 0)."
+            | Threads _ -> "CPU worker threads (default 0: one per core)."
+            | Device _ -> "auto (default) or cpu; the devices command lists what exists."
+            | Data_Dir _ ->
+                "where datasets live (default: gan-functional/<dataset> under the user's cache directory, e.g. ~/.cache)."
+            | Out _ -> "run directory (default: runs/<model>-<dataset>-<time> under the current directory)."
+            | Resume -> "continue the run in --out (default: the newest run under runs/) from its last checkpoint."
+
+/// `sample`: renders a grid of generated images from a run or a checkpoint.
+[<RequireQualifiedAccess>]
+type SampleArgs =
+    | [<Unique>] Run of dir: string
+    | [<Unique>] Checkpoint of file: string
+    | [<Unique>] Count of count: int
+    | [<Unique>] Out of file: string
+    | [<Unique>] Seed of seed: uint64
+    | [<Unique>] No_Ema
+    | [<Unique>] Threads of count: int
+
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Run _ -> "a run directory; its newest checkpoint is used."
+            | Checkpoint _ -> "a checkpoint file (.safetensors) written by train."
+            | Count _ -> "how many images (default 16), laid out in a near-square grid."
+            | Out _ -> "the PNG file to write (required)."
+            | Seed _ -> "seed of the noise (default 0)."
+            | No_Ema -> "use the trained generator even when the checkpoint keeps EMA weights."
+            | Threads _ -> "CPU worker threads (default 0: one per core)."
+
+/// `models`: lists the zoo.
+[<RequireQualifiedAccess>]
+type ModelsArgs =
+    | [<Unique>] Channels of count: int
+
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Channels _ -> "channels of dcgan64 for the counts (default 3)."
+
+/// `devices`: lists what can run here.
+[<RequireQualifiedAccess>]
+type DevicesArgs =
+    | [<Unique>] Threads of count: int
+
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Threads _ -> "CPU worker threads to configure (default 0: one per core)."
+
+/// The command line of Gan.Host.
+[<RequireQualifiedAccess>]
+type HostArgs =
+    | [<CliPrefix(CliPrefix.None)>] Train of ParseResults<TrainArgs>
+    | [<CliPrefix(CliPrefix.None)>] Sample of ParseResults<SampleArgs>
+    | [<CliPrefix(CliPrefix.None)>] Models of ParseResults<ModelsArgs>
+    | [<CliPrefix(CliPrefix.None)>] Devices of ParseResults<DevicesArgs>
+
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Train _ -> "train a zoo model (the default command: no arguments trains mlp on MNIST)."
+            | Sample _ -> "render a PNG grid of generated images from a run or a checkpoint."
+            | Models _ -> "list the zoo: name, G and D parameter counts, output shape."
+            | Devices _ -> "list what can run here: the CPU, its cores and kernels; GPUs."

@@ -1,0 +1,373 @@
+using System.Diagnostics;
+using System.Globalization;
+using Gan.Functional.CSharp;
+using Gan.Host.Cli;
+using Gan.Host.Data;
+using Gan.Host.Io;
+using Gan.Host.Training;
+
+namespace Gan.Host.Commands;
+
+/// <summary>`train`: resolves the settings, prepares the run directory and data, and runs the loop.</summary>
+internal static class TrainCommand
+{
+    /// <summary>
+    /// Epochs when --epochs is not given: a quick look that ends in a few minutes on 2 cores (the
+    /// seeds' full schedules, e.g. 120 epochs for mlp, are one flag away).
+    /// </summary>
+    public const int DefaultEpochs = 10;
+
+    public static int Run(TrainRequest req, HostContext ctx, ProgressSink sink)
+    {
+        RunConfig config;
+        RunDirectory run;
+        LoadedCheckpoint? resumeFrom = null;
+        if (req.Resume)
+        {
+            (config, run, resumeFrom) = PrepareResume(req, ctx);
+        }
+        else
+        {
+            config = Resolve(req, ctx);
+            run = NewRunDirectory(req, config, ctx);
+        }
+
+        var kernels = Engine.ConfigureCpu(config.Threads);
+
+        using var data = LoadData(config, ctx);
+        var usable = config.TrainSize is { } limit ? data.Take(limit) : data;
+        var trainer = resumeFrom is not null ? CheckpointFile.Restore(resumeFrom, config) : GanTrainer.Create(config.ToTrainOptions());
+
+        // Only now, with data and model ready, does the run directory get written.
+        try
+        {
+            Directory.CreateDirectory(run.Root);
+            AtomicFile.CleanTemporaries(run.Root);
+            AtomicFile.CleanTemporaries(run.CheckpointsDir);
+            AtomicFile.CleanTemporaries(run.SamplesDir);
+            AtomicFile.WriteAllText(run.ConfigPath, config.ToJson());
+            if (resumeFrom is not null)
+            {
+                RunDirectory.TruncateCsv(run.LossCsv, resumeFrom.CompletedEpochs);
+                RunDirectory.TruncateCsv(run.StepsCsv, resumeFrom.TrainStep);
+            }
+            else if (req.Resume)
+            {
+                RunDirectory.TruncateCsv(run.LossCsv, 0);
+                RunDirectory.TruncateCsv(run.StepsCsv, 0);
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw IoErrors.Describe(e, "write to the run directory", run.Root);
+        }
+
+        var info = trainer.Model;
+        var steps = (usable.Count + config.BatchSize - 1) / config.BatchSize;
+        var c = CultureInfo.InvariantCulture;
+        var header = new List<string>
+        {
+            kernels,
+            string.Create(c, $"model {config.Model} ({info.Summary}); data {config.Dataset}: {usable.Count:N0} images from {config.DataDir}"),
+            string.Create(c, $"{config.Epochs} epoch(s) of {steps} steps at batch {config.BatchSize}; lr {config.LearningRate} (G ×{config.GeneratorLrScale}), β1 {config.Beta1}, loss {config.Loss}, seed {config.Seed}"),
+            $"run directory: {run.Root}",
+        };
+        if (resumeFrom is not null)
+        {
+            header.Add($"resuming from {resumeFrom.Path} ({resumeFrom.CompletedEpochs} epochs + {resumeFrom.StepInEpoch} steps)");
+        }
+        else if (req.Epochs is null && !req.Resume)
+        {
+            var full = Zoo.Model(config.Model, config.Channels).DefaultEpochs;
+            header.Add($"(a quick run of {DefaultEpochs} epochs; the seed's full schedule is --epochs {full})");
+        }
+
+        foreach (var line in header)
+        {
+            ctx.Info(line);
+        }
+
+        try
+        {
+            File.AppendAllText(run.TrainLog, string.Join("\n", header.Prepend($"--- {DateTime.Now:yyyy-MM-dd HH:mm:ss} train {(req.Resume ? "--resume" : "")}")) + "\n");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw IoErrors.Describe(e, "write", run.TrainLog);
+        }
+
+        var startEpoch = resumeFrom?.CompletedEpochs ?? 0;
+        if (startEpoch >= config.Epochs)
+        {
+            ctx.Info($"The run already has {startEpoch} epoch(s), which meets --epochs {config.Epochs}; nothing to do. Ask for more with --epochs N.");
+            return ExitCodes.Ok;
+        }
+
+        var loop = new TrainLoop(config, run, usable, trainer, ctx, sink);
+        var watch = Stopwatch.StartNew();
+        int code;
+        ctx.TrainingActive = true;
+        try
+        {
+            code = sink.Run(() => loop.Run(resumeFrom));
+        }
+        finally
+        {
+            ctx.TrainingActive = false;
+        }
+
+        var self = "dotnet run --project Gan.Host --";
+        if (code == ExitCodes.Interrupted)
+        {
+            ctx.Info($"Stopped by Ctrl-C. Continue with: {self} train --resume --out {run.Root}");
+            return code;
+        }
+
+        var last = run.SamplePath(config.Epochs);
+        ctx.Info(string.Create(c, $"done: {config.Epochs - startEpoch} epoch(s) in {PlainProgress.Format(watch.Elapsed)}. Outputs in {run.Root}:"));
+        ctx.Info($"  samples/    a {Math.Ceiling(Math.Sqrt(config.SampleCount))}×{Math.Ceiling(Math.Sqrt(config.SampleCount))} grid per epoch from fixed noise (latest: {last})");
+        ctx.Info("  loss.csv    epoch,Real_P,Fake_P,Gen_loss,Dis_loss;  steps.csv  one row per step;  train.log  this output");
+        ctx.Info($"  checkpoints/  {(loop.LastCheckpoint is { } ck ? Path.GetFileName(ck) : "none")} (safetensors);  config.json  every setting");
+        ctx.Info($"More epochs: {self} train --resume --out {run.Root} --epochs {config.Epochs * 2}");
+        ctx.Info($"New samples: {self} sample --run {run.Root} --count 64 --out samples.png");
+        return code;
+    }
+
+    /// <summary>The settings of a new run: the request over the model's SEEDS.md defaults.</summary>
+    public static RunConfig Resolve(TrainRequest req, HostContext ctx)
+    {
+        var model = req.Model ?? "mlp";
+        var dataset = req.Dataset ?? "mnist";
+        var isImages = dataset.StartsWith("images:", StringComparison.Ordinal);
+        if (isImages)
+        {
+            dataset = "images:" + ctx.Resolve(dataset["images:".Length..]);
+        }
+
+        var fixedInfo = Zoo.Model(model, 3);
+        int channels;
+        if (Zoo.TakesChannels(model))
+        {
+            channels = req.Channels ?? (isImages ? 3 : 1);
+        }
+        else
+        {
+            channels = fixedInfo.ImageShape[0];
+            if (req.Channels is { } asked && asked != channels)
+            {
+                throw new UserError(
+                    $"--channels {asked} does not fit {model}, which generates {channels}-channel images; only dcgan64 takes either 1 or 3.",
+                    ExitCodes.Usage);
+            }
+        }
+
+        var info = Zoo.Model(model, channels);
+        var size = info.ImageShape[1];
+        if (req.ImageSize is { } s && s != size)
+        {
+            throw new UserError(
+                $"--image-size {s} does not fit {model}, whose layers are built for {size}×{size} images; data is resized to {size} automatically.",
+                ExitCodes.Usage);
+        }
+
+        if (req.NoiseDim is { } z && z != info.NoiseDim)
+        {
+            throw new UserError(
+                $"--noise-dim {z} does not fit {model}, whose generator takes z of length {info.NoiseDim} (fixed by SEEDS.md).",
+                ExitCodes.Usage);
+        }
+
+        string? bbox = null;
+        if (req.BoundingBoxes is { } b)
+        {
+            bbox = ctx.Resolve(b);
+            if (!File.Exists(bbox))
+            {
+                throw new UserError($"The bounding-box file {bbox} (--bbox) does not exist.");
+            }
+        }
+
+        var device = Zoo.Device(req.Device ?? "auto");
+        var defaultDataDir = isImages ? Path.Combine(ctx.CacheRoot, "images") : Path.Combine(ctx.CacheRoot, dataset);
+        return new RunConfig
+        {
+            Model = model,
+            Dataset = dataset,
+            Channels = channels,
+            ImageSize = size,
+            NoiseDim = info.NoiseDim,
+            Epochs = req.Epochs ?? DefaultEpochs,
+            BatchSize = req.BatchSize ?? info.DefaultBatchSize,
+            LearningRate = req.LearningRate ?? info.DefaultLearningRate,
+            GeneratorLrScale = req.GeneratorLrScale ?? info.DefaultGeneratorLrScale,
+            Beta1 = req.Beta1 ?? info.DefaultBeta1,
+            Loss = Zoo.Loss(req.Loss ?? "bce"),
+            DSteps = req.DSteps ?? 1,
+            GpWeight = req.GradientPenaltyWeight ?? 0,
+            R1Weight = req.R1Weight ?? 0,
+            Ema = req.EmaDecay ?? 0,
+            LrDecayEpochs = req.LrDecayEpochs ?? info.DefaultLrDecayEpochs,
+            Bbox = bbox,
+            TrainSize = req.TrainSize,
+            CheckpointEvery = req.CheckpointEvery ?? info.DefaultCheckpointEvery,
+            KeepCheckpoints = req.KeepCheckpoints ?? 3,
+            Seed = req.Seed ?? 0,
+            Threads = req.Threads ?? 0,
+            Device = device,
+            DataDir = req.DataDir is { } d ? ctx.Resolve(d) : dataset == "fashion-mnist" ? "" : defaultDataDir,
+        };
+    }
+
+    private static RunDirectory NewRunDirectory(TrainRequest req, RunConfig config, HostContext ctx)
+    {
+        if (req.Out is { } o)
+        {
+            var dir = new RunDirectory(ctx.Resolve(o));
+            if (File.Exists(dir.Root))
+            {
+                throw new UserError($"--out {dir.Root} is a file; give a directory for the run.", ExitCodes.Usage);
+            }
+
+            if (dir.HasConfig)
+            {
+                string what;
+                try
+                {
+                    var other = RunConfig.FromJson(File.ReadAllText(dir.ConfigPath), dir.ConfigPath);
+                    what = $"a run of {other.Model} on {other.Dataset}";
+                }
+                catch (UserError)
+                {
+                    what = "a run";
+                }
+
+                throw new UserError(
+                    $"The output directory {dir.Root} already holds {what} (it has a config.json). Continue that run with --resume, "
+                    + "or choose another --out for a new one.");
+            }
+
+            if (Directory.Exists(dir.Root) && Directory.EnumerateFileSystemEntries(dir.Root).Any())
+            {
+                throw new UserError(
+                    $"The output directory {dir.Root} is not empty and is not a run directory; choose a new or empty directory for --out, so nothing in it is overwritten.");
+            }
+
+            return dir;
+        }
+
+        var runs = Path.Combine(ctx.WorkingDirectory, "runs");
+        var stem = $"{config.Model}-{config.DatasetLabel}-{DateTime.Now.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture)}";
+        var path = Path.Combine(runs, stem);
+        for (var i = 2; Directory.Exists(path); i++)
+        {
+            path = Path.Combine(runs, $"{stem}-{i}");
+        }
+
+        return new RunDirectory(path);
+    }
+
+    private static (RunConfig, RunDirectory, LoadedCheckpoint?) PrepareResume(TrainRequest req, HostContext ctx)
+    {
+        RunDirectory run;
+        if (req.Out is { } o)
+        {
+            run = new RunDirectory(ctx.Resolve(o));
+            if (!run.HasConfig)
+            {
+                throw new UserError($"There is no run to resume in {run.Root}: it has no config.json. Check --out, or drop --resume to start a new run there.");
+            }
+        }
+        else
+        {
+            var runs = Path.Combine(ctx.WorkingDirectory, "runs");
+            var newest = Directory.Exists(runs)
+                ? Directory.EnumerateDirectories(runs)
+                    .Select(d => new RunDirectory(d))
+                    .Where(r => r.HasConfig)
+                    .OrderByDescending(r => File.GetLastWriteTimeUtc(r.ConfigPath))
+                    .FirstOrDefault()
+                : null;
+            run = newest ?? throw new UserError($"There is no run to resume under {runs}; pass --out DIR with the run directory to continue.");
+        }
+
+        var stored = RunConfig.FromJson(File.ReadAllText(run.ConfigPath), run.ConfigPath);
+        var asked = Resolve(req, ctx, stored);
+        var conflicts = stored.Fixed().Zip(asked.Fixed())
+            .Where(p => p.First.Value != p.Second.Value)
+            .Select(p => $"{p.First.Flag} {p.Second.Value} (the run has {p.First.Value})")
+            .ToList();
+        if (conflicts.Count > 0)
+        {
+            throw new UserError(
+                $"--resume continues the run in {run.Root} with its own settings, but the command line changes {string.Join("; ", conflicts)}. "
+                + "Drop those flags to continue the run, or start a new run with another --out.",
+                ExitCodes.Usage);
+        }
+
+        var checkpoints = run.Checkpoints();
+        LoadedCheckpoint? from = checkpoints.Count > 0 ? CheckpointFile.Read(checkpoints[^1].Path) : null;
+        if (from is null)
+        {
+            ctx.Info($"No checkpoint in {run.CheckpointsDir}; the run starts again from the beginning.");
+        }
+
+        return (asked, run, from);
+    }
+
+    /// <summary>The stored settings with what --resume may change (epochs, checkpoints, threads, device, data dir).</summary>
+    private static RunConfig Resolve(TrainRequest req, HostContext ctx, RunConfig stored)
+    {
+        // The result-deciding settings as asked: the stored ones, overridden by what the request gives.
+        var over = new TrainRequest
+        {
+            Model = req.Model ?? stored.Model,
+            Dataset = req.Dataset ?? stored.Dataset,
+            Channels = req.Channels ?? stored.Channels,
+            ImageSize = req.ImageSize,
+            NoiseDim = req.NoiseDim,
+            Epochs = req.Epochs ?? stored.Epochs,
+            BatchSize = req.BatchSize ?? stored.BatchSize,
+            LearningRate = req.LearningRate ?? stored.LearningRate,
+            GeneratorLrScale = req.GeneratorLrScale ?? stored.GeneratorLrScale,
+            Beta1 = req.Beta1 ?? stored.Beta1,
+            Loss = req.Loss ?? stored.Loss,
+            DSteps = req.DSteps ?? stored.DSteps,
+            GradientPenaltyWeight = req.GradientPenaltyWeight ?? stored.GpWeight,
+            R1Weight = req.R1Weight ?? stored.R1Weight,
+            EmaDecay = req.EmaDecay ?? stored.Ema,
+            LrDecayEpochs = req.LrDecayEpochs ?? stored.LrDecayEpochs,
+            BoundingBoxes = req.BoundingBoxes ?? stored.Bbox,
+            TrainSize = req.TrainSize ?? stored.TrainSize,
+            CheckpointEvery = req.CheckpointEvery ?? stored.CheckpointEvery,
+            KeepCheckpoints = req.KeepCheckpoints ?? stored.KeepCheckpoints,
+            Seed = req.Seed ?? stored.Seed,
+            Threads = req.Threads ?? stored.Threads,
+            Device = req.Device ?? stored.Device,
+            DataDir = req.DataDir ?? stored.DataDir,
+        };
+        var resolved = Resolve(over, ctx);
+        if (req.DataDir is null)
+        {
+            resolved.DataDir = stored.DataDir;
+        }
+
+        resolved.SampleCount = stored.SampleCount;
+        return resolved;
+    }
+
+    /// <summary>Loads the run's training images (fetching MNIST on first use).</summary>
+    public static ImageSet LoadData(RunConfig config, HostContext ctx)
+    {
+        switch (config.Dataset)
+        {
+            case "mnist":
+                return Mnist.LoadMnist(config.DataDir, ctx);
+            case "fashion-mnist":
+                config.DataDir = Mnist.LocateFashion(config.DataDir.Length > 0 ? config.DataDir : null, ctx);
+                return Mnist.Read(Mnist.FindTrainImages(config.DataDir)!);
+            default:
+                var root = config.Dataset["images:".Length..];
+                return ImageFolder.Load(root, config.Channels, config.ImageSize, config.Bbox, config.DataDir, ctx);
+        }
+    }
+}

@@ -1,0 +1,128 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Gan.Functional.CSharp;
+
+namespace Gan.Host.Training;
+
+/// <summary>Every resolved setting of a run; written to config.json and read back by --resume.</summary>
+internal sealed class RunConfig
+{
+    public const int CurrentFormat = 1;
+
+    public int Format { get; set; } = CurrentFormat;
+    public string Model { get; set; } = "mlp";
+    public string Dataset { get; set; } = "mnist";
+    public int Channels { get; set; }
+    public int ImageSize { get; set; }
+    public int NoiseDim { get; set; }
+    public int Epochs { get; set; }
+    public int BatchSize { get; set; }
+    public double LearningRate { get; set; }
+    public double GeneratorLrScale { get; set; }
+    public double Beta1 { get; set; }
+    public string Loss { get; set; } = "bce";
+    public int DSteps { get; set; } = 1;
+    public double GpWeight { get; set; }
+    public double R1Weight { get; set; }
+    public double Ema { get; set; }
+    public int[] LrDecayEpochs { get; set; } = [];
+    public string? Bbox { get; set; }
+    public int? TrainSize { get; set; }
+    public int CheckpointEvery { get; set; }
+    public int KeepCheckpoints { get; set; } = 3;
+    public ulong Seed { get; set; }
+    public int Threads { get; set; }
+    public string Device { get; set; } = "auto";
+    public string DataDir { get; set; } = "";
+    public int SampleCount { get; set; } = 16;
+
+    private static readonly JsonSerializerOptions Json = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        DefaultIgnoreCondition = JsonIgnoreCondition.Never,
+        NumberHandling = JsonNumberHandling.Strict,
+    };
+
+    public string ToJson() => JsonSerializer.Serialize(this, Json) + "\n";
+
+    public static RunConfig FromJson(string json, string source)
+    {
+        RunConfig? c;
+        try
+        {
+            c = JsonSerializer.Deserialize<RunConfig>(json, Json);
+        }
+        catch (JsonException e)
+        {
+            throw new UserError($"{source} is not a valid run configuration ({e.Message.TrimEnd('.')}). Restore it, or start a new run with another --out.");
+        }
+
+        if (c is null || c.Format != CurrentFormat || c.Epochs < 1 || c.BatchSize < 1)
+        {
+            throw new UserError($"{source} is not a run configuration this version understands (format {c?.Format}). Start a new run with another --out.");
+        }
+
+        return c;
+    }
+
+    /// <summary>The training options of the engine.</summary>
+    public TrainOptions ToTrainOptions()
+    {
+        var o = TrainOptions.ForModel(Model, Channels);
+        o.BatchSize = BatchSize;
+        o.LearningRate = LearningRate;
+        o.GeneratorLrScale = GeneratorLrScale;
+        o.Beta1 = Beta1;
+        o.Loss = Loss;
+        o.DSteps = DSteps;
+        o.GradientPenaltyWeight = GpWeight;
+        o.R1Weight = R1Weight;
+        o.EmaDecay = Ema;
+        o.LrDecayEpochs = LrDecayEpochs;
+        o.Seed = Seed;
+        return o;
+    }
+
+    /// <summary>
+    /// The settings that decide the weights a run produces, by flag name; --resume refuses to change
+    /// these (epochs, checkpoints, threads, device and data dir may change).
+    /// </summary>
+    public IEnumerable<(string Flag, string Value)> Fixed()
+    {
+        yield return ("--model", Model);
+        yield return ("--dataset", Dataset);
+        yield return ("--channels", Channels.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        yield return ("--image-size", Str(ImageSize));
+        yield return ("--noise-dim", Str(NoiseDim));
+        yield return ("--batch-size", Str(BatchSize));
+        yield return ("--lr", Str(LearningRate));
+        yield return ("--g-lr-scale", Str(GeneratorLrScale));
+        yield return ("--beta1", Str(Beta1));
+        yield return ("--loss", Loss);
+        yield return ("--d-steps", Str(DSteps));
+        yield return ("--gp-weight", Str(GpWeight));
+        yield return ("--r1-weight", Str(R1Weight));
+        yield return ("--ema", Str(Ema));
+        yield return ("--lr-decay-epochs", LrDecayEpochs.Length == 0 ? "none" : string.Join(",", LrDecayEpochs));
+        yield return ("--bbox", Bbox ?? "(none)");
+        yield return ("--train-size", TrainSize is { } t ? Str(t) : "(all)");
+        yield return ("--seed", Seed.ToString(System.Globalization.CultureInfo.InvariantCulture));
+    }
+
+    public static string Str(double v) => v.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
+
+    public static string Str(int v) => v.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    [JsonIgnore]
+    public string DatasetLabel => Dataset.StartsWith("images:", StringComparison.Ordinal)
+        ? "images-" + Sanitize(Path.GetFileName(Path.TrimEndingDirectorySeparator(Dataset["images:".Length..])))
+        : Dataset;
+
+    private static string Sanitize(string s)
+    {
+        var chars = s.Select(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' ? c : '-').ToArray();
+        var r = new string(chars).Trim('-');
+        return r.Length == 0 ? "dir" : r;
+    }
+}

@@ -1,0 +1,201 @@
+using System.Diagnostics;
+using System.Globalization;
+using Gan.Functional.CSharp;
+using Gan.Host.Data;
+using Gan.Host.Io;
+
+namespace Gan.Host.Training;
+
+/// <summary>
+/// The epoch loop around the engine's pure training step: data order, logs, sample grids,
+/// checkpoints, Ctrl-C and divergence. Every random choice derives from the run's seed and the
+/// position in the run, so a resumed run repeats exactly what an uninterrupted one does.
+/// </summary>
+internal sealed class TrainLoop(RunConfig config, RunDirectory run, ImageSet data, GanTrainer trainer, HostContext ctx, ProgressSink sink)
+{
+    private static readonly CultureInfo C = CultureInfo.InvariantCulture;
+
+    public string? LastCheckpoint { get; private set; }
+
+    public int Run(LoadedCheckpoint? from)
+    {
+        var n = data.Count;
+        var batch = config.BatchSize;
+        var stepsPerEpoch = (n + batch - 1) / batch;
+        var epoch = from?.CompletedEpochs ?? 0;
+        var step = from?.StepInEpoch ?? 0;
+        var sums = from?.Sums ?? EpochSums.Empty;
+        LastCheckpoint = from?.Path;
+
+        if (trainer.StepCount != ((long)epoch * stepsPerEpoch) + step || step >= stepsPerEpoch)
+        {
+            throw new UserError(
+                $"The checkpoint {from?.Path} was written {trainer.StepCount} steps into the run ({epoch} epochs + {step} steps), "
+                + $"which does not fit {n:N0} images at batch size {batch} ({stepsPerEpoch} steps per epoch): the dataset is not the one this run was trained on. "
+                + "Point --data-dir at the original data, or start a new run.");
+        }
+
+        var shape = trainer.Model.ImageShape;
+        var zeroToOne = trainer.Model.OutputsZeroToOne;
+        var loader = new BatchLoader(data, shape[0], shape[1], shape[2], zeroToOne);
+        var fixedNoise = trainer.Noise(config.SampleCount, RunRandom.SampleNoiseSeed(config.Seed));
+
+        Directory.CreateDirectory(run.SamplesDir);
+        Directory.CreateDirectory(run.CheckpointsDir);
+        using var stepsLog = OpenStepsLog();
+        using var textLog = new StreamWriter(run.TrainLog, append: true, new System.Text.UTF8Encoding(false)) { NewLine = "\n" };
+
+        void Log(string line)
+        {
+            sink.Line(line);
+            textLog.WriteLine(line);
+            textLog.Flush();
+        }
+
+        var buffer = new float[batch * loader.ImageSize];
+        for (; epoch < config.Epochs; epoch++, step = 0, sums = EpochSums.Empty)
+        {
+            var order = RunRandom.Permutation(n, config.Seed, epoch);
+            sink.StartEpoch(epoch + 1, config.Epochs, stepsPerEpoch, step);
+            var watch = Stopwatch.StartNew();
+            var firstStep = step;
+            for (; step < stepsPerEpoch; step++)
+            {
+                if (ctx.Cancel.IsCancellationRequested)
+                {
+                    stepsLog.Flush();
+                    var path = SaveCheckpoint(epoch, step, sums);
+                    Log($"interrupted: saved {Rel(path)} ({epoch} epochs + {step} steps)");
+                    sink.EndEpoch();
+                    return ExitCodes.Interrupted;
+                }
+
+                var count = Math.Min(batch, n - (step * batch));
+                var images = count == batch ? buffer : new float[count * loader.ImageSize];
+                loader.Fill(order.AsSpan(step * batch, count), images);
+                var t0 = Stopwatch.GetTimestamp();
+                var r = trainer.Step(images, count, epoch);
+                var seconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+                var gUpdated = trainer.StepCount % Math.Max(1, config.DSteps) == 0;
+                if (!double.IsFinite(r.DiscriminatorLoss) || (gUpdated && !double.IsFinite(r.GeneratorLoss)))
+                {
+                    stepsLog.Flush();
+                    var which = !double.IsFinite(r.DiscriminatorLoss)
+                        ? $"the discriminator loss became {r.DiscriminatorLoss.ToString(C)}"
+                        : $"the generator loss became {r.GeneratorLoss.ToString(C)}";
+                    throw Diverged($"{which} at epoch {epoch + 1}, step {step + 1} (step {trainer.StepCount} of the run)");
+                }
+
+                sums = sums.Add(r, gUpdated, seconds);
+                stepsLog.WriteLine(string.Join(",",
+                    trainer.StepCount.ToString(C),
+                    (epoch + 1).ToString(C),
+                    r.DiscriminatorLoss.ToString("G7", C),
+                    gUpdated ? r.GeneratorLoss.ToString("G7", C) : "",
+                    r.RealScore.ToString("G7", C),
+                    r.FakeScore.ToString("G7", C),
+                    seconds.ToString("0.0000", C)));
+                var rate = (step + 1 - firstStep) / Math.Max(1e-9, watch.Elapsed.TotalSeconds);
+                sink.Step(new StepStats(step + 1, stepsPerEpoch, rate, sums.MeanD, sums.MeanG, sums.MeanReal, sums.MeanFake));
+                ctx.AfterStep?.Invoke(trainer.StepCount);
+            }
+
+            stepsLog.Flush();
+            sink.EndEpoch();
+            EndEpoch(epoch, sums, fixedNoise, Log);
+        }
+
+        return ExitCodes.Ok;
+    }
+
+    private void EndEpoch(int epoch, EpochSums sums, float[] fixedNoise, Action<string> log)
+    {
+        var number = epoch + 1;
+        try
+        {
+            RunDirectory.AppendLine(run.LossCsv, RunDirectory.LossHeader, string.Join(",",
+                number.ToString(C),
+                sums.MeanReal.ToString("G7", C),
+                sums.MeanFake.ToString("G7", C),
+                sums.MeanG.ToString("G7", C),
+                sums.MeanD.ToString("G7", C)));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw IoErrors.Describe(e, "write", run.LossCsv);
+        }
+
+        var shape = trainer.Model.ImageShape;
+        var generated = trainer.Generate(fixedNoise, config.SampleCount, useEma: true);
+        var grid = Grid.Make(generated, config.SampleCount, shape[0], shape[1], shape[2], trainer.Model.OutputsZeroToOne);
+        var samplePath = run.SamplePath(number);
+        try
+        {
+            AtomicFile.WriteAllBytes(samplePath, Png.Encode(grid));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw IoErrors.Describe(e, "write", samplePath);
+        }
+
+        var line = string.Create(C, $"epoch {number}/{config.Epochs}  D {sums.MeanD:0.0000}  G {sums.MeanG:0.0000}  D(x) {sums.MeanReal:0.000}  D(G(z)) {sums.MeanFake:0.000}  {sums.Seconds:0.0} s in steps  → {Rel(samplePath)}");
+        if (number % config.CheckpointEvery == 0 || number == config.Epochs)
+        {
+            line += $", {Rel(SaveCheckpoint(number, 0, EpochSums.Empty))}";
+        }
+
+        log(line);
+    }
+
+    private string SaveCheckpoint(int completedEpochs, int stepInEpoch, EpochSums sums)
+    {
+        var path = run.CheckpointPath(completedEpochs, stepInEpoch);
+        if (path == LastCheckpoint && File.Exists(path))
+        {
+            return path;
+        }
+
+        if (!trainer.IsFinite())
+        {
+            throw Diverged($"the weights are no longer finite at epoch {completedEpochs + (stepInEpoch > 0 ? 1 : 0)} (step {trainer.StepCount} of the run)");
+        }
+
+        CheckpointFile.Write(path, trainer, config, completedEpochs, stepInEpoch, sums);
+        LastCheckpoint = path;
+        try
+        {
+            run.Prune(config.KeepCheckpoints);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw IoErrors.Describe(e, "delete old checkpoints in", run.CheckpointsDir);
+        }
+
+        return path;
+    }
+
+    private UserError Diverged(string what)
+    {
+        var last = LastCheckpoint is null
+            ? "No checkpoint had been written yet."
+            : $"The last good checkpoint, {Rel(LastCheckpoint)}, is intact.";
+        return new UserError(
+            $"Training diverged: {what}, so the run stopped without saving this state. {last} "
+            + "Resuming would repeat the same steps; start a new run with a lower --lr or another --seed.",
+            ExitCodes.Diverged);
+    }
+
+    private StreamWriter OpenStepsLog()
+    {
+        var isNew = !File.Exists(run.StepsCsv) || new FileInfo(run.StepsCsv).Length == 0;
+        var w = new StreamWriter(run.StepsCsv, append: true, new System.Text.UTF8Encoding(false)) { NewLine = "\n" };
+        if (isNew)
+        {
+            w.WriteLine(RunDirectory.StepsHeader);
+        }
+
+        return w;
+    }
+
+    private string Rel(string path) => Path.GetRelativePath(run.Root, path).Replace('\\', '/');
+}
