@@ -102,7 +102,7 @@ module CommandLine =
     let private checkDataset (spec: string) =
         let s = spec.Trim()
 
-        if s = "mnist" || s = "fashion-mnist" then
+        if List.contains s [ "mnist"; "fashion-mnist"; "ring8"; "grid25"; "stacked-mnist" ] then
             s
         elif s.StartsWith("images:", StringComparison.Ordinal) then
             if s.Length = "images:".Length then
@@ -110,7 +110,9 @@ module CommandLine =
 
             s
         else
-            fail "Unknown dataset '%s'; known: mnist, fashion-mnist, images:DIR (a folder of PNG/JPEG files)." spec
+            fail
+                "Unknown dataset '%s'; known: mnist, fashion-mnist, stacked-mnist, ring8, grid25 (2-D mixtures), images:DIR (a folder of PNG/JPEG files)."
+                spec
 
     let private trainRequest (r: ParseResults<TrainArgs>) =
         let req = TrainRequest()

@@ -62,7 +62,7 @@ internal static class EvaluateCommand
 
     /// <summary>The run's data directory when it holds the labelled files the classifier needs (MNIST's cache, or a --data-dir given to train).</summary>
     public static string? ClassifierDataDir(string dataset, string runDataDir) =>
-        dataset is "mnist" or "fashion-mnist" && runDataDir.Length > 0 && LabeledDigits.Find(runDataDir, "t10k-labels-idx1-ubyte") is not null
+        dataset is "mnist" or "fashion-mnist" or "stacked-mnist" && runDataDir.Length > 0 && LabeledDigits.Find(runDataDir, "t10k-labels-idx1-ubyte") is not null
             ? runDataDir
             : null;
 
