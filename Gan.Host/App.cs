@@ -30,6 +30,10 @@ internal static class App
                     return ClassifierCommand.Run(parsed.Classifier!, ctx);
                 case CommandKind.Evaluate:
                     return EvaluateCommand.Run(parsed.Evaluate!, ctx);
+                case CommandKind.Interpolate:
+                    return LatentCommands.Interpolate(parsed.Interpolate!, ctx);
+                case CommandKind.Arithmetic:
+                    return LatentCommands.Arithmetic(parsed.Arithmetic!, ctx);
                 case CommandKind.Train:
                     ProgressSink sink = ctx.Interactive ? new SpectreProgress(AnsiConsole.Console) : new PlainProgress(ctx.Out);
                     return TrainCommand.Run(parsed.Train!, ctx, sink);
