@@ -34,6 +34,8 @@ internal static class App
                     return LatentCommands.Interpolate(parsed.Interpolate!, ctx);
                 case CommandKind.Arithmetic:
                     return LatentCommands.Arithmetic(parsed.Arithmetic!, ctx);
+                case CommandKind.Report:
+                    return ReportCommand.Run(parsed.Report!, ctx);
                 case CommandKind.Train:
                     ProgressSink sink = ctx.Interactive ? new SpectreProgress(AnsiConsole.Console) : new PlainProgress(ctx.Out);
                     return TrainCommand.Run(parsed.Train!, ctx, sink);
