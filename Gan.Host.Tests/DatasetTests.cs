@@ -53,10 +53,49 @@ public class DatasetTests
         Assert.InRange(json.RootElement.GetProperty("modes_covered").GetInt32(), 1, 12);
     }
 
+    [Fact]
+    public void Ring8_trains_toy2d_on_points_with_scatter_plots_and_mode_metrics()
+    {
+        using var sandbox = new TempDir();
+        var run = sandbox["run"];
+
+        var r = Host.Run(sandbox, "train", "--dataset", "ring8", "--train-size", "400", "--batch-size", "100", "--epochs", "2", "--eval-every", "1",
+            "--eval-samples", "200", "--out", run);
+        var e = Host.Run(sandbox, "evaluate", "--run", run, "--json", sandbox["m.json"]);
+        var s = Host.Run(sandbox, "sample", "--run", run, "--count", "500", "--out", sandbox["s.png"]);
+
+        Assert.True(r.Code == 0, r.Err + r.Out);
+        Assert.Contains("model toy2d", r.Out); // the default model of a mixture
+        Assert.Contains("data ring8: 400 points", r.Out);
+        var lines = File.ReadAllLines(Path.Combine(run, "metrics.csv"));
+        Assert.Equal("epoch,modes_covered,modes_covered_20,high_quality_share,kl", lines[0]);
+        Assert.Equal(3, lines.Length);
+        var plot = Png.Decode(File.ReadAllBytes(Path.Combine(run, "samples", "epoch-0002.png")));
+        Assert.Equal((320, 320, 3), (plot.Width, plot.Height, plot.Channels));
+        Assert.Contains(plot.Pixels, p => p < 100); // dots and mode marks on white
+
+        Assert.True(e.Code == 0, e.Err + e.Out);
+        Assert.Contains("ring8: 2,500 samples", e.Out);
+        using var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(sandbox["m.json"]));
+        var m = json.RootElement;
+        Assert.InRange(m.GetProperty("modes_covered").GetInt32(), 0, 8);
+        Assert.True(m.GetProperty("modes_covered_20").GetInt32() <= m.GetProperty("modes_covered").GetInt32());
+        Assert.InRange(m.GetProperty("high_quality_share").GetDouble(), 0, 1);
+        Assert.Equal(2500, m.GetProperty("samples").GetInt32());
+
+        Assert.True(s.Code == 0, s.Err);
+        Assert.Equal(320, Png.Decode(File.ReadAllBytes(sandbox["s.png"])).Width);
+        var walk = Host.Run(sandbox, "interpolate", "--run", run, "--out", sandbox["i.png"]);
+        Assert.Equal(2, walk.Code);
+        Assert.Contains("toy2d generates 2-D points", walk.Error);
+    }
+
     [Theory]
+    [InlineData("train --dataset mnist --model toy2d", "toy2d generates 2-D points, so it trains on the mixtures ring8 and grid25 only")]
+    [InlineData("train --dataset grid25 --model toy2d --channels 1", "--channels and --image-size describe images")]
     [InlineData("train --dataset stacked-mnist", "No zoo model makes 3×28×28 images; dcgan64 (--channels 3) and valid64 train on Stacked MNIST resized to 64×64")]
     [InlineData("train --dataset stacked-mnist --model dcgan64 --channels 1", "stacked-mnist has 3 channels")]
-    [InlineData("train --dataset ring8 --model mlp", "ring8 is a mixture of 2-D points; mlp generates images")]
+    [InlineData("train --dataset ring8 --model mlp", "ring8 is a mixture of 2-D points; mlp generates images. Train it with toy2d or toy2d-mbd")]
     [InlineData("train --dataset cifar10", "Unknown dataset 'cifar10'; known: mnist, fashion-mnist, stacked-mnist, ring8, grid25")]
     [InlineData("train --eval-every -1", "--eval-every must be between 0 and 1000000 (got -1)")]
     [InlineData("train --eval-samples 3", "--eval-samples must be between 10 and 1000000 (got 3)")]

@@ -139,7 +139,7 @@ internal static class TrainCommand
         ctx.Info("  loss.csv    epoch,Real_P,Fake_P,Gen_loss,Dis_loss;  steps.csv  one row per step;  train.log  this output");
         ctx.Info($"  checkpoints/  {(loop.LastCheckpoint is { } ck ? Path.GetFileName(ck) : "none")} (safetensors);  config.json  every setting");
         ctx.Info($"More epochs: {self} train --resume --out {run.Root} --epochs {config.Epochs * 2}");
-        ctx.Info($"New samples: {self} sample --run {run.Root} --count 64 --out samples.png");
+        ctx.Info($"New samples: {self} sample --run {run.Root} --count {(IsMixture(config.Dataset) ? Mixture.DefaultSamples : 64)} --out samples.png");
         return code;
     }
 
