@@ -37,7 +37,8 @@ type TrainArgs =
     interface IArgParserTemplate with
         member a.Usage =
             match a with
-            | Model _ -> "zoo model: mlp (default), dcgan28, dcgan64, mbd28, valid64 (see the models command)."
+            | Model _ ->
+                "zoo model: mlp (default), dcgan28, dcgan64, mbd28, valid64; toy2d (default on ring8/grid25), toy2d-mbd (see the models command)."
             | Dataset _ ->
                 "mnist (default), fashion-mnist, stacked-mnist (3 digits as 3 channels), ring8 or grid25 (2-D Gaussian mixtures, for toy2d/toy2d-mbd), or images:DIR (a folder tree of PNG/JPEG files; JPEG needs libturbojpeg)."
             | Epochs _ ->
