@@ -71,6 +71,11 @@ public class CommandLineTests
     [InlineData("sample --help")]
     [InlineData("models --help")]
     [InlineData("devices --help")]
+    [InlineData("classifier --help")]
+    [InlineData("evaluate --help")]
+    [InlineData("interpolate --help")]
+    [InlineData("arithmetic --help")]
+    [InlineData("report --help")]
     public void Help_is_available_on_every_command(string line)
     {
         var p = CommandLine.parse(line.Split(' '));
@@ -88,7 +93,7 @@ public class CommandLineTests
         {
             "--model", "--dataset", "--epochs", "--batch-size", "--lr ", "--g-lr-scale", "--beta1", "--noise-dim", "--loss",
             "--d-steps", "--gp-weight", "--ema", "--lr-decay-epochs", "--image-size", "--channels", "--checkpoint-every",
-            "--seed", "--threads", "--device", "--data-dir", "--out", "--resume", "--bbox",
+            "--seed", "--threads", "--device", "--data-dir", "--out", "--resume", "--bbox", "--eval-every", "--eval-samples",
         })
         {
             Assert.Contains(flag, text);
