@@ -290,7 +290,22 @@ module CommandLine =
         req.Images <- str (r.TryGetResult EvaluateArgs.Images)
         req.Dataset <- str (r.TryGetResult EvaluateArgs.Dataset)
 
+        req.Real <- r.Contains EvaluateArgs.Real
+
+        match req.Real, req.Images, req.Run, req.Checkpoint, req.Dataset with
+        | true, Null, Null, Null, NonNull d when
+            List.contains d [ "mnist"; "fashion-mnist"; "stacked-mnist"; "ring8"; "grid25" ]
+            ->
+            ()
+        | true, Null, Null, Null, _ ->
+            fail
+                "evaluate --real needs --dataset mnist, fashion-mnist, stacked-mnist, ring8 or grid25: the data to score."
+        | true, _, _, _, _ ->
+            fail "evaluate --real scores the dataset itself; it takes no --images, --run or --checkpoint."
+        | false, _, _, _, _ -> ()
+
         match req.Images, req.Run, req.Checkpoint, req.Dataset with
+        | _ when req.Real -> ()
         | NonNull _, Null, Null, Null ->
             fail "evaluate --images DIR needs --dataset mnist or fashion-mnist: the classifier that scores the images."
         | NonNull _, Null, Null, NonNull d when d <> "mnist" && d <> "fashion-mnist" ->

@@ -60,6 +60,7 @@ type EvaluateRequest() =
     member val Run: string | null = null with get, set
     member val Checkpoint: string | null = null with get, set
     member val Images: string | null = null with get, set
+    member val Real = false with get, set
     member val Dataset: string | null = null with get, set
     member val Samples = Nullable<int>() with get, set
     member val Json: string | null = null with get, set

@@ -138,6 +138,7 @@ type EvaluateArgs =
     | [<Unique>] Run of dir: string
     | [<Unique>] Checkpoint of file: string
     | [<Unique>] Images of dir: string
+    | [<Unique>] Real
     | [<Unique>] Dataset of name: string
     | [<Unique>] Samples of count: int
     | [<Unique>] Json of file: string
@@ -152,7 +153,10 @@ type EvaluateArgs =
             | Run _ -> "a run directory; its newest checkpoint is scored (the dataset comes from its config)."
             | Checkpoint _ -> "score this checkpoint file instead of the run's newest."
             | Images _ -> "score a folder of PNG/JPEG images made by anything (needs --dataset)."
-            | Dataset _ -> "with --images: mnist or fashion-mnist, the classifier to score with."
+            | Real ->
+                "score real data of --dataset (training images, mixture points or stacked images) as if generated: the metrics' ceiling."
+            | Dataset _ ->
+                "with --images: mnist or fashion-mnist, the classifier to score with; with --real: also stacked-mnist, ring8, grid25."
             | Samples _ ->
                 "samples to generate (default 10000 images; 2500 points for ring8/grid25; 26000 for stacked-mnist)."
             | Json _ -> "also write the metrics to this JSON file."

@@ -121,7 +121,32 @@ public class EvaluationTests
         Assert.True(Safetensors.Read(File.ReadAllBytes(sandbox["cache/classifiers/mnist.safetensors"])).Tensors.Count > 10);
     }
 
+    [Fact]
+    public void Evaluate_real_scores_the_dataset_itself_as_the_ceiling()
+    {
+        using var sandbox = new TempDir();
+        Host.WriteFakeLabeledMnist(sandbox["data"]);
+
+        var mnist = Host.Run(sandbox, "evaluate", "--real", "--dataset", "mnist", "--data-dir", sandbox["data"], "--samples", "40", "--json", sandbox["m.json"]);
+        var ring = Host.Run(sandbox, "evaluate", "--real", "--dataset", "ring8", "--json", sandbox["r.json"]);
+        var stacked = Host.Run(sandbox, "evaluate", "--real", "--dataset", "stacked-mnist", "--data-dir", sandbox["data"], "--samples", "200");
+
+        Assert.True(mnist.Code == 0, mnist.Err + mnist.Out);
+        Assert.Contains("scoring 40 real samples of mnist", mnist.Out);
+        Assert.True(ReadJson(sandbox["m.json"]).GetProperty("inception_score").GetDouble() > 1);
+        Assert.True(ring.Code == 0, ring.Err + ring.Out);
+        // the mixture's own points cover every mode evenly; 1 − e^(−9/2) = 98.9 % of a 2-D Gaussian lies within 3σ
+        var r = ReadJson(sandbox["r.json"]);
+        Assert.Equal(8, r.GetProperty("modes_covered_20").GetInt32());
+        Assert.InRange(r.GetProperty("high_quality_share").GetDouble(), 0.98, 0.995);
+        Assert.True(r.GetProperty("kl").GetDouble() < 0.01);
+        Assert.True(stacked.Code == 0, stacked.Err + stacked.Out);
+        Assert.Contains("modes covered (of 1,000)", stacked.Out);
+    }
+
     [Theory]
+    [InlineData("evaluate --real", "evaluate --real needs --dataset mnist, fashion-mnist, stacked-mnist, ring8 or grid25")]
+    [InlineData("evaluate --real --dataset mnist --run r", "evaluate --real scores the dataset itself; it takes no --images, --run or --checkpoint")]
     [InlineData("evaluate --dataset mnist", "evaluate needs --run DIR (or --checkpoint FILE), or --images DIR with --dataset")]
     [InlineData("evaluate --images x", "evaluate --images DIR needs --dataset mnist or fashion-mnist")]
     [InlineData("evaluate --images x --dataset cifar10", "scores with the mnist or fashion-mnist classifier (got --dataset 'cifar10')")]

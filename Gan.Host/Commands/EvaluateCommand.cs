@@ -20,7 +20,11 @@ internal static class EvaluateCommand
         ctx.Info(Engine.ConfigureCpu(req.Threads));
         var dataDir = req.DataDir is { } d ? ctx.Resolve(d) : null;
         EvalResult result;
-        if (req.Images is { } images)
+        if (req.Real)
+        {
+            result = ScoreReal(req.Dataset!, req.Samples, req.Seed, dataDir, ctx);
+        }
+        else if (req.Images is { } images)
         {
             var (pixels, count, root) = LoadFolder(ctx.Resolve(images));
             var scorer = Scorer.For(req.Dataset!, dataDir, ctx);
@@ -58,6 +62,39 @@ internal static class EvaluateCommand
         }
 
         return ExitCodes.Ok;
+    }
+
+    /// <summary>
+    /// Real data scored as if generated, the ceiling of the metrics: training images (against the
+    /// test set's features), points of the mixture itself, or Stacked MNIST built from real digits.
+    /// </summary>
+    private static EvalResult ScoreReal(string dataset, int? samples, ulong seed, string? dataDir, HostContext ctx)
+    {
+        var scorer = Scorer.For(dataset, dataDir, ctx);
+        var n = samples ?? scorer.DefaultSamples;
+        ctx.Info($"scoring {n:N0} real samples of {dataset} (seed {seed}) as if generated: the ceiling of the metrics");
+        switch (dataset)
+        {
+            case "ring8" or "grid25":
+                return scorer.ScoreGenerated(Mixture.Sample(dataset, seed, n), n, [2], false, seed);
+            case "stacked-mnist":
+                var dir = LabeledDigits.Locate("mnist", dataDir, ctx);
+                using (var digits = Mnist.Read(Mnist.FindTrainImages(dir)!))
+                using (var stacked = StackedMnist.Build(digits, n, seed))
+                {
+                    var pixels = new float[n * 3 * 784];
+                    for (var i = 0; i < n; i++)
+                    {
+                        LabeledDigits.ToUnit(stacked.Image(i)).CopyTo(pixels, i * 3 * 784);
+                    }
+
+                    return scorer.ScoreGenerated(pixels, n, [3, 28, 28], true, seed);
+                }
+
+            default:
+                var train = LabeledDigits.Read(LabeledDigits.Locate(dataset, dataDir, ctx), "train").Take(n);
+                return scorer.ScoreImages(train.Pixels, train.Count, seed);
+        }
     }
 
     /// <summary>The run's data directory when it holds the labelled files the classifier needs (MNIST's cache, or a --data-dir given to train).</summary>
