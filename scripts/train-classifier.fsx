@@ -19,6 +19,12 @@ open System.IO.Compression
 open Gan.Functional
 open Gan.Functional.Eval
 
+// the fast CPU kernels (OpenBLAS/oneDNN or managed SIMD), one thread per core, as the host uses;
+// the library's default is the slow reference backend
+let cpu = Gan.Functional.Kernels.CpuBackend(0)
+Backend.set cpu
+printfn "%s" cpu.Description
+
 let args = fsi.CommandLineArgs |> Array.skip 1
 
 let dataset =
