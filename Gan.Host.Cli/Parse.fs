@@ -12,7 +12,17 @@ module CommandLine =
     [<Literal>]
     let ProgramName = "Gan.Host"
 
-    let private commands = [ "train"; "sample"; "models"; "devices" ]
+    let private commands = [
+        "train"
+        "sample"
+        "models"
+        "devices"
+        "classifier"
+        "evaluate"
+        "interpolate"
+        "arithmetic"
+        "report"
+    ]
 
     let private parser =
         ArgumentParser.Create<HostArgs>(programName = ProgramName, checkStructure = false)
@@ -92,7 +102,7 @@ module CommandLine =
     let private checkDataset (spec: string) =
         let s = spec.Trim()
 
-        if s = "mnist" || s = "fashion-mnist" then
+        if List.contains s [ "mnist"; "fashion-mnist"; "ring8"; "grid25"; "stacked-mnist" ] then
             s
         elif s.StartsWith("images:", StringComparison.Ordinal) then
             if s.Length = "images:".Length then
@@ -100,7 +110,9 @@ module CommandLine =
 
             s
         else
-            fail "Unknown dataset '%s'; known: mnist, fashion-mnist, images:DIR (a folder of PNG/JPEG files)." spec
+            fail
+                "Unknown dataset '%s'; known: mnist, fashion-mnist, stacked-mnist, ring8, grid25 (2-D mixtures), images:DIR (a folder of PNG/JPEG files)."
+                spec
 
     let private trainRequest (r: ParseResults<TrainArgs>) =
         let req = TrainRequest()
@@ -172,6 +184,18 @@ module CommandLine =
         req.Out <- str (r.TryGetResult TrainArgs.Out)
         req.Resume <- r.Contains TrainArgs.Resume
 
+        req.EvalEvery <-
+            nullable (
+                r.TryGetResult TrainArgs.Eval_Every
+                |> Option.map (between "--eval-every" 0 1_000_000)
+            )
+
+        req.EvalSamples <-
+            nullable (
+                r.TryGetResult TrainArgs.Eval_Samples
+                |> Option.map (between "--eval-samples" 10 1_000_000)
+            )
+
         match req.BoundingBoxes, req.Dataset with
         | NonNull _, NonNull d when d.StartsWith("images:", StringComparison.Ordinal) -> ()
         | NonNull _, d ->
@@ -215,6 +239,164 @@ module CommandLine =
 
         req
 
+    let private threads (v: int option) =
+        v |> Option.map (between "--threads" 0 1024) |> Option.defaultValue 0
+
+    let private requiredOut (command: string) (ext: string) (v: string option) =
+        match v with
+        | Some o when o.Trim() <> "" -> o
+        | _ -> fail "%s needs --out FILE%s, the file to write." command ext
+
+    let private runOrCheckpoint (command: string) (run: string option) (checkpoint: string option) =
+        match run, checkpoint with
+        | None, None -> fail "%s needs --run DIR or --checkpoint FILE." command
+        | Some _, Some _ -> fail "%s takes --run DIR or --checkpoint FILE, not both." command
+        | _ -> str run, str checkpoint
+
+    /// "3,7,9" → [|3; 7; 9|]: sample indices of at least 0.
+    let parseIndexList (flag: string) (text: string) =
+        let parts = text.Split(',') |> Array.map (fun s -> s.Trim())
+
+        let values =
+            parts
+            |> Array.map (fun s ->
+                match Int32.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture) with
+                | true, v when v <= 100_000 -> v
+                | _ ->
+                    fail
+                        "%s takes sample indices (0-based whole numbers up to 100000) separated by commas, e.g. 3,7,9 (got '%s')."
+                        flag
+                        text)
+
+        values
+
+    let private classifierRequest (r: ParseResults<ClassifierArgs>) =
+        let req = ClassifierRequest()
+
+        req.Dataset <-
+            match r.TryGetResult ClassifierArgs.Dataset with
+            | None -> "mnist"
+            | Some d when d = "mnist" || d = "fashion-mnist" -> d
+            | Some d -> fail "The classifier backbone exists for mnist and fashion-mnist only (got --dataset '%s')." d
+
+        req.DataDir <- str (r.TryGetResult ClassifierArgs.Data_Dir)
+        req.Threads <- threads (r.TryGetResult ClassifierArgs.Threads)
+        req
+
+    let private evaluateRequest (r: ParseResults<EvaluateArgs>) =
+        let req = EvaluateRequest()
+        req.Run <- str (r.TryGetResult EvaluateArgs.Run)
+        req.Checkpoint <- str (r.TryGetResult EvaluateArgs.Checkpoint)
+        req.Images <- str (r.TryGetResult EvaluateArgs.Images)
+        req.Dataset <- str (r.TryGetResult EvaluateArgs.Dataset)
+
+        req.Real <- r.Contains EvaluateArgs.Real
+
+        match req.Real, req.Images, req.Run, req.Checkpoint, req.Dataset with
+        | true, Null, Null, Null, NonNull d when
+            List.contains d [ "mnist"; "fashion-mnist"; "stacked-mnist"; "ring8"; "grid25" ]
+            ->
+            ()
+        | true, Null, Null, Null, _ ->
+            fail
+                "evaluate --real needs --dataset mnist, fashion-mnist, stacked-mnist, ring8 or grid25: the data to score."
+        | true, _, _, _, _ ->
+            fail "evaluate --real scores the dataset itself; it takes no --images, --run or --checkpoint."
+        | false, _, _, _, _ -> ()
+
+        match req.Images, req.Run, req.Checkpoint, req.Dataset with
+        | _ when req.Real -> ()
+        | NonNull _, Null, Null, Null ->
+            fail "evaluate --images DIR needs --dataset mnist or fashion-mnist: the classifier that scores the images."
+        | NonNull _, Null, Null, NonNull d when d <> "mnist" && d <> "fashion-mnist" ->
+            fail "evaluate --images scores with the mnist or fashion-mnist classifier (got --dataset '%s')." d
+        | NonNull _, Null, Null, NonNull _ -> ()
+        | NonNull _, _, _, _ -> fail "evaluate takes --images DIR or --run DIR/--checkpoint FILE, not both."
+        | Null, Null, Null, _ -> fail "evaluate needs --run DIR (or --checkpoint FILE), or --images DIR with --dataset."
+        | Null, _, _, NonNull _ ->
+            fail "--dataset goes with evaluate --images; a run is scored on the dataset in its configuration."
+        | Null, _, _, Null -> ()
+
+        req.Samples <-
+            nullable (
+                r.TryGetResult EvaluateArgs.Samples
+                |> Option.map (between "--samples" 10 1_000_000)
+            )
+
+        req.Json <-
+            match r.TryGetResult EvaluateArgs.Json with
+            | Some j when j.Trim() = "" -> fail "--json needs a file name."
+            | j -> str j
+
+        req.Seed <- r.TryGetResult EvaluateArgs.Seed |> Option.defaultValue 0UL
+        req.UseEma <- not (r.Contains EvaluateArgs.No_Ema)
+        req.DataDir <- str (r.TryGetResult EvaluateArgs.Data_Dir)
+        req.Threads <- threads (r.TryGetResult EvaluateArgs.Threads)
+        req
+
+    let private interpolateRequest (r: ParseResults<InterpolateArgs>) =
+        let req = InterpolateRequest()
+
+        let run, checkpoint =
+            runOrCheckpoint
+                "interpolate"
+                (r.TryGetResult InterpolateArgs.Run)
+                (r.TryGetResult InterpolateArgs.Checkpoint)
+
+        req.Run <- run
+        req.Checkpoint <- checkpoint
+
+        req.Steps <-
+            r.TryGetResult InterpolateArgs.Steps
+            |> Option.map (between "--steps" 2 64)
+            |> Option.defaultValue 8
+
+        req.Rows <-
+            r.TryGetResult InterpolateArgs.Rows
+            |> Option.map (between "--rows" 1 64)
+            |> Option.defaultValue 4
+
+        req.Spherical <- r.Contains InterpolateArgs.Spherical
+        req.Seed <- r.TryGetResult InterpolateArgs.Seed |> Option.defaultValue 0UL
+        req.Out <- requiredOut "interpolate" ".png" (r.TryGetResult InterpolateArgs.Out)
+        req.UseEma <- not (r.Contains InterpolateArgs.No_Ema)
+        req.Threads <- threads (r.TryGetResult InterpolateArgs.Threads)
+        req
+
+    let private arithmeticRequest (r: ParseResults<ArithmeticArgs>) =
+        let req = ArithmeticRequest()
+
+        let run, checkpoint =
+            runOrCheckpoint "arithmetic" (r.TryGetResult ArithmeticArgs.Run) (r.TryGetResult ArithmeticArgs.Checkpoint)
+
+        req.Run <- run
+        req.Checkpoint <- checkpoint
+
+        let group flag (v: string option) =
+            match v with
+            | Some t -> parseIndexList flag t
+            | None -> fail "arithmetic needs --a, --b and --c, each a list of sample indices (missing %s)." flag
+
+        req.A <- group "--a" (r.TryGetResult ArithmeticArgs.A)
+        req.B <- group "--b" (r.TryGetResult ArithmeticArgs.B)
+        req.C <- group "--c" (r.TryGetResult ArithmeticArgs.C)
+        req.Seed <- r.TryGetResult ArithmeticArgs.Seed |> Option.defaultValue 0UL
+        req.Out <- requiredOut "arithmetic" ".png" (r.TryGetResult ArithmeticArgs.Out)
+        req.UseEma <- not (r.Contains ArithmeticArgs.No_Ema)
+        req.Threads <- threads (r.TryGetResult ArithmeticArgs.Threads)
+        req
+
+    let private reportRequest (r: ParseResults<ReportArgs>) =
+        let req = ReportRequest()
+
+        req.Run <-
+            match r.TryGetResult ReportArgs.Run with
+            | Some d when d.Trim() <> "" -> d
+            | _ -> fail "report needs --run DIR, the run directory to describe."
+
+        req.Out <- str (r.TryGetResult ReportArgs.Out)
+        req
+
     let private error (command: string option) (message: string) =
         let hint =
             match command with
@@ -247,6 +429,11 @@ module CommandLine =
         | "sample" -> parser.GetSubCommandParser(HostArgs.Sample).PrintUsage()
         | "models" -> parser.GetSubCommandParser(HostArgs.Models).PrintUsage()
         | "devices" -> parser.GetSubCommandParser(HostArgs.Devices).PrintUsage()
+        | "classifier" -> parser.GetSubCommandParser(HostArgs.Classifier).PrintUsage()
+        | "evaluate" -> parser.GetSubCommandParser(HostArgs.Evaluate).PrintUsage()
+        | "interpolate" -> parser.GetSubCommandParser(HostArgs.Interpolate).PrintUsage()
+        | "arithmetic" -> parser.GetSubCommandParser(HostArgs.Arithmetic).PrintUsage()
+        | "report" -> parser.GetSubCommandParser(HostArgs.Report).PrintUsage()
         | _ -> parser.PrintUsage()
 
     /// Parses a command line. No arguments means `train` with every default; a command line
@@ -308,6 +495,15 @@ module CommandLine =
                         |> Option.defaultValue 0
 
                     ParsedCommand(CommandKind.Devices, "", null, null, 3, t)
+                | HostArgs.Classifier r ->
+                    ParsedCommand(CommandKind.Classifier, "", null, null, 3, 0, Classifier = classifierRequest r)
+                | HostArgs.Evaluate r ->
+                    ParsedCommand(CommandKind.Evaluate, "", null, null, 3, 0, Evaluate = evaluateRequest r)
+                | HostArgs.Interpolate r ->
+                    ParsedCommand(CommandKind.Interpolate, "", null, null, 3, 0, Interpolate = interpolateRequest r)
+                | HostArgs.Arithmetic r ->
+                    ParsedCommand(CommandKind.Arithmetic, "", null, null, 3, 0, Arithmetic = arithmeticRequest r)
+                | HostArgs.Report r -> ParsedCommand(CommandKind.Report, "", null, null, 3, 0, Report = reportRequest r)
             with
             | :? ArguParseException as e when e.ErrorCode = ErrorCode.HelpText ->
                 ParsedCommand(CommandKind.Help, e.Message, null, null, 3, 0)

@@ -71,6 +71,11 @@ public class CommandLineTests
     [InlineData("sample --help")]
     [InlineData("models --help")]
     [InlineData("devices --help")]
+    [InlineData("classifier --help")]
+    [InlineData("evaluate --help")]
+    [InlineData("interpolate --help")]
+    [InlineData("arithmetic --help")]
+    [InlineData("report --help")]
     public void Help_is_available_on_every_command(string line)
     {
         var p = CommandLine.parse(line.Split(' '));
@@ -88,7 +93,7 @@ public class CommandLineTests
         {
             "--model", "--dataset", "--epochs", "--batch-size", "--lr ", "--g-lr-scale", "--beta1", "--noise-dim", "--loss",
             "--d-steps", "--gp-weight", "--ema", "--lr-decay-epochs", "--image-size", "--channels", "--checkpoint-every",
-            "--seed", "--threads", "--device", "--data-dir", "--out", "--resume", "--bbox",
+            "--seed", "--threads", "--device", "--data-dir", "--out", "--resume", "--bbox", "--eval-every", "--eval-samples",
         })
         {
             Assert.Contains(flag, text);
@@ -100,7 +105,7 @@ public class CommandLineTests
     [InlineData("train --epochs many", "Parameter '--epochs' must be followed by <count>, but was 'many'.")]
     [InlineData("train --epochs", "Argument '--epochs' must be followed by <count>.")]
     [InlineData("train --epochs 1 --epochs 2", "Argument '--epochs' has been specified more than once.")]
-    [InlineData("bogus", "Unknown command 'bogus'; the commands are train, sample, models, devices.")]
+    [InlineData("bogus", "Unknown command 'bogus'; the commands are train, sample, models, devices, classifier, evaluate, interpolate, arithmetic, report.")]
     [InlineData("train --epochs 0", "--epochs must be between 1 and 1000000 (got 0).")]
     [InlineData("train --batch-size -3", "--batch-size must be between 1 and 65536 (got -3).")]
     [InlineData("train --lr -1", "--lr must be a positive number (got -1).")]
@@ -114,7 +119,7 @@ public class CommandLineTests
     [InlineData("train --threads -1", "--threads must be between 0 and 1024 (got -1).")]
     [InlineData("train --lr-decay-epochs 10,x", "--lr-decay-epochs takes epoch numbers of at least 1 separated by commas, e.g. 10,20,25, or none (got '10,x').")]
     [InlineData("train --lr-decay-epochs 20,10", "--lr-decay-epochs must list epochs in increasing order (got '20,10').")]
-    [InlineData("train --dataset cifar10", "Unknown dataset 'cifar10'; known: mnist, fashion-mnist, images:DIR (a folder of PNG/JPEG files).")]
+    [InlineData("train --dataset cifar10", "Unknown dataset 'cifar10'; known: mnist, fashion-mnist, stacked-mnist, ring8, grid25 (2-D mixtures), images:DIR (a folder of PNG/JPEG files).")]
     [InlineData("train --dataset images:", "--dataset images:DIR needs a folder after the colon, e.g. images:/data/celeba.")]
     [InlineData("train --bbox b.txt", "--bbox crops the images of --dataset images:DIR; it does not apply to mnist.")]
     [InlineData("sample --out x.png", "sample needs --run DIR or --checkpoint FILE.")]

@@ -56,9 +56,52 @@ internal static class Host
             FindNpm = () => npm,
             Cancel = cancel,
             AfterStep = afterStep,
+            ClassifierRecipe = _ => TinyClassifierRecipe(),
         };
         var code = App.Run(args, ctx);
         return new HostRun(code, output.ToString(), errors.ToString());
+    }
+
+    /// <summary>The classifier recipe of the tests: one short epoch, so tiny data trains in a moment (never the full recipe).</summary>
+    public static Gan.Functional.CSharp.ClassifierRecipeOptions TinyClassifierRecipe() => new()
+    {
+        Seed = 0,
+        Epochs = 1,
+        BatchSize = 16,
+        LearningRate = 2e-3,
+        LrDecay = 0.5,
+        MaxShift = 1,
+    };
+
+    /// <summary>
+    /// Fake labelled MNIST in <paramref name="dir"/>: train and t10k images with labels, digit d drawn
+    /// as a bright square at a place that depends on d (so a classifier can learn it).
+    /// </summary>
+    public static void WriteFakeLabeledMnist(string dir, int trainCount = 64, int testCount = 32)
+    {
+        Directory.CreateDirectory(dir);
+        foreach (var (prefix, count, seed) in new[] { ("train", trainCount, 1), ("t10k", testCount, 2) })
+        {
+            var rng = new Random(seed);
+            var data = new byte[count * 784];
+            var labels = new byte[count];
+            for (var n = 0; n < count; n++)
+            {
+                var d = n % 10;
+                labels[n] = (byte)d;
+                int cx = 4 + ((d % 5) * 5) + rng.Next(-1, 2), cy = 8 + ((d / 5) * 10) + rng.Next(-1, 2);
+                for (var y = Math.Max(0, cy - 3); y < Math.Min(28, cy + 3); y++)
+                {
+                    for (var x = Math.Max(0, cx - 3); x < Math.Min(28, cx + 3); x++)
+                    {
+                        data[(n * 784) + (y * 28) + x] = (byte)(200 + rng.Next(56));
+                    }
+                }
+            }
+
+            Idx.Write(System.IO.Path.Combine(dir, $"{prefix}-images-idx3-ubyte"), [count, 28, 28], data, false);
+            Idx.Write(System.IO.Path.Combine(dir, $"{prefix}-labels-idx1-ubyte"), [count], labels, false);
+        }
     }
 
     /// <summary>Fake MNIST: <paramref name="count"/> 28×28 images of a bright blob on black, as an IDX file in <paramref name="dir"/>.</summary>

@@ -26,6 +26,16 @@ internal static class App
                     return InfoCommands.Devices(parsed.Threads, ctx);
                 case CommandKind.Sample:
                     return SampleCommand.Run(parsed.Sample!, ctx);
+                case CommandKind.Classifier:
+                    return ClassifierCommand.Run(parsed.Classifier!, ctx);
+                case CommandKind.Evaluate:
+                    return EvaluateCommand.Run(parsed.Evaluate!, ctx);
+                case CommandKind.Interpolate:
+                    return LatentCommands.Interpolate(parsed.Interpolate!, ctx);
+                case CommandKind.Arithmetic:
+                    return LatentCommands.Arithmetic(parsed.Arithmetic!, ctx);
+                case CommandKind.Report:
+                    return ReportCommand.Run(parsed.Report!, ctx);
                 case CommandKind.Train:
                     ProgressSink sink = ctx.Interactive ? new SpectreProgress(AnsiConsole.Console) : new PlainProgress(ctx.Out);
                     return TrainCommand.Run(parsed.Train!, ctx, sink);
@@ -36,6 +46,10 @@ internal static class App
         catch (UserError e)
         {
             return Fail(ctx, e.Message, e.ExitCode);
+        }
+        catch (AggregateException e) when (e.InnerExceptions.OfType<UserError>().FirstOrDefault() is { } first)
+        {
+            return Fail(ctx, first.Message, first.ExitCode);
         }
         catch (Exception e) when (IoErrors.IsDiskFull(e))
         {

@@ -30,6 +30,9 @@ internal sealed class HostContext
     /// <summary>Called after every training step with the global step count (tests use it to interrupt).</summary>
     public Action<int>? AfterStep { get; init; }
 
+    /// <summary>The classifier backbone's recipe per dataset (null: the library's fixed one); tests shorten it for tiny data.</summary>
+    public Func<string, Gan.Functional.CSharp.ClassifierRecipeOptions>? ClassifierRecipe { get; init; }
+
     /// <summary>Set while a training loop can stop cleanly (so Ctrl-C waits for it).</summary>
     public volatile bool TrainingActive;
 

@@ -429,3 +429,63 @@ let ``simultaneous updates differentiate G through D as it was before the step's
     // once D moves, only the sequential order sees the new D
     Assert.False((gAfter config 0.5 = gAfter simultaneous 0.5), "G differs when D moves")
     Assert.True((gAfter simultaneous 0.0 = gAfter simultaneous 0.5), "simultaneous G ignores D's update")
+
+// ------------------------------------------------------------------------------ S1's recipe
+
+// The checks of the mlp mode-collapse investigation (docs/quality.md): the learning rates reach
+// the right networks, each network has its own Adam state, the generator's step raises D's
+// score of its samples, and the C# trainer gives mlp's G five times D's rate.
+
+[<Fact>]
+let ``Training.step applies gLr to the generator only and dLr to the discriminator only`` () =
+    let s0 = Training.init toy config (Random.key 5UL)
+
+    let weightsOf (v: Variables) =
+        v.Params |> Map.map (fun _ t -> Tensor.toArray64 t) |> Map.toList
+
+    let gOnly, _ = Training.step toy config 1e-2 0.0 (realBatch 1UL 8) s0
+    let dOnly, _ = Training.step toy config 0.0 1e-2 (realBatch 1UL 8) s0
+    Assert.True((weightsOf gOnly.D = weightsOf s0.D), "dLr = 0 leaves D as it was")
+    Assert.False((weightsOf gOnly.G = weightsOf s0.G), "gLr > 0 moves G")
+    Assert.True((weightsOf dOnly.G = weightsOf s0.G), "gLr = 0 leaves G as it was")
+    Assert.False((weightsOf dOnly.D = weightsOf s0.D), "dLr > 0 moves D")
+
+[<Fact>]
+let ``each network keeps its own Adam moments, keyed by its own parameter names`` () =
+    let s, _ =
+        Training.step toy config 1e-2 1e-2 (realBatch 1UL 8) (Training.init toy config (Random.key 5UL))
+
+    let names (m: Map<string, Tensor>) = m |> Map.keys |> Set.ofSeq
+    Assert.Equal<Set<string>>(names s.G.Params, names s.GOpt.Moment1)
+    Assert.Equal<Set<string>>(names s.D.Params, names s.DOpt.Moment2)
+    // both sequentials name their first Linear "0.weight": the same name, different tensors
+    Assert.NotEqual<int[]>(Tensor.shape s.GOpt.Moment1.["0.weight"], Tensor.shape s.DOpt.Moment1.["0.weight"])
+    Assert.Equal(1, s.GOpt.Step)
+    Assert.Equal(1, s.DOpt.Step)
+
+[<Theory>]
+[<InlineData(false)>]
+[<InlineData(true)>]
+let ``a generator step raises D's score of the generator's samples`` (simultaneous: bool) =
+    let cfg = {
+        config with
+            SimultaneousUpdates = simultaneous
+    }
+
+    let s0 = Training.init toy cfg (Random.key 7UL)
+    // D frozen (dLr = 0), so only G's update can change D(G(z)); the step draws z from the key
+    let s1, m = Training.step toy cfg 1e-2 0.0 (realBatch 1UL 16) s0
+
+    let fakeScore (s: TrainState) =
+        (snd (Training.step toy cfg 0.0 0.0 (realBatch 1UL 16) { s with Key = s0.Key })).FakeScore
+
+    Assert.Equal(m.FakeScore, fakeScore s0)
+    Assert.True(fakeScore s1 > fakeScore s0, sprintf "D(G(z)) %g before, %g after" (fakeScore s0) (fakeScore s1))
+
+[<Fact>]
+let ``the C# trainer gives mlp's generator five times the discriminator's learning rate`` () =
+    let options = TrainOptions.ForModel("mlp", 1)
+    Assert.True(options.SimultaneousUpdates)
+    let trainer = GanTrainer.Create options
+    Assert.Equal(2e-4, trainer.DiscriminatorLearningRate 0, 12)
+    Assert.Equal(1e-3, trainer.GeneratorLearningRate 0, 12)

@@ -42,6 +42,10 @@ let private shapesOf (m: Map<string, Tensor>) =
 [<InlineData("mbd28", 6640193, 13015489)>]
 [<InlineData("dcgan64", 3576704, 2765568)>]
 [<InlineData("valid64", 2471555, 1030273)>]
+// toy2d: G 2→128→128→128→2 (384 + 2·16,512 + 258); D 2→128→128→128→1 (384 + 2·16,512 + 129);
+// toy2d-mbd adds the projection 128→16·4 (8,256) and widens the last Linear to 144 inputs (+16)
+[<InlineData("toy2d", 33666, 33537)>]
+[<InlineData("toy2d-mbd", 33666, 41809)>]
 let ``trainable parameter counts equal SEEDS.md's table (PyTorch's counts)`` (name: string, g: int, d: int) =
     let model = Zoo.byName name 3
     Assert.Equal(g, Layer.parameterCount (varsOf model true))
@@ -114,8 +118,8 @@ let ``dcgan64 with one channel maps z to [N, 1, 64, 64]`` () = checkModel (Zoo.d
 let ``valid64 maps z to [N, 3, 64, 64] in [-1, 1] and D to [N, 1]`` () = checkModel Zoo.valid64
 
 [<Fact>]
-let ``every model but mbd28 produces tanh output for data in [-1, 1]`` () =
-    for name in Zoo.names do
+let ``every image model but mbd28 produces tanh output for data in [-1, 1]`` () =
+    for name in Zoo.names |> List.filter (fun n -> not (n.StartsWith "toy2d")) do
         let m = Zoo.byName name 3
         Assert.Equal(name, m.Name)
         Assert.Equal((if name = "mbd28" then ZeroToOne else MinusOneToOne), m.Range)
@@ -259,8 +263,47 @@ let ``Zoo.byName rejects an unknown name with a message listing the known ones``
 
     Assert.Contains("stylegan", e.Message)
 
-    for name in [ "mlp"; "dcgan28"; "dcgan64"; "mbd28"; "valid64" ] do
+    let all = [ "mlp"; "dcgan28"; "dcgan64"; "mbd28"; "valid64"; "toy2d"; "toy2d-mbd" ]
+
+    for name in all do
         Assert.Contains(name, e.Message)
 
     Assert.Equal<int[]>([| 1; 64; 64 |], (Zoo.byName "dcgan64" 1).ImageShape)
-    Assert.Equal<string list>([ "mlp"; "dcgan28"; "dcgan64"; "mbd28"; "valid64" ], Zoo.names)
+    Assert.Equal<string list>(all, Zoo.names)
+
+    for name in all do
+        Assert.Equal(name, (Zoo.byName name 3).Name)
+
+// ------------------------------------------------------------------------------ 2-D models
+
+[<Theory>]
+[<InlineData("toy2d")>]
+[<InlineData("toy2d-mbd")>]
+let ``the 2-D models map z (2) to points [N, 2] and D to one finite logit per point`` (name: string) =
+    let model = Zoo.byName name 1
+    Assert.Equal<int[]>([| 2 |], model.ImageShape)
+    Assert.Equal(2, model.NoiseDim)
+    Assert.Equal(100, model.Defaults.BatchSize)
+    let g = varsOf model true
+    let d = varsOf model false
+    let z = Training.noise model (Random.key 4UL) 5
+    let x, _ = model.Generator.Apply g trainCtx z
+    Assert.Equal<int[]>([| 5; 2 |], Tensor.shape x)
+    let y, _ = model.Discriminator.Apply d evalCtx x
+    Assert.Equal<int[]>([| 5; 1 |], Tensor.shape y)
+    Assert.True(Tensor.toArray64 y |> Array.forall Double.IsFinite)
+
+[<Theory>]
+[<InlineData("toy2d", false)>]
+[<InlineData("toy2d-mbd", true)>]
+let ``only toy2d-mbd's discriminator scores a point by the rest of its batch`` (name: string, coupled: bool) =
+    let model = Zoo.byName name 1
+    let d = varsOf model false
+
+    let first (rest: float32[]) =
+        let x = Tensor.ofArray [| 3; 2 |] (Array.append [| 0.5f; -0.5f |] rest)
+        (Tensor.toArray (fst (model.Discriminator.Apply d evalCtx x))).[0]
+    // the same first point beside two different companions
+    let a = first [| 1.0f; 1.0f; -1.0f; 0.0f |]
+    let b = first [| 0.5f; -0.5f; 0.5f; -0.5f |]
+    Assert.Equal(coupled, abs (a - b) > 1e-6f)

@@ -147,75 +147,15 @@ module Mixtures =
 
     // ------------------------------------------------------------------ a GAN for 2-D points
 
-    /// A small MLP GAN for 2-D points, trainable with <c>Training.step</c> on batches [N, 2]
-    /// drawn by <see cref="sample"/> (raw coordinates, not scaled: the generator's output is
-    /// linear, so `Range` does not apply and says MinusOneToOne only to fill the field).
-    /// G: z [N, noiseDim] → `layers` × (Linear(width) → ReLU) → Linear(2). D: `layers` ×
-    /// (Linear(width) → LeakyReLU(0.2)) → [minibatch discrimination, 16 kernels of 4
-    /// dimensions, its 16 features divided by N − 1] → Linear(1). ImageShape is [| 2 |].
-    /// Defaults: batches of 100, Adam(β1 0.5) at 1e-3 for both networks.
+    /// The zoo's MLP GAN for 2-D points (<c>Zoo.toy2dWith</c>), trainable with
+    /// <c>Training.step</c> on batches [N, 2] drawn by <see cref="sample"/>.
     let mlpGanWith (noiseDim: int) (width: int) (layers: int) (minibatchDiscrimination: bool) : GanModel =
-        if noiseDim < 1 || width < 1 || layers < 1 then
-            invalidArg "width" "mlpGanWith: noiseDim, width and layers must be positive"
+        Zoo.toy2dWith noiseDim width layers minibatchDiscrimination
 
-        let hidden (first: int) (activation: Layer) = [
-            for i in 0 .. layers - 1 do
-                Layers.linear (if i = 0 then first else width) width
-                activation
-        ]
-
-        let kernels, kernelDim = 16, 4
-
-        let head =
-            if minibatchDiscrimination then
-                [
-                    MinibatchDiscrimination.layer width kernels kernelDim
-                    // o_b sums over the N − 1 other samples: divided by N − 1, it is O(1) as the
-                    // features beside it, whatever the batch size
-                    Layer.ofFunction "MeanMinibatchFeatures" (fun x ->
-                        let n = (Tensor.shape x).[0]
-                        let o = Tensor.narrow 1 0 kernels x / float (max 1 (n - 1))
-                        Tensor.concat 1 [ o; Tensor.narrow 1 kernels width x ])
-                    Layers.linear (width + kernels) 1
-                ]
-            else
-                [ Layers.linear width 1 ]
-
-        {
-            Name = (if minibatchDiscrimination then "mlp2d-mbd" else "mlp2d")
-            Summary =
-                sprintf
-                    "MLP GAN for 2-D mixtures (z %d, %dx%d hidden%s)"
-                    noiseDim
-                    layers
-                    width
-                    (if minibatchDiscrimination then
-                         ", minibatch discrimination in D"
-                     else
-                         "")
-            NoiseDim = noiseDim
-            ImageShape = [| 2 |]
-            Range = MinusOneToOne
-            Generator = Layer.sequential (hidden noiseDim Layers.relu @ [ Layers.linear width 2 ])
-            Discriminator = Layer.sequential (hidden 2 (Layers.leakyRelu 0.2) @ head)
-            Defaults = {
-                BatchSize = 100
-                Lr = 1e-3
-                GLrScale = 1.0
-                Beta1 = 0.5
-                Epochs = 20
-                CheckpointEvery = 5
-                LrDecayEpochs = []
-                SimultaneousUpdates = false
-            }
-        }
-
-    /// <see cref="mlpGanWith"/> with z of 2 dimensions (PacGAN's) and 3 hidden layers of 128
-    /// units, without minibatch discrimination ("mlp2d") or with it ("mlp2d-mbd"). With the
-    /// defaults, on 2 cores: mlp2d covers all 8 ring8 modes (96% high quality) after 10,000 steps
-    /// (~20 s); mlp2d-mbd all 8 after 1,200 steps (~35 s; its D costs ~30 ms a step).
+    /// The zoo's "toy2d" (false) or "toy2d-mbd" (true): z of 2 dimensions, 3 hidden layers of
+    /// 128 units.
     let mlpGan (minibatchDiscrimination: bool) =
-        mlpGanWith 2 128 3 minibatchDiscrimination
+        if minibatchDiscrimination then Zoo.toy2dMbd else Zoo.toy2d
 
     // ------------------------------------------------------------------ Stacked MNIST
 

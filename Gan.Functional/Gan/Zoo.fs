@@ -39,7 +39,7 @@ type GanModel = {
     Defaults: ModelDefaults
 }
 
-/// The five seed models of SEEDS.md, by name.
+/// The five seed models of SEEDS.md and two MLP GANs for 2-D mixtures, by name.
 module Zoo =
 
     let private gan lr = {
@@ -349,8 +349,81 @@ module Zoo =
             Defaults = gan 2e-4
         }
 
-    /// Every model's name.
-    let names = [ "mlp"; "dcgan28"; "dcgan64"; "mbd28"; "valid64" ]
+    /// An MLP GAN for 2-D points (the Gaussian mixtures ring8 and grid25), in the spirit of
+    /// VEEGAN's and PacGAN's 2-D experiments. G: z [N, noiseDim] → `layers` × (Linear(width) →
+    /// ReLU) → Linear(2), linear output [N, 2] in the data's raw coordinates (so `Range` does not
+    /// apply; it says MinusOneToOne only to fill the field). D: `layers` × (Linear(width) →
+    /// LeakyReLU(0.2)) → [with `minibatchDiscrimination`: minibatch discrimination, 16 kernels
+    /// of 4 dimensions, its 16 features divided by N − 1] → Linear(1), one logit per point.
+    /// ImageShape is [| 2 |]. Defaults: batches of 100, Adam(β1 0.5) at 1e-3 for both networks,
+    /// 20 epochs. Raises ArgumentException unless noiseDim, width and layers are positive.
+    let toy2dWith (noiseDim: int) (width: int) (layers: int) (minibatchDiscrimination: bool) : GanModel =
+        if noiseDim < 1 || width < 1 || layers < 1 then
+            invalidArg
+                "width"
+                (sprintf "toy2dWith: noiseDim, width and layers must be positive, got %d, %d, %d" noiseDim width layers)
+
+        let hidden (first: int) (activation: Layer) = [
+            for i in 0 .. layers - 1 do
+                Layers.linear (if i = 0 then first else width) width
+                activation
+        ]
+
+        let kernels, kernelDim = 16, 4
+
+        let head =
+            if minibatchDiscrimination then
+                [
+                    MinibatchDiscrimination.layer width kernels kernelDim
+                    // o_b sums over the N − 1 other points: divided by N − 1 it is O(1), as the
+                    // features beside it are, whatever the batch size
+                    Layer.ofFunction "MeanMinibatchFeatures" (fun x ->
+                        let n = (Tensor.shape x).[0]
+                        let o = Tensor.narrow 1 0 kernels x / float (max 1 (n - 1))
+                        Tensor.concat 1 [ o; Tensor.narrow 1 kernels width x ])
+                    Layers.linear (width + kernels) 1
+                ]
+            else
+                [ Layers.linear width 1 ]
+
+        {
+            Name = (if minibatchDiscrimination then "toy2d-mbd" else "toy2d")
+            Summary =
+                sprintf
+                    "MLP GAN for 2-D mixtures ring8/grid25 (z %d, %dx%d hidden%s)"
+                    noiseDim
+                    layers
+                    width
+                    (if minibatchDiscrimination then
+                         ", minibatch discrimination in D"
+                     else
+                         "")
+            NoiseDim = noiseDim
+            ImageShape = [| 2 |]
+            Range = MinusOneToOne
+            Generator = Layer.sequential (hidden noiseDim Layers.relu @ [ Layers.linear width 2 ])
+            Discriminator = Layer.sequential (hidden 2 (Layers.leakyRelu 0.2) @ head)
+            Defaults = {
+                BatchSize = 100
+                Lr = 1e-3
+                GLrScale = 1.0
+                Beta1 = 0.5
+                Epochs = 20
+                CheckpointEvery = 5
+                LrDecayEpochs = []
+                SimultaneousUpdates = false
+            }
+        }
+
+    /// toy2d: <see cref="toy2dWith"/> with z of 2 dimensions (PacGAN's) and 3 hidden layers of
+    /// 128 units, no minibatch discrimination.
+    let toy2d = toy2dWith 2 128 3 false
+
+    /// toy2d-mbd: <see cref="toy2d"/> with minibatch discrimination in D.
+    let toy2dMbd = toy2dWith 2 128 3 true
+
+    /// Every model's name: the five seed models, then the two 2-D models.
+    let names = [ "mlp"; "dcgan28"; "dcgan64"; "mbd28"; "valid64"; "toy2d"; "toy2d-mbd" ]
 
     /// A model by name; `channels` applies to dcgan64 (1 or 3). Unknown names raise an
     /// ArgumentException listing the known ones.
@@ -361,4 +434,6 @@ module Zoo =
         | "dcgan64" -> dcgan64With channels
         | "mbd28" -> mbd28
         | "valid64" -> valid64
+        | "toy2d" -> toy2d
+        | "toy2d-mbd" -> toy2dMbd
         | other -> invalidArg "name" (sprintf "unknown model '%s'; known models: %s" other (String.concat ", " names))

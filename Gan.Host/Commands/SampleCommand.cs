@@ -41,7 +41,9 @@ internal static class SampleCommand
         var info = trainer.Model;
         var z = trainer.Noise(req.Count, req.Seed);
         var images = trainer.Generate(z, req.Count, req.UseEma);
-        var grid = Grid.Make(images, req.Count, info.ImageShape[0], info.ImageShape[1], info.ImageShape[2], info.OutputsZeroToOne);
+        var grid = info.ImageShape.Length == 1
+            ? Scatter.Plot(images, req.Count, Mixture.Means(ckpt.Config.Dataset))
+            : Grid.Make(images, req.Count, info.ImageShape[0], info.ImageShape[1], info.ImageShape[2], info.OutputsZeroToOne);
         try
         {
             AtomicFile.WriteAllBytes(outPath, Png.Encode(grid));

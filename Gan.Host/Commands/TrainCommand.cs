@@ -34,9 +34,10 @@ internal static class TrainCommand
 
         var kernels = Engine.ConfigureCpu(config.Threads);
 
-        using var data = LoadData(config, ctx);
-        var usable = config.TrainSize is { } limit ? data.Take(limit) : data;
         var trainer = resumeFrom is not null ? CheckpointFile.Restore(resumeFrom, config) : GanTrainer.Create(config.ToTrainOptions());
+        using var data = LoadData(config, ctx);
+        var usable = LoadSource(config, data, trainer.Model, ctx);
+        var scorer = config.EvalEvery > 0 ? Eval.Scorer.For(config.Dataset, EvaluateCommand.ClassifierDataDir(config.Dataset, config.DataDir), ctx) : null;
 
         // Only now, with data and model ready, does the run directory get written.
         try
@@ -50,11 +51,13 @@ internal static class TrainCommand
             {
                 RunDirectory.TruncateCsv(run.LossCsv, resumeFrom.CompletedEpochs);
                 RunDirectory.TruncateCsv(run.StepsCsv, resumeFrom.TrainStep);
+                RunDirectory.TruncateCsv(run.MetricsCsv, resumeFrom.CompletedEpochs);
             }
             else if (req.Resume)
             {
                 RunDirectory.TruncateCsv(run.LossCsv, 0);
                 RunDirectory.TruncateCsv(run.StepsCsv, 0);
+                RunDirectory.TruncateCsv(run.MetricsCsv, 0);
             }
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -68,7 +71,7 @@ internal static class TrainCommand
         var header = new List<string>
         {
             kernels,
-            string.Create(c, $"model {config.Model} ({info.Summary}); data {config.Dataset}: {usable.Count:N0} images from {config.DataDir}"),
+            string.Create(c, $"model {config.Model} ({info.Summary}); data {config.Dataset}: {usable.Count:N0} {(IsMixture(config.Dataset) ? "points drawn from seed " + config.Seed : "images from " + config.DataDir)}"),
             string.Create(c, $"{config.Epochs} epoch(s) of {steps} steps at batch {config.BatchSize}; lr {config.LearningRate} (G ×{config.GeneratorLrScale}), β1 {config.Beta1}, loss {config.Loss}, seed {config.Seed}"),
             $"run directory: {run.Root}",
         };
@@ -103,7 +106,7 @@ internal static class TrainCommand
             return ExitCodes.Ok;
         }
 
-        var loop = new TrainLoop(config, run, usable, trainer, ctx, sink);
+        var loop = new TrainLoop(config, run, usable, trainer, ctx, sink, scorer);
         var watch = Stopwatch.StartNew();
         int code;
         ctx.TrainingActive = true;
@@ -125,34 +128,74 @@ internal static class TrainCommand
 
         var last = run.SamplePath(config.Epochs);
         ctx.Info(string.Create(c, $"done: {config.Epochs - startEpoch} epoch(s) in {PlainProgress.Format(watch.Elapsed)}. Outputs in {run.Root}:"));
-        ctx.Info($"  samples/    a {Math.Ceiling(Math.Sqrt(config.SampleCount))}×{Math.Ceiling(Math.Sqrt(config.SampleCount))} grid per epoch from fixed noise (latest: {last})");
+        ctx.Info(IsMixture(config.Dataset)
+            ? $"  samples/    a scatter plot of {config.SampleCount:N0} points per epoch from fixed noise over the modes (latest: {last})"
+            : $"  samples/    a {Math.Ceiling(Math.Sqrt(config.SampleCount))}×{Math.Ceiling(Math.Sqrt(config.SampleCount))} grid per epoch from fixed noise (latest: {last})");
+        if (config.EvalEvery > 0)
+        {
+            ctx.Info($"  metrics.csv the metrics every {config.EvalEvery} epoch(s) (evaluate's, on fixed noise)");
+        }
+
         ctx.Info("  loss.csv    epoch,Real_P,Fake_P,Gen_loss,Dis_loss;  steps.csv  one row per step;  train.log  this output");
         ctx.Info($"  checkpoints/  {(loop.LastCheckpoint is { } ck ? Path.GetFileName(ck) : "none")} (safetensors);  config.json  every setting");
         ctx.Info($"More epochs: {self} train --resume --out {run.Root} --epochs {config.Epochs * 2}");
-        ctx.Info($"New samples: {self} sample --run {run.Root} --count 64 --out samples.png");
+        ctx.Info($"New samples: {self} sample --run {run.Root} --count {(IsMixture(config.Dataset) ? Mixture.DefaultSamples : 64)} --out samples.png");
         return code;
     }
 
     /// <summary>The settings of a new run: the request over the model's SEEDS.md defaults.</summary>
     public static RunConfig Resolve(TrainRequest req, HostContext ctx)
     {
-        var model = req.Model ?? "mlp";
         var dataset = req.Dataset ?? "mnist";
+        var model = req.Model ?? (IsMixture(dataset) ? "toy2d" : "mlp");
         var isImages = dataset.StartsWith("images:", StringComparison.Ordinal);
+        var stacked = dataset == "stacked-mnist";
         if (isImages)
         {
             dataset = "images:" + ctx.Resolve(dataset["images:".Length..]);
         }
 
         var fixedInfo = Zoo.Model(model, 3);
-        int channels;
-        if (Zoo.TakesChannels(model))
+        var pointModel = fixedInfo.ImageShape.Length == 1;
+        if (pointModel != IsMixture(dataset))
         {
-            channels = req.Channels ?? (isImages ? 3 : 1);
+            var points = Zoo.ModelNames.Where(m => Zoo.Model(m, 3).ImageShape.Length == 1).ToList();
+            throw new UserError(
+                pointModel
+                    ? $"{model} generates 2-D points, so it trains on the mixtures ring8 and grid25 only, not {dataset}; pick an image model for images (`Gan.Host models` lists them)."
+                    : $"{dataset} is a mixture of 2-D points; {model} generates images. Train it with {(points.Count > 0 ? string.Join(" or ", points) : "a 2-D model (none is in this build's zoo)")}.",
+                ExitCodes.Usage);
+        }
+
+        if (pointModel && (req.Channels is not null || req.ImageSize is not null))
+        {
+            throw new UserError($"--channels and --image-size describe images; {model} generates 2-D points.", ExitCodes.Usage);
+        }
+
+        int channels;
+        if (pointModel)
+        {
+            channels = 1;
+        }
+        else if (Zoo.TakesChannels(model))
+        {
+            channels = req.Channels ?? (isImages || stacked ? 3 : 1);
+            if (stacked && channels != 3)
+            {
+                throw new UserError("stacked-mnist has 3 channels (one digit each); drop --channels 1 or pass --channels 3.", ExitCodes.Usage);
+            }
         }
         else
         {
             channels = fixedInfo.ImageShape[0];
+            if (stacked && channels != 3)
+            {
+                throw new UserError(
+                    $"stacked-mnist has 3 channels (one digit each), but {model} generates {channels}-channel images. No zoo model makes 3×28×28 images; "
+                    + "dcgan64 (--channels 3) and valid64 train on Stacked MNIST resized to 64×64.",
+                    ExitCodes.Usage);
+            }
+
             if (req.Channels is { } asked && asked != channels)
             {
                 throw new UserError(
@@ -162,7 +205,7 @@ internal static class TrainCommand
         }
 
         var info = Zoo.Model(model, channels);
-        var size = info.ImageShape[1];
+        var size = pointModel ? 0 : info.ImageShape[1];
         if (req.ImageSize is { } s && s != size)
         {
             throw new UserError(
@@ -188,7 +231,7 @@ internal static class TrainCommand
         }
 
         var device = Zoo.Device(req.Device ?? "auto");
-        var defaultDataDir = isImages ? Path.Combine(ctx.CacheRoot, "images") : Path.Combine(ctx.CacheRoot, dataset);
+        var defaultDataDir = isImages ? Path.Combine(ctx.CacheRoot, "images") : Path.Combine(ctx.CacheRoot, stacked ? "mnist" : dataset);
         return new RunConfig
         {
             Model = model,
@@ -214,7 +257,10 @@ internal static class TrainCommand
             Seed = req.Seed ?? 0,
             Threads = req.Threads ?? 0,
             Device = device,
-            DataDir = req.DataDir is { } d ? ctx.Resolve(d) : dataset == "fashion-mnist" ? "" : defaultDataDir,
+            DataDir = req.DataDir is { } d ? ctx.Resolve(d) : dataset == "fashion-mnist" || IsMixture(dataset) ? "" : defaultDataDir,
+            SampleCount = pointModel ? Mixture.DefaultSamples : 16,
+            EvalEvery = req.EvalEvery ?? 0,
+            EvalSamples = req.EvalSamples,
         };
     }
 
@@ -344,6 +390,8 @@ internal static class TrainCommand
             Threads = req.Threads ?? stored.Threads,
             Device = req.Device ?? stored.Device,
             DataDir = req.DataDir ?? stored.DataDir,
+            EvalEvery = req.EvalEvery ?? stored.EvalEvery,
+            EvalSamples = req.EvalSamples ?? stored.EvalSamples,
         };
         var resolved = Resolve(over, ctx);
         if (req.DataDir is null)
@@ -355,13 +403,40 @@ internal static class TrainCommand
         return resolved;
     }
 
-    /// <summary>Loads the run's training images (fetching MNIST on first use).</summary>
-    public static ImageSet LoadData(RunConfig config, HostContext ctx)
+    /// <summary>True for the 2-D mixtures (ring8, grid25).</summary>
+    public static bool IsMixture(string dataset) => Mixture.IsMixture(dataset);
+
+    /// <summary>The training examples as batches of the model's shape: points as they are, images converted and resized.</summary>
+    public static BatchSource LoadSource(RunConfig config, ImageSet? images, ModelInfo info, HostContext ctx)
+    {
+        if (images is null)
+        {
+            var n = config.TrainSize ?? MixturePoints;
+            return new PointSource(Mixture.Sample(config.Dataset, RunRandom.DatasetSeed(config.Seed), n), n);
+        }
+
+        var usable = config.TrainSize is { } limit ? images.Take(limit) : images;
+        var shape = info.ImageShape;
+        return new BatchLoader(usable, shape[0], shape[1], shape[2], info.OutputsZeroToOne);
+    }
+
+    /// <summary>The size of a mixture's training set: 500 steps per epoch at the toy models' batch of 100.</summary>
+    public const int MixturePoints = 50_000;
+
+    /// <summary>The size of the Stacked MNIST training set built from MNIST (--train-size changes it).</summary>
+    public const int StackedImages = 60_000;
+
+    /// <summary>Loads the run's training images (fetching MNIST on first use); null for the point mixtures.</summary>
+    public static ImageSet? LoadData(RunConfig config, HostContext ctx)
     {
         switch (config.Dataset)
         {
+            case "ring8" or "grid25":
+                return null;
             case "mnist":
                 return Mnist.LoadMnist(config.DataDir, ctx);
+            case "stacked-mnist":
+                return StackedMnist.Build(Mnist.LoadMnist(config.DataDir, ctx), config.TrainSize ?? StackedImages, RunRandom.DatasetSeed(config.Seed));
             case "fashion-mnist":
                 config.DataDir = Mnist.LocateFashion(config.DataDir.Length > 0 ? config.DataDir : null, ctx);
                 return Mnist.Read(Mnist.FindTrainImages(config.DataDir)!);

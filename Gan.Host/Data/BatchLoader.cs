@@ -1,11 +1,41 @@
 namespace Gan.Host.Data;
 
+/// <summary>Training examples as float batches of a model's input shape, by example index.</summary>
+internal abstract class BatchSource
+{
+    /// <summary>The number of examples.</summary>
+    public abstract int Count { get; }
+
+    /// <summary>Floats per example.</summary>
+    public abstract int ImageSize { get; }
+
+    /// <summary>Writes the examples at <paramref name="indices"/> into <paramref name="batch"/>.</summary>
+    public abstract void Fill(ReadOnlySpan<int> indices, float[] batch);
+}
+
+/// <summary>2-D points (a Gaussian mixture's training set), used as they are: the toy generators' output is linear.</summary>
+internal sealed class PointSource(float[] points, int count) : BatchSource
+{
+    public override int Count => count;
+
+    public override int ImageSize => 2;
+
+    public override void Fill(ReadOnlySpan<int> indices, float[] batch)
+    {
+        for (var n = 0; n < indices.Length; n++)
+        {
+            batch[2 * n] = points[2 * indices[n]];
+            batch[(2 * n) + 1] = points[(2 * indices[n]) + 1];
+        }
+    }
+}
+
 /// <summary>
 /// Turns images of a set into float batches of a model's shape (NCHW, row-major), converting
 /// channels and resizing when the set differs from the model (e.g. MNIST for 64×64 models), and
 /// scaling pixels to [−1, 1] as (x − 127.5)/127.5, or to [0, 1] as x/255 for sigmoid generators.
 /// </summary>
-internal sealed class BatchLoader
+internal sealed class BatchLoader : BatchSource
 {
     private readonly ImageSet set;
     private readonly int channels;
@@ -27,10 +57,12 @@ internal sealed class BatchLoader
         }
     }
 
-    public int ImageSize => channels * height * width;
+    public override int Count => set.Count;
+
+    public override int ImageSize => channels * height * width;
 
     /// <summary>Writes the images at <paramref name="indices"/> into <paramref name="batch"/>.</summary>
-    public void Fill(ReadOnlySpan<int> indices, float[] batch)
+    public override void Fill(ReadOnlySpan<int> indices, float[] batch)
     {
         var converted = new byte[set.Height * set.Width * channels];
         var resized = new byte[ImageSize];
@@ -82,6 +114,8 @@ internal static class RunRandom
 {
     private const ulong ShufflePurpose = 0x5348_5546_464C_4531; // "SHUFFLE1"
     private const ulong SamplesPurpose = 0x5341_4D50_4C45_5331; // "SAMPLES1"
+    private const ulong DataPurpose = 0x4441_5441_5345_5431; // "DATASET1"
+    private const ulong EvalPurpose = 0x4556_414C_5541_5431; // "EVALUAT1"
 
     /// <summary>SplitMix64's finaliser: a bijective mix of 64 bits.</summary>
     public static ulong Mix(ulong z)
@@ -96,6 +130,12 @@ internal static class RunRandom
 
     /// <summary>The seed of the fixed noise batch drawn at the start of a run.</summary>
     public static ulong SampleNoiseSeed(ulong seed) => Derive(seed, SamplesPurpose, 0);
+
+    /// <summary>The seed of a generated training set (mixture points, Stacked MNIST triples).</summary>
+    public static ulong DatasetSeed(ulong seed) => Derive(seed, DataPurpose, 0);
+
+    /// <summary>The seed of the noise --eval-every scores (the same every time, so the metrics follow the generator alone).</summary>
+    public static ulong EvalSeed(ulong seed) => Derive(seed, EvalPurpose, 0);
 
     /// <summary>The order of <paramref name="count"/> examples in 0-based <paramref name="epoch"/>.</summary>
     public static int[] Permutation(int count, ulong seed, int epoch)

@@ -35,6 +35,8 @@ internal sealed class RunConfig
     public string Device { get; set; } = "auto";
     public string DataDir { get; set; } = "";
     public int SampleCount { get; set; } = 16;
+    public int EvalEvery { get; set; }
+    public int? EvalSamples { get; set; }
 
     private static readonly JsonSerializerOptions Json = new()
     {

@@ -14,6 +14,7 @@ internal sealed partial class RunDirectory(string root)
     public string ConfigPath => Path.Combine(Root, "config.json");
     public string LossCsv => Path.Combine(Root, "loss.csv");
     public string StepsCsv => Path.Combine(Root, "steps.csv");
+    public string MetricsCsv => Path.Combine(Root, "metrics.csv");
     public string TrainLog => Path.Combine(Root, "train.log");
     public string SamplesDir => Path.Combine(Root, "samples");
     public string CheckpointsDir => Path.Combine(Root, "checkpoints");

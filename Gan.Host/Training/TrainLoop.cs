@@ -11,7 +11,7 @@ namespace Gan.Host.Training;
 /// checkpoints, Ctrl-C and divergence. Every random choice derives from the run's seed and the
 /// position in the run, so a resumed run repeats exactly what an uninterrupted one does.
 /// </summary>
-internal sealed class TrainLoop(RunConfig config, RunDirectory run, ImageSet data, GanTrainer trainer, HostContext ctx, ProgressSink sink)
+internal sealed class TrainLoop(RunConfig config, RunDirectory run, BatchSource data, GanTrainer trainer, HostContext ctx, ProgressSink sink, Eval.Scorer? scorer = null)
 {
     private static readonly CultureInfo C = CultureInfo.InvariantCulture;
 
@@ -35,9 +35,7 @@ internal sealed class TrainLoop(RunConfig config, RunDirectory run, ImageSet dat
                 + "Point --data-dir at the original data, or start a new run.");
         }
 
-        var shape = trainer.Model.ImageShape;
-        var zeroToOne = trainer.Model.OutputsZeroToOne;
-        var loader = new BatchLoader(data, shape[0], shape[1], shape[2], zeroToOne);
+        var loader = data;
         var fixedNoise = trainer.Noise(config.SampleCount, RunRandom.SampleNoiseSeed(config.Seed));
 
         Directory.CreateDirectory(run.SamplesDir);
@@ -127,7 +125,9 @@ internal sealed class TrainLoop(RunConfig config, RunDirectory run, ImageSet dat
 
         var shape = trainer.Model.ImageShape;
         var generated = trainer.Generate(fixedNoise, config.SampleCount, useEma: true);
-        var grid = Grid.Make(generated, config.SampleCount, shape[0], shape[1], shape[2], trainer.Model.OutputsZeroToOne);
+        var grid = shape.Length == 1
+            ? Scatter.Plot(generated, config.SampleCount, Mixture.Means(config.Dataset))
+            : Grid.Make(generated, config.SampleCount, shape[0], shape[1], shape[2], trainer.Model.OutputsZeroToOne);
         var samplePath = run.SamplePath(number);
         try
         {
@@ -145,6 +145,35 @@ internal sealed class TrainLoop(RunConfig config, RunDirectory run, ImageSet dat
         }
 
         log(line);
+        if (scorer is not null && config.EvalEvery > 0 && (number % config.EvalEvery == 0 || number == config.Epochs))
+        {
+            Evaluate(number, log);
+        }
+    }
+
+    /// <summary>Scores the generator on a fixed noise batch and appends a row to metrics.csv.</summary>
+    private void Evaluate(int number, Action<string> log)
+    {
+        var n = config.EvalSamples ?? scorer!.DefaultSamples;
+        var seed = RunRandom.EvalSeed(config.Seed);
+        var watch = Stopwatch.StartNew();
+        var output = Eval.Scorer.Generate(trainer, n, seed, useEma: true);
+        var result = scorer!.ScoreGenerated(output, n, trainer.Model.ImageShape, trainer.Model.OutputsZeroToOne, seed);
+        var columns = result.Columns().ToList();
+        try
+        {
+            RunDirectory.AppendLine(
+                run.MetricsCsv,
+                "epoch," + string.Join(",", columns.Select(c => c.Key)),
+                number.ToString(C) + "," + string.Join(",", columns.Select(c => c.Value.ToString("G7", C))));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw IoErrors.Describe(e, "write", run.MetricsCsv);
+        }
+
+        log(string.Create(C, $"metrics after epoch {number} ({n:N0} samples, {watch.Elapsed.TotalSeconds:0.0} s): ")
+            + string.Join("  ", columns.Where(c => !c.Key.EndsWith("_std", StringComparison.Ordinal)).Select(c => $"{c.Key} {Eval.EvalResult.Show(c.Value)}")));
     }
 
     private string SaveCheckpoint(int completedEpochs, int stepInEpoch, EpochSums sums)

@@ -1,0 +1,132 @@
+using Gan.Functional.CSharp;
+using Gan.Host.Cli;
+using Gan.Host.Data;
+using Gan.Host.Eval;
+using Gan.Host.Io;
+
+namespace Gan.Host.Commands;
+
+/// <summary>`evaluate`: the sample-quality metrics of a run's generator or of a folder of images, as a table and optionally JSON.</summary>
+internal static class EvaluateCommand
+{
+    public static int Run(EvaluateRequest req, HostContext ctx)
+    {
+        string? json = req.Json is { } j ? ctx.Resolve(j) : null;
+        if (json is not null && Directory.Exists(json))
+        {
+            throw new UserError($"--json {json} is a directory; give a file name for the metrics.", ExitCodes.Usage);
+        }
+
+        ctx.Info(Engine.ConfigureCpu(req.Threads));
+        var dataDir = req.DataDir is { } d ? ctx.Resolve(d) : null;
+        EvalResult result;
+        if (req.Real)
+        {
+            result = ScoreReal(req.Dataset!, req.Samples, req.Seed, dataDir, ctx);
+        }
+        else if (req.Images is { } images)
+        {
+            var (pixels, count, root) = LoadFolder(ctx.Resolve(images));
+            var scorer = Scorer.For(req.Dataset!, dataDir, ctx);
+            ctx.Info($"scoring {count:N0} images from {root} with the {req.Dataset} classifier");
+            result = scorer.ScoreImages(pixels, count, req.Seed);
+        }
+        else
+        {
+            var gen = LoadedGenerator.Load(req.Run, req.Checkpoint, ctx);
+            var config = gen.Checkpoint.Config;
+            var scorer = Scorer.For(config.Dataset, dataDir ?? ClassifierDataDir(config.Dataset, config.DataDir), ctx);
+            var n = req.Samples ?? scorer.DefaultSamples;
+            ctx.Info($"scoring {n:N0} samples (seed {req.Seed}) of {gen.Describe(req.UseEma)} on {config.Dataset}");
+            var output = Scorer.Generate(gen.Trainer, n, req.Seed, req.UseEma);
+            result = scorer.ScoreGenerated(output, n, gen.Info.ImageShape, gen.Info.OutputsZeroToOne, req.Seed);
+        }
+
+        foreach (var line in result.Table())
+        {
+            ctx.Info(line);
+        }
+
+        if (json is not null)
+        {
+            try
+            {
+                AtomicFile.WriteAllText(json, result.ToJson());
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw IoErrors.Describe(e, "write", json);
+            }
+
+            ctx.Info($"wrote {json}");
+        }
+
+        return ExitCodes.Ok;
+    }
+
+    /// <summary>
+    /// Real data scored as if generated, the ceiling of the metrics: training images (against the
+    /// test set's features), points of the mixture itself, or Stacked MNIST built from real digits.
+    /// </summary>
+    private static EvalResult ScoreReal(string dataset, int? samples, ulong seed, string? dataDir, HostContext ctx)
+    {
+        var scorer = Scorer.For(dataset, dataDir, ctx);
+        var n = samples ?? scorer.DefaultSamples;
+        ctx.Info($"scoring {n:N0} real samples of {dataset} (seed {seed}) as if generated: the ceiling of the metrics");
+        switch (dataset)
+        {
+            case "ring8" or "grid25":
+                return scorer.ScoreGenerated(Mixture.Sample(dataset, seed, n), n, [2], false, seed);
+            case "stacked-mnist":
+                var dir = LabeledDigits.Locate("mnist", dataDir, ctx);
+                using (var digits = Mnist.Read(Mnist.FindTrainImages(dir)!))
+                using (var stacked = StackedMnist.Build(digits, n, seed))
+                {
+                    var pixels = new float[n * 3 * 784];
+                    for (var i = 0; i < n; i++)
+                    {
+                        LabeledDigits.ToUnit(stacked.Image(i)).CopyTo(pixels, i * 3 * 784);
+                    }
+
+                    return scorer.ScoreGenerated(pixels, n, [3, 28, 28], true, seed);
+                }
+
+            default:
+                var train = LabeledDigits.Read(LabeledDigits.Locate(dataset, dataDir, ctx), "train").Take(n);
+                return scorer.ScoreImages(train.Pixels, train.Count, seed);
+        }
+    }
+
+    /// <summary>The run's data directory when it holds the labelled files the classifier needs (MNIST's cache, or a --data-dir given to train).</summary>
+    public static string? ClassifierDataDir(string dataset, string runDataDir) =>
+        dataset is "mnist" or "fashion-mnist" or "stacked-mnist" && runDataDir.Length > 0 && LabeledDigits.Find(runDataDir, "t10k-labels-idx1-ubyte") is not null
+            ? runDataDir
+            : null;
+
+    /// <summary>Every PNG/JPEG under <paramref name="root"/> (in path order) as grey 28×28 images in [0, 1].</summary>
+    public static (float[] Pixels, int Count, string Root) LoadFolder(string root)
+    {
+        if (!Directory.Exists(root))
+        {
+            throw new UserError($"The image folder {root} (--images) does not exist.");
+        }
+
+        var files = Directory.EnumerateFiles(root, "*", SearchOption.AllDirectories)
+            .Where(f => Path.GetExtension(f).ToLowerInvariant() is ".png" or ".jpg" or ".jpeg")
+            .Select(f => (Full: f, Rel: Path.GetRelativePath(root, f).Replace('\\', '/')))
+            .OrderBy(f => f.Rel, StringComparer.Ordinal)
+            .ToList();
+        if (files.Count == 0)
+        {
+            throw new UserError($"The image folder {root} (--images) holds no PNG or JPEG files (.png, .jpg, .jpeg), so there is nothing to score.");
+        }
+
+        var pixels = new float[files.Count * 784];
+        Parallel.For(0, files.Count, i =>
+        {
+            var bytes = ImageFolder.Decode(files[i].Full, files[i].Rel, 1, 28, null, null);
+            LabeledDigits.ToUnit(bytes).CopyTo(pixels, i * 784);
+        });
+        return (pixels, files.Count, root);
+    }
+}

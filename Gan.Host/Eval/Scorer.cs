@@ -1,0 +1,244 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Gan.Functional.CSharp;
+using Gan.Host.Data;
+
+namespace Gan.Host.Eval;
+
+/// <summary>One measured number: its JSON/CSV key, a label for the table, the value and how to print it.</summary>
+internal sealed record Metric(string Key, string Label, double Value, double? Std = null, string? Note = null);
+
+/// <summary>The metrics of one evaluation.</summary>
+internal sealed record EvalResult(string Dataset, int Samples, IReadOnlyList<Metric> Metrics)
+{
+    private static readonly CultureInfo C = CultureInfo.InvariantCulture;
+
+    /// <summary>The CSV/JSON columns in order: each key, then key_std where the metric has a spread.</summary>
+    public IEnumerable<(string Key, double Value)> Columns()
+    {
+        foreach (var m in Metrics)
+        {
+            yield return (m.Key, m.Value);
+            if (m.Std is { } s)
+            {
+                yield return (m.Key + "_std", s);
+            }
+        }
+    }
+
+    /// <summary>An aligned two-column table.</summary>
+    public IEnumerable<string> Table()
+    {
+        var width = Metrics.Max(m => m.Label.Length);
+        yield return string.Create(C, $"{Dataset}: {Samples:N0} samples");
+        foreach (var m in Metrics)
+        {
+            var value = Show(m.Value) + (m.Std is { } s ? " ± " + Show(s) : "") + (m.Note is { } n ? $"  ({n})" : "");
+            yield return $"  {m.Label.PadRight(width)}  {value}";
+        }
+    }
+
+    public string ToJson()
+    {
+        var o = new JsonObject();
+        foreach (var (key, value) in Columns())
+        {
+            o[key] = double.IsFinite(value) ? JsonValue.Create(value) : null;
+        }
+
+        o["samples"] = Samples;
+        o["dataset"] = Dataset;
+        return o.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n";
+    }
+
+    public static string Show(double v) => double.IsNaN(v) ? "n/a" : v.ToString(Math.Abs(v) >= 1000 || (v != 0 && Math.Abs(v) < 1e-3) ? "0.###e+0" : "0.####", C);
+}
+
+/// <summary>
+/// Scores a generator's output for the dataset it was trained on: classifier metrics (IS, FCD,
+/// KID, class coverage) for mnist and fashion-mnist, mode metrics for ring8 and grid25, mode
+/// coverage for stacked-mnist. The same code serves `evaluate` and `train --eval-every`.
+/// </summary>
+internal sealed class Scorer
+{
+    private readonly LoadedBackbone? backbone;
+
+    private Scorer(string dataset, LoadedBackbone? backbone)
+    {
+        Dataset = dataset;
+        this.backbone = backbone;
+    }
+
+    public string Dataset { get; }
+
+    public static readonly IReadOnlyList<string> Scorable = ["mnist", "fashion-mnist", "ring8", "grid25", "stacked-mnist"];
+
+    /// <summary>The default sample count: 10,000 images, 2,500 points (PacGAN), 26,000 stacked images (VEEGAN).</summary>
+    public int DefaultSamples => Mixture.IsMixture(Dataset) ? Mixture.DefaultSamples : Dataset == "stacked-mnist" ? Mixture.StackedSamples : 10000;
+
+    /// <summary>True when <paramref name="dataset"/> has metrics.</summary>
+    public static bool CanScore(string dataset) => Scorable.Contains(dataset);
+
+    /// <summary>A scorer for <paramref name="dataset"/>, training the classifier backbone first if it needs one that is not cached.</summary>
+    public static Scorer For(string dataset, string? dataDir, HostContext ctx)
+    {
+        if (!CanScore(dataset))
+        {
+            throw new UserError(
+                $"There are no metrics for the dataset {dataset}: the classifier backbones exist for mnist and fashion-mnist "
+                + "(stacked-mnist uses the mnist one), and ring8/grid25 have mode metrics. Score such images with another tool.",
+                ExitCodes.Usage);
+        }
+
+        if (Mixture.IsMixture(dataset))
+        {
+            return new Scorer(dataset, null);
+        }
+
+        // Stacked MNIST labels each channel with the MNIST classifier.
+        var backboneSet = dataset == "stacked-mnist" ? "mnist" : dataset;
+        return new Scorer(dataset, ClassifierCache.Ensure(backboneSet, dataDir, ctx));
+    }
+
+    /// <summary>G's output for <paramref name="count"/> latent vectors drawn from <paramref name="seed"/>, generated in chunks.</summary>
+    public static float[] Generate(GanTrainer trainer, int count, ulong seed, bool useEma)
+    {
+        var info = trainer.Model;
+        var per = info.ImageShape.Aggregate(1, (a, b) => a * b);
+        var z = trainer.Noise(count, seed);
+        var output = new float[count * per];
+        const int chunk = 250;
+        for (var start = 0; start < count; start += chunk)
+        {
+            var n = Math.Min(chunk, count - start);
+            var part = trainer.Generate(z.AsSpan(start * info.NoiseDim, n * info.NoiseDim).ToArray(), n, useEma);
+            part.CopyTo(output, start * per);
+        }
+
+        return output;
+    }
+
+    /// <summary>Scores <paramref name="count"/> outputs of a generator with the given per-sample shape and pixel range.</summary>
+    public EvalResult ScoreGenerated(float[] output, int count, int[] shape, bool zeroToOne, ulong seed)
+    {
+        if (Mixture.IsMixture(Dataset))
+        {
+            if (shape.Length != 1 || shape[0] != 2)
+            {
+                throw new UserError($"The generator makes {string.Join("×", shape)} outputs, not the 2-D points of {Dataset}.");
+            }
+
+            return ScorePoints(output, count);
+        }
+
+        if (shape.Length != 3)
+        {
+            throw new UserError($"The generator makes {string.Join("×", shape)} outputs, not images; {Dataset} is scored on images.");
+        }
+
+        var wantChannels = Dataset == "stacked-mnist" ? 3 : 1;
+        var unit = ToClassifierInput(output, count, shape[0], shape[1], shape[2], zeroToOne, wantChannels);
+        return Dataset == "stacked-mnist" ? ScoreStacked(unit, count) : ScoreImages(unit, count, seed);
+    }
+
+    /// <summary>Classifier metrics of grey 28×28 images with pixels in [0, 1].</summary>
+    public EvalResult ScoreImages(float[] unit, int count, ulong seed)
+    {
+        if (count < 10)
+        {
+            throw new UserError($"The metrics need at least 10 images (the Inception Score averages 10 splits); got {count}.", ExitCodes.Usage);
+        }
+
+        var s = backbone!.Net.Score(unit, count, backbone.RealFeatures, seed);
+        return new EvalResult(Dataset, count,
+        [
+            new Metric("inception_score", "Inception Score (10 splits)", s.InceptionScore, s.InceptionScoreStd),
+            new Metric("fcd", "FCD vs the real test set", s.Fcd),
+            new Metric("kid", "KID (cubic kernel, 100 subsets)", s.Kid, s.KidStd),
+            new Metric("class_kl", "class histogram KL to uniform", s.ClassKl, null, $"{s.ClassesCovered}/10 classes predicted"),
+        ]);
+    }
+
+    private EvalResult ScorePoints(float[] points, int count)
+    {
+        var m = Mixture.Score(Dataset, points, count);
+        return new EvalResult(Dataset, count,
+        [
+            new Metric("modes_covered", "modes covered (≥ 1 high-quality sample)", m.ModesCovered, null, $"of {m.Modes}"),
+            new Metric("modes_covered_20", $"modes covered (≥ {m.Threshold} high-quality samples)", m.ModesCoveredAtThreshold, null, $"of {m.Modes}"),
+            new Metric("high_quality_share", "high-quality share (within 3σ of a mode)", m.HighQualityShare),
+            new Metric("kl", "mode histogram KL to uniform", m.KlToUniform),
+        ]);
+    }
+
+    private EvalResult ScoreStacked(float[] unit, int count)
+    {
+        var modes = backbone!.Net.StackedModes(unit, count);
+        var c = Mixture.StackedCoverage(modes);
+        return new EvalResult(Dataset, count,
+        [
+            new Metric("modes_covered", "modes covered (of 1,000)", c.ModesCovered),
+            new Metric("kl", "mode histogram KL to uniform", c.KlToUniform),
+        ]);
+    }
+
+    /// <summary>
+    /// Generator output (count × C × H × W in [−1, 1], or [0, 1] when <paramref name="zeroToOne"/>)
+    /// as the classifier's input: [0, 1], 28×28 (resized as the training data was), with
+    /// <paramref name="channels"/> channels (colour averaged to grey when 1 is wanted).
+    /// </summary>
+    public static float[] ToClassifierInput(float[] output, int count, int c, int h, int w, bool zeroToOne, int channels)
+    {
+        if (channels == 3 && c != 3)
+        {
+            throw new UserError($"The generator makes {c}-channel images; stacked-mnist needs 3 channels (one digit each).");
+        }
+
+        var plane = h * w;
+        var resampler = h != 28 || w != 28 ? new Resampler(0, 0, w, h, 28, 28, w, h) : null;
+        var result = new float[count * channels * 784];
+        Parallel.For(0, count, n =>
+        {
+            var src = new byte[plane];
+            var dst = new byte[784];
+            for (var oc = 0; oc < channels; oc++)
+            {
+                for (var i = 0; i < plane; i++)
+                {
+                    double v = 0;
+                    if (channels == 1)
+                    {
+                        for (var ic = 0; ic < c; ic++)
+                        {
+                            v += output[(((n * c) + ic) * plane) + i];
+                        }
+
+                        v /= c;
+                    }
+                    else
+                    {
+                        v = output[(((n * c) + oc) * plane) + i];
+                    }
+
+                    var unit = zeroToOne ? v : (v + 1) / 2;
+                    src[i] = double.IsNaN(unit) ? (byte)0 : (byte)Math.Clamp((int)Math.Round(unit * 255), 0, 255);
+                }
+
+                ReadOnlySpan<byte> img = src;
+                if (resampler is not null)
+                {
+                    resampler.Plane(src, w, h, dst);
+                    img = dst;
+                }
+
+                var o = ((n * channels) + oc) * 784;
+                for (var i = 0; i < 784; i++)
+                {
+                    result[o + i] = img[i] / 255f;
+                }
+            }
+        });
+        return result;
+    }
+}
