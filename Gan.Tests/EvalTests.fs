@@ -455,6 +455,23 @@ let ``the classifier gives probability rows, 128 features, and survives a round 
     |> ignore
 
 [<Fact>]
+let ``the classifier labels each channel of a stacked image and combines the digits into its mode`` () =
+    let images, _ = bars ()
+    let vars = (Classifier.init (Random.key 1UL)).Vars
+    let digits = Classifier.predictClasses vars images
+    let triples = [| [| 0; 1; 2 |]; [| 7; 3; 19 |]; [| 4; 4; 4 |]; [| 12; 0; 5 |] |]
+    let stacked = Mixtures.stackDigits images triples
+
+    let expected =
+        triples
+        |> Array.map (fun t -> 100 * digits.[t.[0]] + 10 * digits.[t.[1]] + digits.[t.[2]])
+
+    Assert.Equal<int[]>(expected, Classifier.stackedModes vars stacked)
+    let c = Classifier.stackedCoverage vars stacked
+    Assert.Equal(Array.distinct(expected).Length, c.Covered)
+    Assert.Equal(4, Array.sum c.Counts)
+
+[<Fact>]
 let ``the cross-entropy is logsumexp minus the label's logit`` () =
     let logits = [|
         [| 1.0; 2.0; 0.5; 0.0; 0.0; 0.0; 0.0; 0.0; 0.0; -1.0 |]
