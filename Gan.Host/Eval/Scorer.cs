@@ -52,7 +52,10 @@ internal sealed record EvalResult(string Dataset, int Samples, IReadOnlyList<Met
         return o.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n";
     }
 
-    public static string Show(double v) => double.IsNaN(v) ? "n/a" : v.ToString(Math.Abs(v) >= 1000 || (v != 0 && Math.Abs(v) < 1e-3) ? "0.###e+0" : "0.####", C);
+    public static string Show(double v) =>
+        double.IsNaN(v) ? "n/a"
+        : v == Math.Round(v) && Math.Abs(v) < 1e9 ? v.ToString("0", C)
+        : v.ToString(Math.Abs(v) >= 1000 || (v != 0 && Math.Abs(v) < 1e-3) ? "0.###e+0" : "0.####", C);
 }
 
 /// <summary>
