@@ -12,20 +12,14 @@ module CommandLine =
     [<Literal>]
     let ProgramName = "Gan.Host"
 
-    let private commands = [
-        "train"
-        "sample"
-        "models"
-        "devices"
-        "classifier"
-        "evaluate"
-        "interpolate"
-        "arithmetic"
-        "report"
-    ]
+    let private commands = [ "train"; "sample"; "models"; "devices" ]
 
     let private parser =
         ArgumentParser.Create<HostArgs>(programName = ProgramName, checkStructure = false)
+
+    /// The evaluation and exploration commands, after the core ones.
+    let private allCommands =
+        commands @ [ "classifier"; "evaluate"; "interpolate"; "arithmetic"; "report" ]
 
     exception private BadValue of string
 
@@ -209,36 +203,6 @@ module CommandLine =
 
         req
 
-    let private sampleRequest (r: ParseResults<SampleArgs>) =
-        let req = SampleRequest()
-        req.Run <- str (r.TryGetResult SampleArgs.Run)
-        req.Checkpoint <- str (r.TryGetResult SampleArgs.Checkpoint)
-
-        match req.Run, req.Checkpoint with
-        | null, null -> fail "sample needs --run DIR or --checkpoint FILE."
-        | NonNull _, NonNull _ -> fail "sample takes --run DIR or --checkpoint FILE, not both."
-        | _ -> ()
-
-        req.Count <-
-            r.TryGetResult SampleArgs.Count
-            |> Option.map (between "--count" 1 4096)
-            |> Option.defaultValue 16
-
-        req.Out <-
-            match r.TryGetResult SampleArgs.Out with
-            | Some o when o.Trim() <> "" -> o
-            | _ -> fail "sample needs --out FILE.png, the image to write."
-
-        req.Seed <- r.TryGetResult SampleArgs.Seed |> Option.defaultValue 0UL
-        req.UseEma <- not (r.Contains SampleArgs.No_Ema)
-
-        req.Threads <-
-            r.TryGetResult SampleArgs.Threads
-            |> Option.map (between "--threads" 0 1024)
-            |> Option.defaultValue 0
-
-        req
-
     let private threads (v: int option) =
         v |> Option.map (between "--threads" 0 1024) |> Option.defaultValue 0
 
@@ -397,6 +361,36 @@ module CommandLine =
         req.Out <- str (r.TryGetResult ReportArgs.Out)
         req
 
+    let private sampleRequest (r: ParseResults<SampleArgs>) =
+        let req = SampleRequest()
+        req.Run <- str (r.TryGetResult SampleArgs.Run)
+        req.Checkpoint <- str (r.TryGetResult SampleArgs.Checkpoint)
+
+        match req.Run, req.Checkpoint with
+        | null, null -> fail "sample needs --run DIR or --checkpoint FILE."
+        | NonNull _, NonNull _ -> fail "sample takes --run DIR or --checkpoint FILE, not both."
+        | _ -> ()
+
+        req.Count <-
+            r.TryGetResult SampleArgs.Count
+            |> Option.map (between "--count" 1 4096)
+            |> Option.defaultValue 16
+
+        req.Out <-
+            match r.TryGetResult SampleArgs.Out with
+            | Some o when o.Trim() <> "" -> o
+            | _ -> fail "sample needs --out FILE.png, the image to write."
+
+        req.Seed <- r.TryGetResult SampleArgs.Seed |> Option.defaultValue 0UL
+        req.UseEma <- not (r.Contains SampleArgs.No_Ema)
+
+        req.Threads <-
+            r.TryGetResult SampleArgs.Threads
+            |> Option.map (between "--threads" 0 1024)
+            |> Option.defaultValue 0
+
+        req
+
     let private error (command: string option) (message: string) =
         let hint =
             match command with
@@ -427,13 +421,13 @@ module CommandLine =
         match command with
         | "train" -> parser.GetSubCommandParser(HostArgs.Train).PrintUsage()
         | "sample" -> parser.GetSubCommandParser(HostArgs.Sample).PrintUsage()
-        | "models" -> parser.GetSubCommandParser(HostArgs.Models).PrintUsage()
-        | "devices" -> parser.GetSubCommandParser(HostArgs.Devices).PrintUsage()
         | "classifier" -> parser.GetSubCommandParser(HostArgs.Classifier).PrintUsage()
         | "evaluate" -> parser.GetSubCommandParser(HostArgs.Evaluate).PrintUsage()
         | "interpolate" -> parser.GetSubCommandParser(HostArgs.Interpolate).PrintUsage()
         | "arithmetic" -> parser.GetSubCommandParser(HostArgs.Arithmetic).PrintUsage()
         | "report" -> parser.GetSubCommandParser(HostArgs.Report).PrintUsage()
+        | "models" -> parser.GetSubCommandParser(HostArgs.Models).PrintUsage()
+        | "devices" -> parser.GetSubCommandParser(HostArgs.Devices).PrintUsage()
         | _ -> parser.PrintUsage()
 
     /// Parses a command line. No arguments means `train` with every default; a command line
@@ -452,7 +446,7 @@ module CommandLine =
                 argv
 
         let command =
-            if commands |> List.contains argv.[0] then
+            if allCommands |> List.contains argv.[0] then
                 Some argv.[0]
             else
                 None
@@ -469,7 +463,7 @@ module CommandLine =
 
             ParsedCommand(CommandKind.Help, sprintf "%s %s" ProgramName v, null, null, 3, 0)
         | None ->
-            error None (sprintf "Unknown command '%s'; the commands are %s." argv.[0] (String.Join(", ", commands)))
+            error None (sprintf "Unknown command '%s'; the commands are %s." argv.[0] (String.Join(", ", allCommands)))
         | Some name ->
             try
                 let results = parser.ParseCommandLine(argv, raiseOnUsage = true)
@@ -477,6 +471,15 @@ module CommandLine =
                 match results.GetSubCommand() with
                 | HostArgs.Train r -> ParsedCommand(CommandKind.Train, "", trainRequest r, null, 3, 0)
                 | HostArgs.Sample r -> ParsedCommand(CommandKind.Sample, "", null, sampleRequest r, 3, 0)
+                | HostArgs.Classifier r ->
+                    ParsedCommand(CommandKind.Classifier, "", null, null, 3, 0, Classifier = classifierRequest r)
+                | HostArgs.Evaluate r ->
+                    ParsedCommand(CommandKind.Evaluate, "", null, null, 3, 0, Evaluate = evaluateRequest r)
+                | HostArgs.Interpolate r ->
+                    ParsedCommand(CommandKind.Interpolate, "", null, null, 3, 0, Interpolate = interpolateRequest r)
+                | HostArgs.Arithmetic r ->
+                    ParsedCommand(CommandKind.Arithmetic, "", null, null, 3, 0, Arithmetic = arithmeticRequest r)
+                | HostArgs.Report r -> ParsedCommand(CommandKind.Report, "", null, null, 3, 0, Report = reportRequest r)
                 | HostArgs.Models r ->
                     let c =
                         r.TryGetResult ModelsArgs.Channels
@@ -495,15 +498,6 @@ module CommandLine =
                         |> Option.defaultValue 0
 
                     ParsedCommand(CommandKind.Devices, "", null, null, 3, t)
-                | HostArgs.Classifier r ->
-                    ParsedCommand(CommandKind.Classifier, "", null, null, 3, 0, Classifier = classifierRequest r)
-                | HostArgs.Evaluate r ->
-                    ParsedCommand(CommandKind.Evaluate, "", null, null, 3, 0, Evaluate = evaluateRequest r)
-                | HostArgs.Interpolate r ->
-                    ParsedCommand(CommandKind.Interpolate, "", null, null, 3, 0, Interpolate = interpolateRequest r)
-                | HostArgs.Arithmetic r ->
-                    ParsedCommand(CommandKind.Arithmetic, "", null, null, 3, 0, Arithmetic = arithmeticRequest r)
-                | HostArgs.Report r -> ParsedCommand(CommandKind.Report, "", null, null, 3, 0, Report = reportRequest r)
             with
             | :? ArguParseException as e when e.ErrorCode = ErrorCode.HelpText ->
                 ParsedCommand(CommandKind.Help, e.Message, null, null, 3, 0)

@@ -47,74 +47,21 @@ type SampleRequest() =
     member val UseEma = true with get, set
     member val Threads = 0 with get, set
 
-/// What `classifier` was asked for.
-[<Sealed>]
-type ClassifierRequest() =
-    member val Dataset = "mnist" with get, set
-    member val DataDir: string | null = null with get, set
-    member val Threads = 0 with get, set
-
-/// What `evaluate` was asked for: a run or checkpoint, or a folder of images with a dataset.
-[<Sealed>]
-type EvaluateRequest() =
-    member val Run: string | null = null with get, set
-    member val Checkpoint: string | null = null with get, set
-    member val Images: string | null = null with get, set
-    member val Real = false with get, set
-    member val Dataset: string | null = null with get, set
-    member val Samples = Nullable<int>() with get, set
-    member val Json: string | null = null with get, set
-    member val Seed = 0UL with get, set
-    member val UseEma = true with get, set
-    member val DataDir: string | null = null with get, set
-    member val Threads = 0 with get, set
-
-/// What `interpolate` and `arithmetic` share: the generator to use and the output.
-type LatentRequest() =
-    member val Run: string | null = null with get, set
-    member val Checkpoint: string | null = null with get, set
-    member val Seed = 0UL with get, set
-    member val Out = "" with get, set
-    member val UseEma = true with get, set
-    member val Threads = 0 with get, set
-
-/// What `interpolate` was asked for.
-[<Sealed>]
-type InterpolateRequest() =
-    inherit LatentRequest()
-    member val Steps = 8 with get, set
-    member val Rows = 4 with get, set
-    member val Spherical = false with get, set
-
-/// What `arithmetic` was asked for: three groups of sample indices.
-[<Sealed>]
-type ArithmeticRequest() =
-    inherit LatentRequest()
-    member val A: int[] = [||] with get, set
-    member val B: int[] = [||] with get, set
-    member val C: int[] = [||] with get, set
-
-/// What `report` was asked for.
-[<Sealed>]
-type ReportRequest() =
-    member val Run = "" with get, set
-    member val Out: string | null = null with get, set
-
 /// Which command a command line asks for.
 type CommandKind =
     | Train = 0
     | Sample = 1
+    | Classifier = 20
+    | Evaluate = 21
+    | Interpolate = 22
+    | Arithmetic = 23
+    | Report = 24
     | Models = 2
     | Devices = 3
     /// `--help` somewhere: print `Text` and exit 0.
     | Help = 4
     /// A bad command line: print `Text` (one paragraph) and exit 2.
     | Error = 5
-    | Classifier = 20
-    | Evaluate = 21
-    | Interpolate = 22
-    | Arithmetic = 23
-    | Report = 24
 
 /// A parsed command line.
 [<Sealed>]
@@ -136,11 +83,6 @@ type ParsedCommand
     member _.Train = train
     /// The sample request (Sample), else null.
     member _.Sample = sample
-    /// `models --channels` (default 3).
-    member _.Channels = channels
-    /// `devices --threads` (default 0).
-    member _.Threads = threads
-
     /// The classifier request (Classifier), else null.
     member val Classifier: ClassifierRequest | null = null with get, set
     /// The evaluate request (Evaluate), else null.
@@ -151,3 +93,7 @@ type ParsedCommand
     member val Arithmetic: ArithmeticRequest | null = null with get, set
     /// The report request (Report), else null.
     member val Report: ReportRequest | null = null with get, set
+    /// `models --channels` (default 3).
+    member _.Channels = channels
+    /// `devices --threads` (default 0).
+    member _.Threads = threads

@@ -11,7 +11,7 @@ public class EvaluationTests
     {
         Host.WriteFakeLabeledMnist(sandbox["data"]);
         var run = sandbox[name];
-        var r = Host.Run(sandbox, Host.TinyTrain(sandbox, run, ["--epochs", "1", .. extra]));
+        var r = Host.Run(sandbox, Host.TinyTrain(sandbox, run, extra.Length > 0 ? extra : ["--epochs", "1"]));
         Assert.True(r.Code == 0, r.Err + r.Out);
         return run;
     }
@@ -74,6 +74,23 @@ public class EvaluationTests
 
         // the same seed scores the same samples: the table repeats exactly
         Assert.Equal(first.Out[first.Out.IndexOf("mnist: 40", StringComparison.Ordinal)..].Split("wrote")[0], second.Out[second.Out.IndexOf("mnist: 40", StringComparison.Ordinal)..]);
+    }
+
+    [Fact]
+    public void Evaluate_scores_a_chosen_checkpoint_of_the_run_by_its_name()
+    {
+        using var sandbox = new TempDir();
+        var run = TinyRun(sandbox, "run", "--epochs", "2", "--checkpoint-every", "1");
+
+        var first = Host.Run(sandbox, "evaluate", "--run", run, "--checkpoint", "epoch-0001.safetensors", "--samples", "20");
+        var newest = Host.Run(sandbox, "evaluate", "--run", run, "--samples", "20");
+        var missing = Host.Run(sandbox, "evaluate", "--run", run, "--checkpoint", "epoch-0009.safetensors");
+
+        Assert.True(first.Code == 0, first.Err + first.Out);
+        Assert.Contains("checkpoints/epoch-0001.safetensors (1 epochs", first.Out);
+        Assert.Contains("checkpoints/epoch-0002.safetensors (2 epochs", newest.Out);
+        Assert.Equal(1, missing.Code);
+        Assert.Contains("epoch-0009.safetensors does not exist", missing.Error);
     }
 
     [Fact]

@@ -22,10 +22,6 @@ internal static class App
                     return Fail(ctx, parsed.Text, ExitCodes.Usage);
                 case CommandKind.Models:
                     return InfoCommands.Models(parsed.Channels, ctx);
-                case CommandKind.Devices:
-                    return InfoCommands.Devices(parsed.Threads, ctx);
-                case CommandKind.Sample:
-                    return SampleCommand.Run(parsed.Sample!, ctx);
                 case CommandKind.Classifier:
                     return ClassifierCommand.Run(parsed.Classifier!, ctx);
                 case CommandKind.Evaluate:
@@ -36,6 +32,10 @@ internal static class App
                     return LatentCommands.Arithmetic(parsed.Arithmetic!, ctx);
                 case CommandKind.Report:
                     return ReportCommand.Run(parsed.Report!, ctx);
+                case CommandKind.Devices:
+                    return InfoCommands.Devices(parsed.Threads, ctx);
+                case CommandKind.Sample:
+                    return SampleCommand.Run(parsed.Sample!, ctx);
                 case CommandKind.Train:
                     ProgressSink sink = ctx.Interactive ? new SpectreProgress(AnsiConsole.Console) : new PlainProgress(ctx.Out);
                     return TrainCommand.Run(parsed.Train!, ctx, sink);

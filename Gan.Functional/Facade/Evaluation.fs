@@ -113,7 +113,7 @@ type Backbone internal (vars: Nn.Variables) =
         if count < 1 || images.Length <> count * 3 * 784 then
             invalidArg "images" (sprintf "expected %d images of 3×28×28, got %d values" count images.Length)
 
-        Mixtures.stackedModes (Classifier.predictClasses vars) (Tensor.ofArray [| count; 3; 28; 28 |] images)
+        Classifier.stackedModes vars (Tensor.ofArray [| count; 3; 28; 28 |] images)
 
 /// Trains the classifier backbone epoch by epoch with a fixed recipe, for the host to show
 /// progress and cache the result. Images as in <see cref="Backbone"/>.

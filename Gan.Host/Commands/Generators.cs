@@ -11,10 +11,19 @@ internal sealed record LoadedGenerator(GanTrainer Trainer, LoadedCheckpoint Chec
     /// <summary>True when the model draws images (C × H × W), not 2-D points.</summary>
     public bool MakesImages => Info.ImageShape.Length == 3;
 
-    /// <summary>The checkpoint given by --checkpoint, else the newest of --run; its trainer restored.</summary>
+    /// <summary>
+    /// The checkpoint given by --checkpoint (with --run, a bare name is looked for in the run's
+    /// checkpoints/ too), else the newest of --run; its trainer restored.
+    /// </summary>
     public static LoadedGenerator Load(string? run, string? checkpoint, HostContext ctx)
     {
-        var path = checkpoint is not null ? ctx.Resolve(checkpoint) : NewestCheckpoint(run!, ctx);
+        var path = checkpoint is null ? NewestCheckpoint(run!, ctx) : ctx.Resolve(checkpoint);
+        if (checkpoint is not null && run is not null && !File.Exists(path))
+        {
+            var inRun = Path.Combine(new RunDirectory(ctx.Resolve(run)).CheckpointsDir, checkpoint);
+            path = File.Exists(inRun) ? inRun : path;
+        }
+
         var ckpt = CheckpointFile.Read(path);
         return new LoadedGenerator(CheckpointFile.Restore(ckpt, ckpt.Config), ckpt);
     }

@@ -105,14 +105,16 @@ internal static class ClassifierCache
 
         var c = CultureInfo.InvariantCulture;
         ctx.Info(string.Create(c,
-            $"classifier {dataset}: {recipe.Epochs} epoch(s) over {train.Count:N0} images from {dir}, batch {recipe.BatchSize}, Adam lr {recipe.LearningRate} ×{recipe.LrDecay}/epoch, shifts ±{recipe.MaxShift} px, seed {recipe.Seed}"));
+            $"classifier {dataset}: {recipe.Epochs} epoch(s) over {train.Count:N0} images from {dir}, batch {recipe.BatchSize}, Adam lr {recipe.LearningRate} ×{recipe.LrDecay}/epoch, shifts ±{recipe.MaxShift} px, seed {recipe.Seed}; a line per epoch"));
         var trainer = ClassifierTrainer.Create(recipe);
         var total = Stopwatch.StartNew();
         for (var e = 0; e < recipe.Epochs; e++)
         {
             var watch = Stopwatch.StartNew();
             var loss = trainer.TrainEpoch(train.Pixels, train.Count, train.Labels, e);
-            ctx.Info(string.Create(c, $"classifier {dataset}: epoch {e + 1}/{recipe.Epochs}  loss {loss:0.0000}  {watch.Elapsed.TotalSeconds:0.0} s"));
+            var left = recipe.Epochs - e - 1;
+            var eta = left > 0 ? string.Create(c, $", about {Training.PlainProgress.Format(TimeSpan.FromSeconds(total.Elapsed.TotalSeconds / (e + 1) * left))} to go") : "";
+            ctx.Info(string.Create(c, $"classifier {dataset}: epoch {e + 1}/{recipe.Epochs}  loss {loss:0.0000}  {watch.Elapsed.TotalSeconds:0.0} s{eta}"));
         }
 
         var net = trainer.Backbone;

@@ -52,7 +52,10 @@ internal sealed record EvalResult(string Dataset, int Samples, IReadOnlyList<Met
         return o.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n";
     }
 
-    public static string Show(double v) => double.IsNaN(v) ? "n/a" : v.ToString(Math.Abs(v) >= 1000 || (v != 0 && Math.Abs(v) < 1e-3) ? "0.###e+0" : "0.####", C);
+    public static string Show(double v) =>
+        double.IsNaN(v) ? "n/a"
+        : v == Math.Round(v) && Math.Abs(v) < 1e9 ? v.ToString("0", C)
+        : v.ToString(Math.Abs(v) >= 1000 || (v != 0 && Math.Abs(v) < 1e-3) ? "0.###e+0" : "0.####", C);
 }
 
 /// <summary>
@@ -76,6 +79,9 @@ internal sealed class Scorer
 
     /// <summary>The default sample count: 10,000 images, 2,500 points (PacGAN), 26,000 stacked images (VEEGAN).</summary>
     public int DefaultSamples => Mixture.IsMixture(Dataset) ? Mixture.DefaultSamples : Dataset == "stacked-mnist" ? Mixture.StackedSamples : 10000;
+
+    /// <summary>The default of --eval-every: 5,000 images (half of evaluate's, as it runs during training); mixtures and Stacked MNIST as evaluate.</summary>
+    public int DefaultTrainingSamples => Dataset is "mnist" or "fashion-mnist" ? 5000 : DefaultSamples;
 
     /// <summary>True when <paramref name="dataset"/> has metrics.</summary>
     public static bool CanScore(string dataset) => Scorable.Contains(dataset);

@@ -154,7 +154,7 @@ internal sealed class TrainLoop(RunConfig config, RunDirectory run, BatchSource 
     /// <summary>Scores the generator on a fixed noise batch and appends a row to metrics.csv.</summary>
     private void Evaluate(int number, Action<string> log)
     {
-        var n = config.EvalSamples ?? scorer!.DefaultSamples;
+        var n = config.EvalSamples ?? scorer!.DefaultTrainingSamples;
         var seed = RunRandom.EvalSeed(config.Seed);
         var watch = Stopwatch.StartNew();
         var output = Eval.Scorer.Generate(trainer, n, seed, useEma: true);
