@@ -111,6 +111,26 @@ type DevicesArgs =
             match a with
             | Threads _ -> "CPU worker threads to configure (default 0: one per core)."
 
+/// `bench`: times full training steps of zoo models on random data.
+[<RequireQualifiedAccess>]
+type BenchArgs =
+    | [<Unique>] Model of name: string
+    | [<Unique>] Batch of count: int
+    | [<Unique>] Steps of count: int
+    | [<Unique>] Warmup of count: int
+    | [<Unique>] Threads of count: int
+    | [<Unique>] Profile
+
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Model _ -> "zoo model to time, or all (each in its own process) (default all)."
+            | Batch _ -> "examples per step (default: 256 for mlp, 64 for the others)."
+            | Steps _ -> "timed steps (default 10); the median and minimum are printed."
+            | Warmup _ -> "untimed steps first (default 3)."
+            | Threads _ -> "CPU worker threads (default 0: one per core)."
+            | Profile -> "also print, on stderr, where the time of a step goes, kernel by kernel."
+
 /// The command line of Gan.Host.
 [<RequireQualifiedAccess>]
 type HostArgs =
@@ -118,6 +138,7 @@ type HostArgs =
     | [<CliPrefix(CliPrefix.None)>] Sample of ParseResults<SampleArgs>
     | [<CliPrefix(CliPrefix.None)>] Models of ParseResults<ModelsArgs>
     | [<CliPrefix(CliPrefix.None)>] Devices of ParseResults<DevicesArgs>
+    | [<CliPrefix(CliPrefix.None)>] Bench of ParseResults<BenchArgs>
 
     interface IArgParserTemplate with
         member a.Usage =
@@ -126,3 +147,4 @@ type HostArgs =
             | Sample _ -> "render a PNG grid of generated images from a run or a checkpoint."
             | Models _ -> "list the zoo: name, G and D parameter counts, output shape."
             | Devices _ -> "list what can run here: the CPU, its cores and kernels; GPUs."
+            | Bench _ -> "time full training steps of zoo models on random data (one line per model)."

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Side-by-side speed of Gan.Functional and PyTorch on the seed models, in one run.
 #   bash bench/compare.sh [MODEL ...]        (default: all five)
-# Env: STEPS (default 10), THREADS (default: all cores).
+# Env: STEPS (default: the anchor's per-model counts, mlp 40, dcgan28 20, mbd28 20, dcgan64 6,
+#      valid64 10), THREADS (default: all cores). Both sides take 3 warm-up steps.
+# The PyTorch side has the models and settings of /work/shared/bench/torch_anchor.py, including
+# its OPENBLAS_CORETYPE choice (the best kernel this CPU supports unless already set).
 # Needs: python3-torch (Debian) for the reference; libopenblas0-pthread for our fast GEMM.
 # Prints each side's line (model=… batch=… median_ms=… min_ms=… peak_rss_mb=…) and a table of
 # time and memory ratios (ours / PyTorch; below 1 is better for us).
@@ -9,7 +12,11 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 models=("$@")
 [ ${#models[@]} -eq 0 ] && models=(mlp dcgan28 mbd28 dcgan64 valid64)
-steps="${STEPS:-10}"
+declare -A anchor_steps=([mlp]=40 [dcgan28]=20 [mbd28]=20 [dcgan64]=6 [valid64]=10)
+if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
+    if grep -q ' avx512f' /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX
+    elif grep -q ' avx2' /proc/cpuinfo; then export OPENBLAS_CORETYPE=Haswell; fi
+fi
 threads="${THREADS:-$(nproc)}"
 torch_python=/usr/bin/python3
 "$torch_python" -c 'import torch' 2>/dev/null || { echo "compare.sh: PyTorch is missing (apt-get install -y python3-torch)" >&2; exit 1; }
@@ -18,7 +25,9 @@ dotnet build -c Release Gan.Host >/dev/null
 host=(dotnet Gan.Host/bin/Release/net10.0/Gan.Host.dll)
 
 declare -A ours theirs
+echo "uptime: $(uptime)"
 for m in "${models[@]}"; do
+    steps="${STEPS:-${anchor_steps[$m]:-10}}"
     ours[$m]=$("${host[@]}" bench --model "$m" --steps "$steps" --threads "$threads" | grep '^model=')
     echo "gan-functional $(echo "${ours[$m]}")"
     theirs[$m]=$(OPENBLAS_NUM_THREADS=1 "$torch_python" bench/torch_reference.py "$m" --steps "$steps" --threads "$threads")
