@@ -180,6 +180,13 @@ let setThreads (n: int) =
 /// The thread count in use.
 let threadCount () = threads
 
+/// Whether oneDNN loaded (it is tried only beside OpenBLAS); its other entry points resolve
+/// through the same library name.
+let dnnlAvailable () =
+    match loaded.Force() with
+    | Some _, _, Some _ -> true
+    | _ -> false
+
 /// Whether OpenBLAS is in use, and a one-line reason.
 let info () =
     match loaded.Force() with

@@ -296,19 +296,65 @@ module internal Fast =
 
     let private vectorised (op: BinaryOp) =
         match op with
-        | Add
-        | Sub
-        | Mul
-        | Div
-        | Maximum
-        | Minimum -> true
+        | Pow -> false
+        | _ -> true
+
+    let private isComparison (op: BinaryOp) =
+        match op with
+        | Equal
+        | Less
+        | LessEqual
+        | Greater
+        | GreaterEqual -> true
         | _ -> false
+
+    let private compareScalar (op: BinaryOp) (x: float32) (z: float32) =
+        match op with
+        | Equal -> x = z
+        | Less -> x < z
+        | LessEqual -> x <= z
+        | Greater -> x > z
+        | _ -> x >= z
+
+    /// y[po..] = (a[pa..] op b[pb..]) ? 1 : 0 over `len` elements (strides 0 or 1): the
+    /// all-ones lanes of a vector comparison, ANDed with 1.0f, are exactly the 0/1 mask.
+    let private compareRun (op: BinaryOp) (a: float32[]) pa ia (b: float32[]) pb ib (y: float32[]) po len =
+        let w = Numerics.Vector<float32>.Count
+        let one = Numerics.Vector<float32>.One
+        let a0 = Numerics.Vector<float32>(a.[pa])
+        let b0 = Numerics.Vector<float32>(b.[pb])
+        let mutable i = 0
+
+        while i + w <= len do
+            let x = if ia = 0 then a0 else Numerics.Vector<float32>(a, pa + i)
+            let z = if ib = 0 then b0 else Numerics.Vector<float32>(b, pb + i)
+
+            let m =
+                match op with
+                | Equal -> Numerics.Vector.Equals<float32>(x, z)
+                | Less -> Numerics.Vector.LessThan<float32>(x, z)
+                | LessEqual -> Numerics.Vector.LessThanOrEqual<float32>(x, z)
+                | Greater -> Numerics.Vector.GreaterThan<float32>(x, z)
+                | _ -> Numerics.Vector.GreaterThanOrEqual<float32>(x, z)
+
+            Numerics.Vector.BitwiseAnd(m, one).CopyTo(y, po + i)
+            i <- i + w
+
+        while i < len do
+            y.[po + i] <-
+                if compareScalar op a.[pa + i * ia] b.[pb + i * ib] then
+                    1.0f
+                else
+                    0.0f
+
+            i <- i + 1
 
     /// y[po..] = a[pa..] op b[pb..] over `len` elements; a stride of 0 reads one value.
     let private binaryRun (op: BinaryOp) (a: float32[]) pa ia (b: float32[]) pb ib (y: float32[]) po len =
         let d = Span(y, po, len)
 
         match ia, ib with
+        | _ when isComparison op -> compareRun op a pa ia b pb ib y po len
         | 0, 0 ->
             let av, bv = a.[pa], b.[pb]
 
@@ -584,7 +630,12 @@ type CpuBackend(threads: int) =
         member _.ArgMax(x, axis) = reference.ArgMax(x, axis)
 
         member _.View(x, offset, strides, shape) =
-            reference.View(x, offset, strides, shape)
+            match x.Storage with
+            | Storage.F32 a -> {
+                Shape = shape
+                Storage = Storage.F32(Fast.view threads a offset strides shape)
+              }
+            | Storage.F64 _ -> reference.View(x, offset, strides, shape)
 
         member _.Embed(x, shape, offset, strides) =
             reference.Embed(x, shape, offset, strides)
@@ -636,7 +687,12 @@ type CpuBackend(threads: int) =
 
                 {
                     Shape = outShape
-                    Storage = Storage.F32(Im2col.conv2d threads spec xa x.Shape wa w.Shape)
+                    Storage =
+                        Storage.F32(
+                            match Dnnl.conv2d spec xa x.Shape wa w.Shape with
+                            | Some y -> y
+                            | None -> Im2col.conv2d threads spec xa x.Shape wa w.Shape
+                        )
                 }
             | _ -> reference.Conv2d(x, w, spec)
 
@@ -644,7 +700,12 @@ type CpuBackend(threads: int) =
             match g.Storage, w.Storage with
             | Storage.F32 ga, Storage.F32 wa -> {
                 Shape = xShape
-                Storage = Storage.F32(Im2col.conv2dInputGrad threads spec ga wa w.Shape xShape)
+                Storage =
+                    Storage.F32(
+                        match Dnnl.conv2dInputGrad spec ga g.Shape wa w.Shape xShape with
+                        | Some dx -> dx
+                        | None -> Im2col.conv2dInputGrad threads spec ga wa w.Shape xShape
+                    )
               }
             | _ -> reference.Conv2dInputGrad(g, w, spec, xShape)
 
@@ -652,7 +713,12 @@ type CpuBackend(threads: int) =
             match x.Storage, g.Storage with
             | Storage.F32 xa, Storage.F32 ga -> {
                 Shape = wShape
-                Storage = Storage.F32(Im2col.conv2dWeightGrad threads spec xa x.Shape ga wShape)
+                Storage =
+                    Storage.F32(
+                        match Dnnl.conv2dWeightGrad spec xa x.Shape ga g.Shape wShape with
+                        | Some dw -> dw
+                        | None -> Im2col.conv2dWeightGrad threads spec xa x.Shape ga wShape
+                    )
               }
             | _ -> reference.Conv2dWeightGrad(x, g, spec, wShape)
 

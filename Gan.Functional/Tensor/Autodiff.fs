@@ -37,7 +37,8 @@ module Autodiff =
             if i = 0 then
                 Prim.sumTo (shapeOf a) g
             else
-                Prim.sumTo (shapeOf b) (Prim.neg g)
+                // negate after summing: a broadcast operand's sum is the smaller tensor
+                Prim.neg (Prim.sumTo (shapeOf b) g)
         | Mul(a, b) ->
             if i = 0 then
                 Prim.sumTo (shapeOf a) (Prim.mul g (p b))
@@ -47,7 +48,7 @@ module Autodiff =
             if i = 0 then
                 Prim.sumTo (shapeOf a) (Prim.div g (p b))
             else
-                Prim.sumTo (shapeOf b) (Prim.neg (Prim.div (Prim.mul g y) (p b)))
+                Prim.neg (Prim.sumTo (shapeOf b) (Prim.div (Prim.mul g y) (p b)))
         | Pow(a, b) ->
             if i = 0 then
                 Prim.sumTo (shapeOf a) (Prim.mul g (Prim.mul (p b) (Prim.pow (p a) (Prim.sub (p b) (one y)))))
