@@ -361,3 +361,30 @@ let ``oneDNN convolutions and both adjoints agree with the reference on blocked-
         else
             // without oneDNN every call falls back to im2col
             Assert.True(forward.IsNone && input.IsNone && weight.IsNone)
+
+[<Fact>]
+let ``fused BatchNorm forward and backward agree with the reference (1d and 2d, offset data)`` () =
+    for shape in [ [| 64; 40 |]; [| 8; 16; 9; 9 |]; [| 4; 3; 37; 5 |] ] do
+        let c = shape.[1]
+
+        // a per-element offset of 3 makes the mean far from zero, as after a ReLU
+        let x = {
+            (data 15UL shape) with
+                Storage =
+                    Storage.F32(
+                        RawTensor.toFloat32Array (data 15UL shape)
+                        |> Array.map (fun v -> v * 2.0f + 3.0f)
+                    )
+        }
+
+        let gamma, beta, g = data 16UL [| c |], data 17UL [| c |], data 18UL shape
+        let y1, m1, v1 = fast.BatchNormForward(x, gamma, beta, 1e-5)
+        let y2, m2, v2 = reference.BatchNormForward(x, gamma, beta, 1e-5)
+        close 1e-5 (sprintf "y %A" shape) y1 y2
+        close 1e-5 (sprintf "mean %A" shape) m1 m2
+        close 1e-5 (sprintf "var %A" shape) v1 v2
+        let dx1, dg1, db1 = fast.BatchNormBackward(g, x, gamma, m2, v2, 1e-5)
+        let dx2, dg2, db2 = reference.BatchNormBackward(g, x, gamma, m2, v2, 1e-5)
+        close 1e-4 (sprintf "dx %A" shape) dx1 dx2
+        close 1e-4 (sprintf "dgamma %A" shape) dg1 dg2
+        close 1e-5 (sprintf "dbeta %A" shape) db1 db2

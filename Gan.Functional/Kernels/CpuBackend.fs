@@ -722,6 +722,22 @@ type CpuBackend(threads: int) =
               }
             | _ -> reference.Conv2dWeightGrad(x, g, spec, wShape)
 
+        member _.BatchNormForward(x, gamma, beta, eps) =
+            match x.Storage, gamma.Storage, beta.Storage with
+            | Storage.F32 xa, Storage.F32 ga, Storage.F32 ba ->
+                let y, m, v = FastBatchNorm.forward threads xa x.Shape ga ba eps
+                let c = [| x.Shape.[1] |]
+                RawTensor.ofFloat32 x.Shape y, RawTensor.ofFloat32 c m, RawTensor.ofFloat32 c v
+            | _ -> reference.BatchNormForward(x, gamma, beta, eps)
+
+        member _.BatchNormBackward(g, x, gamma, mean, var, eps) =
+            match g.Storage, x.Storage, gamma.Storage, mean.Storage, var.Storage with
+            | Storage.F32 ga, Storage.F32 xa, Storage.F32 gm, Storage.F32 ma, Storage.F32 va ->
+                let dx, dg, db = FastBatchNorm.backward threads ga xa x.Shape gm ma va eps
+                let c = [| x.Shape.[1] |]
+                RawTensor.ofFloat32 x.Shape dx, RawTensor.ofFloat32 c dg, RawTensor.ofFloat32 c db
+            | _ -> reference.BatchNormBackward(g, x, gamma, mean, var, eps)
+
         member _.MaxPool2dIndices(x, kh, kw, spec) =
             reference.MaxPool2dIndices(x, kh, kw, spec)
 

@@ -123,5 +123,11 @@ type ProfilingBackend(inner: IBackend) =
         member _.Cast(x, d) =
             timed "cast" 0.0 (fun () -> inner.Cast(x, d))
 
+        member _.BatchNormForward(x, gm, b, eps) =
+            timed "batchNorm" 0.0 (fun () -> inner.BatchNormForward(x, gm, b, eps))
+
+        member _.BatchNormBackward(g, x, gm, m, v, eps) =
+            timed "batchNorm.backward" 0.0 (fun () -> inner.BatchNormBackward(g, x, gm, m, v, eps))
+
         member _.AdamStep(p, g, m, v, c) =
             timed "adam" 0.0 (fun () -> inner.AdamStep(p, g, m, v, c))
