@@ -388,3 +388,17 @@ let ``fused BatchNorm forward and backward agree with the reference (1d and 2d, 
         close 1e-4 (sprintf "dx %A" shape) dx1 dx2
         close 1e-4 (sprintf "dgamma %A" shape) dg1 dg2
         close 1e-5 (sprintf "dbeta %A" shape) db1 db2
+
+[<Fact>]
+let ``vectorised sign gives the reference's −1, 0, 1, with 0 for signed zeros and NaN`` () =
+    let values =
+        Array.init 1000 (fun i ->
+            match i % 5 with
+            | 0 -> 0.0f
+            | 1 -> -0.0f
+            | 2 -> Single.NaN
+            | 3 -> float32 i
+            | _ -> -float32 i)
+
+    let x = RawTensor.ofFloat32 [| values.Length |] values
+    close 0.0 "sign" (fast.Unary(Sign, x)) (reference.Unary(Sign, x))

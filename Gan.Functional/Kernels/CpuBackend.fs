@@ -36,6 +36,33 @@ module internal Vec =
             p / q
 
     /// y[lo..hi) = tanh x[lo..hi).
+    /// y[lo..hi) = sign(x) ∈ {−1, 0, 1} (0 for ±0 and NaN, as the reference): the 0/1 masks of
+    /// x > 0 and x < 0, subtracted.
+    let sign (x: float32[]) (y: float32[]) (lo: int) (hi: int) =
+        let w = Vector<float32>.Count
+        let one = Vector<float32>.One
+        let zero = Vector<float32>.Zero
+        let mutable i = lo
+
+        while i + w <= hi do
+            let v = Vector<float32>(x, i)
+
+            (Vector.BitwiseAnd(Vector.GreaterThan<float32>(v, zero), one)
+             - Vector.BitwiseAnd(Vector.LessThan<float32>(v, zero), one))
+                .CopyTo(y, i)
+
+            i <- i + w
+
+        while i < hi do
+            let v = x.[i]
+
+            y.[i] <-
+                if v > 0.0f then 1.0f
+                elif v < 0.0f then -1.0f
+                else 0.0f
+
+            i <- i + 1
+
     let tanh (x: float32[]) (y: float32[]) (lo: int) (hi: int) =
         let w = Vector<float32>.Count
         let nine = Vector<float32>(9.0f)
@@ -224,20 +251,30 @@ module internal Fast =
 
         dims.ToArray(), st |> Array.map (fun s -> s.ToArray())
 
-    let private parallelThreshold = 1 <<< 16
+    // memory-bound passes gain little from a second thread below a few MB, and waking one
+    // costs more than that on a loaded machine (measured: mlp's 131K-element multiplies ran 5x
+    // slower split in two than on one thread)
+    let private parallelThreshold = 1 <<< 19
 
-    /// Runs `body lo hi` over [0, count) split into at most `parts` ranges, in parallel.
+    /// Pieces per thread: with several small pieces instead of one per thread, whichever thread
+    /// runs takes the next piece, so a worker the OS has not scheduled (the machine is shared)
+    /// does not hold up the caller, which otherwise finishes its half and waits.
+    let private piecesPerThread = 8
+
+    /// Runs `body lo hi` over [0, count) split into ranges, on up to `parts` threads.
     let split parts (count: int) (body: int -> int -> unit) =
         let parts = max 1 (min parts count)
 
         if parts = 1 then
             body 0 count
         else
-            let size = (count + parts - 1) / parts
+            let pieces = min count (parts * piecesPerThread)
+            let size = (count + pieces - 1) / pieces
 
             Parallel.For(
                 0,
-                parts,
+                pieces,
+                ParallelOptions(MaxDegreeOfParallelism = parts),
                 fun p ->
                     let lo = p * size
                     let hi = min count (lo + size)
@@ -250,12 +287,13 @@ module internal Fast =
     /// Runs `body lo hi` over [0, n) in chunks, in parallel when large.
     let chunks threads (n: int) (body: int -> int -> unit) =
         if threads > 1 && n >= parallelThreshold then
-            let parts = min threads ((n + parallelThreshold / 2 - 1) / (parallelThreshold / 2))
-            let size = (n + parts - 1) / parts
+            // pieces of at least parallelThreshold/4 elements, a multiple of 16 so vector loops stay aligned
+            let pieces = min (threads * piecesPerThread) (max 2 (n / (parallelThreshold / 4)))
+            let size = ((n + pieces - 1) / pieces + 15) &&& ~~~15
 
             Parallel.For(
                 0,
-                parts,
+                (n + size - 1) / size,
                 ParallelOptions(MaxDegreeOfParallelism = threads),
                 fun p ->
                     let lo = p * size
@@ -284,7 +322,10 @@ module internal Fast =
 
     let unary threads (op: UnaryOp) (x: float32[]) : float32[] option =
         match op with
-        | Sign -> None
+        | Sign ->
+            let y = GC.AllocateUninitializedArray<float32> x.Length
+            chunks threads x.Length (fun lo hi -> Vec.sign x y lo hi)
+            Some y
         | Tanh ->
             let y = GC.AllocateUninitializedArray<float32> x.Length
             chunks threads x.Length (fun lo hi -> Vec.tanh x y lo hi)
@@ -539,7 +580,9 @@ module internal Fast =
 
                 let parts =
                     if threads > 1 && x.Length >= parallelThreshold && rows > 1 then
-                        min threads rows
+                        // several pieces per thread (see piecesPerThread), each with its own
+                        // partial result, summed in a fixed order
+                        min (threads * 4) rows
                     else
                         1
 
@@ -549,7 +592,12 @@ module internal Fast =
                     let partials = Array.init parts (fun _ -> Array.create m init)
                     let size = (rows + parts - 1) / parts
 
-                    Parallel.For(0, parts, fun p -> fold partials.[p] (p * size) (min rows ((p + 1) * size)))
+                    Parallel.For(
+                        0,
+                        parts,
+                        ParallelOptions(MaxDegreeOfParallelism = threads),
+                        fun p -> fold partials.[p] (min rows (p * size)) (min rows ((p + 1) * size))
+                    )
                     |> ignore
 
                     for part in partials do
