@@ -116,7 +116,7 @@ let private load () : nativeint option * string =
 
         // oneDNN's OpenMP threads spin at barriers by default; when the cores are shared (other
         // processes runnable) a spinning thread holds the core the one it waits for needs, and
-        // GEMMs ran 6-8x slower here (mlp: 430 vs 56 ms of GEMM per step). Passive waiting
+        // GEMMs ran up to 10x slower here (mlp at load 15: 428 vs 38 ms of GEMM per step). Passive waiting
         // sleeps instead. libgomp reads this once, when oneDNN pulls it in; a user's value wins.
         if OperatingSystem.IsLinux() then
             Native.setenv ("OMP_WAIT_POLICY", "PASSIVE", 0) |> ignore
