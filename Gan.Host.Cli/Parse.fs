@@ -12,7 +12,7 @@ module CommandLine =
     [<Literal>]
     let ProgramName = "Gan.Host"
 
-    let private commands = [ "train"; "sample"; "models"; "devices" ]
+    let private commands = [ "train"; "sample"; "models"; "devices"; "bench" ]
 
     let private parser =
         ArgumentParser.Create<HostArgs>(programName = ProgramName, checkStructure = false)
@@ -391,6 +391,29 @@ module CommandLine =
 
         req
 
+    let private benchRequest (r: ParseResults<BenchArgs>) =
+        let req = BenchRequest()
+        req.Model <- r.TryGetResult BenchArgs.Model |> Option.defaultValue "all"
+        req.Batch <- nullable (r.TryGetResult BenchArgs.Batch |> Option.map (between "--batch" 1 65536))
+
+        req.Steps <-
+            r.TryGetResult BenchArgs.Steps
+            |> Option.map (between "--steps" 1 100000)
+            |> Option.defaultValue 10
+
+        req.Warmup <-
+            r.TryGetResult BenchArgs.Warmup
+            |> Option.map (between "--warmup" 0 100000)
+            |> Option.defaultValue 3
+
+        req.Threads <-
+            r.TryGetResult BenchArgs.Threads
+            |> Option.map (between "--threads" 0 1024)
+            |> Option.defaultValue 0
+
+        req.Profile <- r.Contains BenchArgs.Profile
+        req
+
     let private error (command: string option) (message: string) =
         let hint =
             match command with
@@ -428,6 +451,7 @@ module CommandLine =
         | "report" -> parser.GetSubCommandParser(HostArgs.Report).PrintUsage()
         | "models" -> parser.GetSubCommandParser(HostArgs.Models).PrintUsage()
         | "devices" -> parser.GetSubCommandParser(HostArgs.Devices).PrintUsage()
+        | "bench" -> parser.GetSubCommandParser(HostArgs.Bench).PrintUsage()
         | _ -> parser.PrintUsage()
 
     /// Parses a command line. No arguments means `train` with every default; a command line
@@ -498,6 +522,7 @@ module CommandLine =
                         |> Option.defaultValue 0
 
                     ParsedCommand(CommandKind.Devices, "", null, null, 3, t)
+                | HostArgs.Bench r -> ParsedCommand(CommandKind.Bench, "", null, null, 3, 0, Bench = benchRequest r)
             with
             | :? ArguParseException as e when e.ErrorCode = ErrorCode.HelpText ->
                 ParsedCommand(CommandKind.Help, e.Message, null, null, 3, 0)

@@ -47,6 +47,16 @@ type SampleRequest() =
     member val UseEma = true with get, set
     member val Threads = 0 with get, set
 
+/// What `bench` was asked for; a null Batch means the model's bench default.
+[<Sealed>]
+type BenchRequest() =
+    member val Model = "all" with get, set
+    member val Batch = Nullable<int>() with get, set
+    member val Steps = 10 with get, set
+    member val Warmup = 3 with get, set
+    member val Threads = 0 with get, set
+    member val Profile = false with get, set
+
 /// Which command a command line asks for.
 type CommandKind =
     | Train = 0
@@ -62,6 +72,7 @@ type CommandKind =
     | Help = 4
     /// A bad command line: print `Text` (one paragraph) and exit 2.
     | Error = 5
+    | Bench = 6
 
 /// A parsed command line.
 [<Sealed>]
@@ -97,3 +108,5 @@ type ParsedCommand
     member _.Channels = channels
     /// `devices --threads` (default 0).
     member _.Threads = threads
+    /// The bench request (Bench), else null.
+    member val Bench: BenchRequest | null = null with get, set

@@ -118,6 +118,26 @@ type DevicesArgs =
             match a with
             | Threads _ -> "CPU worker threads to configure (default 0: one per core)."
 
+/// `bench`: times full training steps of zoo models on random data.
+[<RequireQualifiedAccess>]
+type BenchArgs =
+    | [<Unique>] Model of name: string
+    | [<Unique>] Batch of count: int
+    | [<Unique>] Steps of count: int
+    | [<Unique>] Warmup of count: int
+    | [<Unique>] Threads of count: int
+    | [<Unique>] Profile
+
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Model _ -> "zoo model to time, or all (each in its own process) (default all)."
+            | Batch _ -> "examples per step (default: 256 for mlp, 64 for the others)."
+            | Steps _ -> "timed steps (default 10); the median and minimum are printed."
+            | Warmup _ -> "untimed steps first (default 3)."
+            | Threads _ -> "CPU worker threads (default 0: one per core)."
+            | Profile -> "also print, on stderr, where the time of a step goes, kernel by kernel."
+
 /// The command line of Gan.Host.
 [<RequireQualifiedAccess>]
 type HostArgs =
@@ -130,6 +150,7 @@ type HostArgs =
     | [<CliPrefix(CliPrefix.None)>] Report of ParseResults<ReportArgs>
     | [<CliPrefix(CliPrefix.None)>] Models of ParseResults<ModelsArgs>
     | [<CliPrefix(CliPrefix.None)>] Devices of ParseResults<DevicesArgs>
+    | [<CliPrefix(CliPrefix.None)>] Bench of ParseResults<BenchArgs>
 
     interface IArgParserTemplate with
         member a.Usage =
@@ -144,3 +165,4 @@ type HostArgs =
             | Report _ -> "one self-contained HTML page of a run: losses, D outputs, metrics, every epoch's samples."
             | Models _ -> "list the zoo: name, G and D parameter counts, output shape."
             | Devices _ -> "list what can run here: the CPU, its cores and kernels; GPUs."
+            | Bench _ -> "time full training steps of zoo models on random data (one line per model)."

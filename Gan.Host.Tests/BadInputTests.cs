@@ -31,6 +31,14 @@ public class BadInputTests
     }
 
     [Fact]
+    public void Bench_names_an_unknown_model_with_the_models_it_times()
+    {
+        using var sandbox = new TempDir();
+
+        AssertParagraph(Host.Run(sandbox, "bench", "--model", "stylegan"), 2, "--model: unknown model 'stylegan'; bench takes mlp, dcgan28, mbd28, dcgan64, valid64 or all");
+    }
+
+    [Fact]
     public void An_unknown_dataset_is_named_with_the_known_ones()
     {
         using var sandbox = new TempDir();

@@ -65,6 +65,24 @@ public class CommandLineTests
         Assert.Equal(("runs/x", null, 64, "s.png", 3UL, false), (p.Sample!.Run, p.Sample.Checkpoint, p.Sample.Count, p.Sample.Out, p.Sample.Seed, p.Sample.UseEma));
     }
 
+    [Fact]
+    public void Bench_takes_a_model_a_batch_steps_warmup_threads_and_a_profile_switch()
+    {
+        var p = CommandLine.parse(["bench", "--model", "dcgan28", "--batch", "32", "--steps", "5", "--warmup", "1", "--threads", "2", "--profile"]);
+
+        Assert.Equal(CommandKind.Bench, p.Kind);
+        var b = p.Bench!;
+        Assert.Equal(("dcgan28", (int?)32, 5, 1, 2, true), (b.Model, b.Batch, b.Steps, b.Warmup, b.Threads, b.Profile));
+    }
+
+    [Fact]
+    public void Bench_defaults_to_every_model_with_the_model_batch_ten_steps_and_three_warm_ups()
+    {
+        var b = CommandLine.parse(["bench"]).Bench!;
+
+        Assert.Equal(("all", (int?)null, 10, 3, 0, false), (b.Model, b.Batch, b.Steps, b.Warmup, b.Threads, b.Profile));
+    }
+
     [Theory]
     [InlineData("--help")]
     [InlineData("train --help")]
@@ -105,7 +123,7 @@ public class CommandLineTests
     [InlineData("train --epochs many", "Parameter '--epochs' must be followed by <count>, but was 'many'.")]
     [InlineData("train --epochs", "Argument '--epochs' must be followed by <count>.")]
     [InlineData("train --epochs 1 --epochs 2", "Argument '--epochs' has been specified more than once.")]
-    [InlineData("bogus", "Unknown command 'bogus'; the commands are train, sample, models, devices, classifier, evaluate, interpolate, arithmetic, report.")]
+    [InlineData("bogus", "Unknown command 'bogus'; the commands are train, sample, models, devices, bench, classifier, evaluate, interpolate, arithmetic, report.")]
     [InlineData("train --epochs 0", "--epochs must be between 1 and 1000000 (got 0).")]
     [InlineData("train --batch-size -3", "--batch-size must be between 1 and 65536 (got -3).")]
     [InlineData("train --lr -1", "--lr must be a positive number (got -1).")]
@@ -127,6 +145,10 @@ public class CommandLineTests
     [InlineData("sample --run r", "sample needs --out FILE.png, the image to write.")]
     [InlineData("sample --run r --out x.png --count 0", "--count must be between 1 and 4096 (got 0).")]
     [InlineData("models --channels 4", "--channels must be 1 (grey) or 3 (colour) (got 4).")]
+    [InlineData("bench --steps 0", "--steps must be between 1 and 100000 (got 0).")]
+    [InlineData("bench --batch 0", "--batch must be between 1 and 65536 (got 0).")]
+    [InlineData("bench --warmup -1", "--warmup must be between 0 and 100000 (got -1).")]
+    [InlineData("bench --threads x", "Parameter '--threads' must be followed by <count>, but was 'x'.")]
     public void A_bad_command_line_gives_one_paragraph_naming_the_problem_and_where_help_is(string line, string message)
     {
         var p = CommandLine.parse(line.Split(' '));

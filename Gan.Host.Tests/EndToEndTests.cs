@@ -23,6 +23,19 @@ public class EndToEndTests
     }
 
     [Fact]
+    public void Bench_prints_exactly_one_result_line_per_model_with_the_asked_batch()
+    {
+        using var sandbox = new TempDir();
+
+        var r = Host.Run(sandbox, "bench", "--model", "mlp", "--batch", "4", "--steps", "2", "--warmup", "0", "--profile");
+
+        Assert.True(r.Code == 0, r.Err + r.Out);
+        var line = Assert.Single(r.Out.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Matches(@"^model=mlp batch=4 median_ms=[0-9.]+ min_ms=[0-9.]+ peak_rss_mb=[0-9]+$", line.Trim());
+        Assert.Contains("matmul", r.Err);
+    }
+
+    [Fact]
     public void Two_tiny_epochs_write_the_config_logs_sample_grids_and_checkpoints()
     {
         using var sandbox = new TempDir();

@@ -36,6 +36,8 @@ internal static class App
                     return InfoCommands.Devices(parsed.Threads, ctx);
                 case CommandKind.Sample:
                     return SampleCommand.Run(parsed.Sample!, ctx);
+                case CommandKind.Bench:
+                    return BenchCommand.Run(parsed.Bench!, ctx);
                 case CommandKind.Train:
                     ProgressSink sink = ctx.Interactive ? new SpectreProgress(AnsiConsole.Console) : new PlainProgress(ctx.Out);
                     return TrainCommand.Run(parsed.Train!, ctx, sink);

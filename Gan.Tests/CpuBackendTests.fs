@@ -90,6 +90,56 @@ let ``broadcast binary kernels agree with the reference over random shapes`` () 
                 (reference.Binary(op, b, a, out)))
 
 [<Fact>]
+let ``vectorised comparisons give the reference's 0/1 masks, ties and scalars included`` () =
+    // values rounded to halves so that equal elements (ties) are common
+    let rounded key shape =
+        let r = data key shape
+
+        {
+            r with
+                Storage = Storage.F32(RawTensor.toFloat32Array r |> Array.map (fun v -> MathF.Round(v * 2.0f) / 2.0f))
+        }
+
+    Prop.check "comparisons agree"
+    <| Prop.forAll (Arb.fromGen genBroadcastPair) (fun (sa, sb) ->
+        let a, b = rounded 6UL sa, rounded 7UL sb
+        let out = Shape.broadcast "test" sa sb
+
+        for op in [ Equal; Less; LessEqual; Greater; GreaterEqual ] do
+            close 0.0 (sprintf "%A %A %A" op sa sb) (fast.Binary(op, a, b, out)) (reference.Binary(op, a, b, out))
+
+            close
+                0.0
+                (sprintf "%A %A %A (swapped)" op sb sa)
+                (fast.Binary(op, b, a, out))
+                (reference.Binary(op, b, a, out)))
+
+    let x = rounded 8UL [| 3; 70_001 |]
+    let zero = RawTensor.ofFloat32 [||] [| 0.0f |]
+
+    for op in [ Equal; Less; LessEqual; Greater; GreaterEqual ] do
+        close
+            0.0
+            (sprintf "%A against 0" op)
+            (fast.Binary(op, x, zero, x.Shape))
+            (reference.Binary(op, x, zero, x.Shape))
+
+[<Fact>]
+let ``strided views (permutes, broadcasts, slices) agree with the reference`` () =
+    let x = data 9UL [| 4; 5; 6; 70 |]
+    let big = data 10UL [| 64; 32; 1; 1 |]
+
+    let cases = [
+        "permute", x, 0, [| 420; 2100; 70; 1 |], [| 5; 4; 6; 70 |]
+        "expand", big, 0, [| 32; 1; 0; 0 |], [| 64; 32; 40; 40 |]
+        "slice", x, 2 * 70 + 3, [| 2100; 420; 70; 1 |], [| 4; 5; 3; 60 |]
+        "transpose last two", x, 0, [| 2100; 420; 1; 6 |], [| 4; 5; 70; 6 |]
+    ]
+
+    for name, t, offset, strides, shape in cases do
+        close 0.0 name (fast.View(t, offset, strides, shape)) (reference.View(t, offset, strides, shape))
+
+[<Fact>]
 let ``large broadcast binary kernels split across threads agree with the reference`` () =
     let a = data 4UL [| 64; 32; 40; 40 |]
     let b = data 5UL [| 1; 32; 1; 1 |]
@@ -244,3 +294,111 @@ let ``the description names the GEMM in use`` () =
 
     if Environment.GetEnvironmentVariable "GAN_DISABLE_OPENBLAS" = "1" then
         Assert.Contains("managed", d)
+
+[<Fact>]
+let ``oneDNN convolutions and both adjoints agree with the reference on blocked-layout shapes`` () =
+    let pad p = {
+        ConvSpec.unit with
+            StrideH = 2
+            StrideW = 2
+            PadTop = p
+            PadBottom = p
+            PadLeft = p
+            PadRight = p
+    }
+
+    let cases = [
+        // DCGAN's k4 s2 p1 down-sampling, 16+ channels (oneDNN's nChw16c)
+        pad 1, [| 3; 32; 12; 12 |], [| 48; 32; 4; 4 |], [| 3; 32; 12; 12 |]
+        // 3x3 s1 p1, and an RGB input (its input gradient stays on im2col)
+        {
+            ConvSpec.unit with
+                PadTop = 1
+                PadBottom = 1
+                PadLeft = 1
+                PadRight = 1
+        },
+        [| 2; 20; 7; 7 |],
+        [| 17; 20; 3; 3 |],
+        [| 2; 20; 7; 7 |]
+        pad 1, [| 2; 3; 16; 16 |], [| 16; 3; 4; 4 |], [| 2; 3; 16; 16 |]
+        // a transposed convolution's output padding: the input is one row and column larger
+        // than the forward formula needs
+        pad 1, [| 2; 16; 9; 9 |], [| 24; 16; 4; 4 |], [| 2; 16; 9; 9 |]
+    ]
+
+    for spec, xs, ws, _ in cases do
+        let x, w = data 12UL xs, data 13UL ws
+        let y = reference.Conv2d(x, w, spec)
+        let g = data 14UL y.Shape
+        let f32 (r: RawTensor) = RawTensor.toFloat32Array r
+        let forward = Dnnl.conv2d spec (f32 x) xs (f32 w) ws
+        let input = Dnnl.conv2dInputGrad spec (f32 g) g.Shape (f32 w) ws xs
+        let weight = Dnnl.conv2dWeightGrad spec (f32 x) xs (f32 g) g.Shape ws
+
+        if Blas.dnnlAvailable () then
+            let some what (r: float32[] option) shape =
+                match r with
+                | Some a -> RawTensor.ofFloat32 shape a
+                | None -> failwithf "oneDNN declined the %s of %A %A" what xs ws
+
+            close 1e-5 (sprintf "conv2d %A" xs) (some "convolution" forward y.Shape) y
+
+            close
+                1e-5
+                (sprintf "weight grad %A" xs)
+                (some "weight gradient" weight ws)
+                (reference.Conv2dWeightGrad(x, g, spec, ws))
+
+            match input with
+            | Some dx ->
+                close
+                    1e-5
+                    (sprintf "input grad %A" xs)
+                    (RawTensor.ofFloat32 xs dx)
+                    (reference.Conv2dInputGrad(g, w, spec, xs))
+            | None -> Assert.True(xs.[1] < 16, sprintf "oneDNN declined the input gradient of %A" xs)
+        else
+            // without oneDNN every call falls back to im2col
+            Assert.True(forward.IsNone && input.IsNone && weight.IsNone)
+
+[<Fact>]
+let ``fused BatchNorm forward and backward agree with the reference (1d and 2d, offset data)`` () =
+    for shape in [ [| 64; 40 |]; [| 8; 16; 9; 9 |]; [| 4; 3; 37; 5 |] ] do
+        let c = shape.[1]
+
+        // a per-element offset of 3 makes the mean far from zero, as after a ReLU
+        let x = {
+            (data 15UL shape) with
+                Storage =
+                    Storage.F32(
+                        RawTensor.toFloat32Array (data 15UL shape)
+                        |> Array.map (fun v -> v * 2.0f + 3.0f)
+                    )
+        }
+
+        let gamma, beta, g = data 16UL [| c |], data 17UL [| c |], data 18UL shape
+        let y1, m1, v1 = fast.BatchNormForward(x, gamma, beta, 1e-5)
+        let y2, m2, v2 = reference.BatchNormForward(x, gamma, beta, 1e-5)
+        close 1e-5 (sprintf "y %A" shape) y1 y2
+        close 1e-5 (sprintf "mean %A" shape) m1 m2
+        close 1e-5 (sprintf "var %A" shape) v1 v2
+        let dx1, dg1, db1 = fast.BatchNormBackward(g, x, gamma, m2, v2, 1e-5)
+        let dx2, dg2, db2 = reference.BatchNormBackward(g, x, gamma, m2, v2, 1e-5)
+        close 1e-4 (sprintf "dx %A" shape) dx1 dx2
+        close 1e-4 (sprintf "dgamma %A" shape) dg1 dg2
+        close 1e-5 (sprintf "dbeta %A" shape) db1 db2
+
+[<Fact>]
+let ``vectorised sign gives the reference's −1, 0, 1, with 0 for signed zeros and NaN`` () =
+    let values =
+        Array.init 1000 (fun i ->
+            match i % 5 with
+            | 0 -> 0.0f
+            | 1 -> -0.0f
+            | 2 -> Single.NaN
+            | 3 -> float32 i
+            | _ -> -float32 i)
+
+    let x = RawTensor.ofFloat32 [| values.Length |] values
+    close 0.0 "sign" (fast.Unary(Sign, x)) (reference.Unary(Sign, x))

@@ -430,3 +430,38 @@ let ``mixed partials from nested grads agree in either order`` () =
         for name, t in [ "d/dx d/dy", dxdy; "d/dy d/dx", dydx; "via grads", viaMap ] do
             assertClose tolerance name [| expected |] t)
     |> Prop.checkN "mixed partials" cases
+
+[<Fact>]
+let ``gradient penalty through a train-mode BatchNorm (the fused primitive) matches finite differences`` () =
+    // D(x) = Σ tanh(BN(x)) ⊙ u with batch statistics: the penalty differentiates BN's backward
+    // rule, which must then take its composed, differentiable form
+    let bn = Gan.Functional.Nn.Normalization.batchNorm 3
+
+    let ctx: Gan.Functional.Nn.Context = {
+        Mode = Gan.Functional.Nn.Train
+        Key = Random.key 0UL
+    }
+
+    let critic (p: Map<string, Tensor>) (x: Tensor) =
+        let vars = bn.Init(Random.key 1UL)
+
+        let vars = {
+            vars with
+                Params = Map [ "weight", p.["w"]; "bias", p.["b"] ]
+                State = vars.State |> Map.map (fun _ t -> Tensor.cast Float64 t)
+        }
+
+        let y, _ = bn.Apply vars ctx x
+        Tensor.sum (Tensor.tanh y * p.["u"])
+
+    Prop.forAll (Arb.fromGen seedGen) (fun seed ->
+        let p =
+            Map [
+                "w", tensor Smooth seed [| 3 |]
+                "b", tensor Smooth (seed + 1) [| 3 |]
+                "u", tensor Smooth (seed + 2) [| 3; 2; 2 |]
+                "x", tensor Smooth (seed + 3) [| 4; 3; 2; 2 |]
+            ]
+
+        checkGradsWith looseTolerance (penalty critic) p)
+    |> Prop.checkN "WGAN-GP through BatchNorm" 10

@@ -23,7 +23,7 @@ def build(name, torch):
                           nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 1))
         return g, d, 100, (1, 28, 28)
     if name == "dcgan28":
-        k = dict(momentum=0.2, eps=1e-3)  # Keras momentum 0.8, epsilon 1e-3
+        k = dict(momentum=0.2)  # as ../shared/bench/torch_anchor.py (Keras momentum 0.8)
         g = nn.Sequential(nn.Linear(100, 128 * 7 * 7), nn.ReLU(), nn.Unflatten(1, (128, 7, 7)),
                           nn.Upsample(scale_factor=2), nn.Conv2d(128, 128, 3, padding=1), nn.ReLU(), bn2d(128, **k),
                           nn.Upsample(scale_factor=2), nn.Conv2d(128, 64, 3, padding=1), nn.ReLU(), bn2d(64, **k),
@@ -67,7 +67,7 @@ def build(name, torch):
                           nn.Conv2d(512, 1, 4, 1, 0, bias=False), nn.Flatten())
         return g, d, 100, (3, 64, 64)
     if name == "valid64":
-        k = dict(momentum=0.01, eps=1e-3)  # Keras BatchNormalization defaults
+        k = dict()  # as ../shared/bench/torch_anchor.py: PyTorch's BatchNorm defaults
         g = nn.Sequential(nn.Linear(100, 3 * 3 * 512), nn.Unflatten(1, (512, 3, 3)), nn.LeakyReLU(0.2),
                           nn.ConvTranspose2d(512, 256, 3, 3), bn2d(256, **k), nn.ConvTranspose2d(256, 128, 5, 2),
                           bn2d(128, **k), nn.ConvTranspose2d(128, 3, 4, 3), nn.Tanh())

@@ -94,6 +94,19 @@ type IBackend =
     /// The same values in another dtype.
     abstract Cast: x: RawTensor * dtype: DType -> RawTensor
 
+    /// Train-mode batch normalisation over every axis but axis 1 (x is [N, C, …]; gamma, beta
+    /// [C]): with μ and σ² the per-channel batch mean and biased variance,
+    /// y = (x − μ)/√(σ² + eps)·gamma + beta. Returns (y, μ, σ²).
+    abstract BatchNormForward:
+        x: RawTensor * gamma: RawTensor * beta: RawTensor * eps: float -> RawTensor * RawTensor * RawTensor
+
+    /// The adjoint of BatchNormForward for output adjoint g (m values per channel,
+    /// x̂ = (x − μ)/√(σ² + eps)): dbeta = Σ g, dgamma = Σ g·x̂,
+    /// dx = gamma/√(σ² + eps)/m·(m·g − dbeta − x̂·dgamma). Returns (dx, dgamma, dbeta).
+    abstract BatchNormBackward:
+        g: RawTensor * x: RawTensor * gamma: RawTensor * mean: RawTensor * var: RawTensor * eps: float ->
+            RawTensor * RawTensor * RawTensor
+
     /// One Adam step for one parameter, fused into a single pass: returns (p, m, v) updated.
     abstract AdamStep:
         p: RawTensor * g: RawTensor * m: RawTensor * v: RawTensor * c: AdamCoefficients ->

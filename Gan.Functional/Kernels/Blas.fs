@@ -114,6 +114,13 @@ let private load () : nativeint option * string =
             else
                 ""
 
+        // oneDNN's OpenMP threads spin at barriers by default; when the cores are shared (other
+        // processes runnable) a spinning thread holds the core the one it waits for needs, and
+        // GEMMs ran up to 10x slower here (mlp at load 15: 428 vs 38 ms of GEMM per step). Passive waiting
+        // sleeps instead. libgomp reads this once, when oneDNN pulls it in; a user's value wins.
+        if OperatingSystem.IsLinux() then
+            Native.setenv ("OMP_WAIT_POLICY", "PASSIVE", 0) |> ignore
+
         let handle =
             candidates
             |> List.tryPick (fun name ->
@@ -165,6 +172,9 @@ let private loaded =
 
 let mutable private threads = Environment.ProcessorCount
 
+// the OpenBLAS thread count last set (small products drop to one thread)
+let mutable private blasThreads = -1
+
 /// Sets the worker-thread count of both OpenBLAS and the managed kernels.
 let setThreads (n: int) =
     threads <- max 1 n
@@ -172,6 +182,7 @@ let setThreads (n: int) =
     match loaded.Force() with
     | Some _, _, dnnl ->
         Native.openblas_set_num_threads threads
+        blasThreads <- threads
 
         if dnnl.IsSome then
             Native.omp_set_num_threads threads
@@ -179,6 +190,13 @@ let setThreads (n: int) =
 
 /// The thread count in use.
 let threadCount () = threads
+
+/// Whether oneDNN loaded (it is tried only beside OpenBLAS); its other entry points resolve
+/// through the same library name.
+let dnnlAvailable () =
+    match loaded.Force() with
+    | Some _, _, Some _ -> true
+    | _ -> false
 
 /// Whether OpenBLAS is in use, and a one-line reason.
 let info () =
@@ -277,6 +295,15 @@ let managedGemm
 /// Products of at least this many multiply-adds go to oneDNN when it is loaded.
 let private dnnlThreshold = 1L <<< 24
 
+/// Products below this many multiply-adds run on one OpenBLAS thread: waking the others costs
+/// more than they save (and far more on a shared, loaded machine).
+let private smallGemm = 1L <<< 22
+
+let private useBlasThreads (n: int) =
+    if n <> blasThreads then
+        Native.openblas_set_num_threads n
+        blasThreads <- n
+
 /// C = op(A)·op(B) (+ C when `accumulate`), row-major, dense, at the given offsets.
 let sgemm
     (transA: bool)
@@ -324,6 +351,13 @@ let sgemm
                     )
                     |> ignore
                 else
+                    useBlasThreads (
+                        if int64 m * int64 n * int64 k < smallGemm then
+                            1
+                        else
+                            threads
+                    )
+
                     Native.cblas_sgemm (
                         101,
                         (if transA then 112 else 111),

@@ -36,6 +36,33 @@ module internal Vec =
             p / q
 
     /// y[lo..hi) = tanh x[lo..hi).
+    /// y[lo..hi) = sign(x) ∈ {−1, 0, 1} (0 for ±0 and NaN, as the reference): the 0/1 masks of
+    /// x > 0 and x < 0, subtracted.
+    let sign (x: float32[]) (y: float32[]) (lo: int) (hi: int) =
+        let w = Vector<float32>.Count
+        let one = Vector<float32>.One
+        let zero = Vector<float32>.Zero
+        let mutable i = lo
+
+        while i + w <= hi do
+            let v = Vector<float32>(x, i)
+
+            (Vector.BitwiseAnd(Vector.GreaterThan<float32>(v, zero), one)
+             - Vector.BitwiseAnd(Vector.LessThan<float32>(v, zero), one))
+                .CopyTo(y, i)
+
+            i <- i + w
+
+        while i < hi do
+            let v = x.[i]
+
+            y.[i] <-
+                if v > 0.0f then 1.0f
+                elif v < 0.0f then -1.0f
+                else 0.0f
+
+            i <- i + 1
+
     let tanh (x: float32[]) (y: float32[]) (lo: int) (hi: int) =
         let w = Vector<float32>.Count
         let nine = Vector<float32>(9.0f)
@@ -224,20 +251,30 @@ module internal Fast =
 
         dims.ToArray(), st |> Array.map (fun s -> s.ToArray())
 
-    let private parallelThreshold = 1 <<< 16
+    // memory-bound passes gain little from a second thread below a few MB, and waking one
+    // costs more than that on a loaded machine (measured: mlp's 131K-element multiplies ran 5x
+    // slower split in two than on one thread)
+    let private parallelThreshold = 1 <<< 19
 
-    /// Runs `body lo hi` over [0, count) split into at most `parts` ranges, in parallel.
+    /// Pieces per thread: with several small pieces instead of one per thread, whichever thread
+    /// runs takes the next piece, so a worker the OS has not scheduled (the machine is shared)
+    /// does not hold up the caller, which otherwise finishes its half and waits.
+    let private piecesPerThread = 8
+
+    /// Runs `body lo hi` over [0, count) split into ranges, on up to `parts` threads.
     let split parts (count: int) (body: int -> int -> unit) =
         let parts = max 1 (min parts count)
 
         if parts = 1 then
             body 0 count
         else
-            let size = (count + parts - 1) / parts
+            let pieces = min count (parts * piecesPerThread)
+            let size = (count + pieces - 1) / pieces
 
             Parallel.For(
                 0,
-                parts,
+                pieces,
+                ParallelOptions(MaxDegreeOfParallelism = parts),
                 fun p ->
                     let lo = p * size
                     let hi = min count (lo + size)
@@ -250,12 +287,13 @@ module internal Fast =
     /// Runs `body lo hi` over [0, n) in chunks, in parallel when large.
     let chunks threads (n: int) (body: int -> int -> unit) =
         if threads > 1 && n >= parallelThreshold then
-            let parts = min threads ((n + parallelThreshold / 2 - 1) / (parallelThreshold / 2))
-            let size = (n + parts - 1) / parts
+            // pieces of at least parallelThreshold/4 elements, a multiple of 16 so vector loops stay aligned
+            let pieces = min (threads * piecesPerThread) (max 2 (n / (parallelThreshold / 4)))
+            let size = ((n + pieces - 1) / pieces + 15) &&& ~~~15
 
             Parallel.For(
                 0,
-                parts,
+                (n + size - 1) / size,
                 ParallelOptions(MaxDegreeOfParallelism = threads),
                 fun p ->
                     let lo = p * size
@@ -284,7 +322,10 @@ module internal Fast =
 
     let unary threads (op: UnaryOp) (x: float32[]) : float32[] option =
         match op with
-        | Sign -> None
+        | Sign ->
+            let y = GC.AllocateUninitializedArray<float32> x.Length
+            chunks threads x.Length (fun lo hi -> Vec.sign x y lo hi)
+            Some y
         | Tanh ->
             let y = GC.AllocateUninitializedArray<float32> x.Length
             chunks threads x.Length (fun lo hi -> Vec.tanh x y lo hi)
@@ -296,19 +337,65 @@ module internal Fast =
 
     let private vectorised (op: BinaryOp) =
         match op with
-        | Add
-        | Sub
-        | Mul
-        | Div
-        | Maximum
-        | Minimum -> true
+        | Pow -> false
+        | _ -> true
+
+    let private isComparison (op: BinaryOp) =
+        match op with
+        | Equal
+        | Less
+        | LessEqual
+        | Greater
+        | GreaterEqual -> true
         | _ -> false
+
+    let private compareScalar (op: BinaryOp) (x: float32) (z: float32) =
+        match op with
+        | Equal -> x = z
+        | Less -> x < z
+        | LessEqual -> x <= z
+        | Greater -> x > z
+        | _ -> x >= z
+
+    /// y[po..] = (a[pa..] op b[pb..]) ? 1 : 0 over `len` elements (strides 0 or 1): the
+    /// all-ones lanes of a vector comparison, ANDed with 1.0f, are exactly the 0/1 mask.
+    let private compareRun (op: BinaryOp) (a: float32[]) pa ia (b: float32[]) pb ib (y: float32[]) po len =
+        let w = Numerics.Vector<float32>.Count
+        let one = Numerics.Vector<float32>.One
+        let a0 = Numerics.Vector<float32>(a.[pa])
+        let b0 = Numerics.Vector<float32>(b.[pb])
+        let mutable i = 0
+
+        while i + w <= len do
+            let x = if ia = 0 then a0 else Numerics.Vector<float32>(a, pa + i)
+            let z = if ib = 0 then b0 else Numerics.Vector<float32>(b, pb + i)
+
+            let m =
+                match op with
+                | Equal -> Numerics.Vector.Equals<float32>(x, z)
+                | Less -> Numerics.Vector.LessThan<float32>(x, z)
+                | LessEqual -> Numerics.Vector.LessThanOrEqual<float32>(x, z)
+                | Greater -> Numerics.Vector.GreaterThan<float32>(x, z)
+                | _ -> Numerics.Vector.GreaterThanOrEqual<float32>(x, z)
+
+            Numerics.Vector.BitwiseAnd(m, one).CopyTo(y, po + i)
+            i <- i + w
+
+        while i < len do
+            y.[po + i] <-
+                if compareScalar op a.[pa + i * ia] b.[pb + i * ib] then
+                    1.0f
+                else
+                    0.0f
+
+            i <- i + 1
 
     /// y[po..] = a[pa..] op b[pb..] over `len` elements; a stride of 0 reads one value.
     let private binaryRun (op: BinaryOp) (a: float32[]) pa ia (b: float32[]) pb ib (y: float32[]) po len =
         let d = Span(y, po, len)
 
         match ia, ib with
+        | _ when isComparison op -> compareRun op a pa ia b pb ib y po len
         | 0, 0 ->
             let av, bv = a.[pa], b.[pb]
 
@@ -493,7 +580,9 @@ module internal Fast =
 
                 let parts =
                     if threads > 1 && x.Length >= parallelThreshold && rows > 1 then
-                        min threads rows
+                        // several pieces per thread (see piecesPerThread), each with its own
+                        // partial result, summed in a fixed order
+                        min (threads * 4) rows
                     else
                         1
 
@@ -503,7 +592,12 @@ module internal Fast =
                     let partials = Array.init parts (fun _ -> Array.create m init)
                     let size = (rows + parts - 1) / parts
 
-                    Parallel.For(0, parts, fun p -> fold partials.[p] (p * size) (min rows ((p + 1) * size)))
+                    Parallel.For(
+                        0,
+                        parts,
+                        ParallelOptions(MaxDegreeOfParallelism = threads),
+                        fun p -> fold partials.[p] (min rows (p * size)) (min rows ((p + 1) * size))
+                    )
                     |> ignore
 
                     for part in partials do
@@ -584,7 +678,12 @@ type CpuBackend(threads: int) =
         member _.ArgMax(x, axis) = reference.ArgMax(x, axis)
 
         member _.View(x, offset, strides, shape) =
-            reference.View(x, offset, strides, shape)
+            match x.Storage with
+            | Storage.F32 a -> {
+                Shape = shape
+                Storage = Storage.F32(Fast.view threads a offset strides shape)
+              }
+            | Storage.F64 _ -> reference.View(x, offset, strides, shape)
 
         member _.Embed(x, shape, offset, strides) =
             reference.Embed(x, shape, offset, strides)
@@ -636,7 +735,12 @@ type CpuBackend(threads: int) =
 
                 {
                     Shape = outShape
-                    Storage = Storage.F32(Im2col.conv2d threads spec xa x.Shape wa w.Shape)
+                    Storage =
+                        Storage.F32(
+                            match Dnnl.conv2d spec xa x.Shape wa w.Shape with
+                            | Some y -> y
+                            | None -> Im2col.conv2d threads spec xa x.Shape wa w.Shape
+                        )
                 }
             | _ -> reference.Conv2d(x, w, spec)
 
@@ -644,7 +748,12 @@ type CpuBackend(threads: int) =
             match g.Storage, w.Storage with
             | Storage.F32 ga, Storage.F32 wa -> {
                 Shape = xShape
-                Storage = Storage.F32(Im2col.conv2dInputGrad threads spec ga wa w.Shape xShape)
+                Storage =
+                    Storage.F32(
+                        match Dnnl.conv2dInputGrad spec ga g.Shape wa w.Shape xShape with
+                        | Some dx -> dx
+                        | None -> Im2col.conv2dInputGrad threads spec ga wa w.Shape xShape
+                    )
               }
             | _ -> reference.Conv2dInputGrad(g, w, spec, xShape)
 
@@ -652,9 +761,30 @@ type CpuBackend(threads: int) =
             match x.Storage, g.Storage with
             | Storage.F32 xa, Storage.F32 ga -> {
                 Shape = wShape
-                Storage = Storage.F32(Im2col.conv2dWeightGrad threads spec xa x.Shape ga wShape)
+                Storage =
+                    Storage.F32(
+                        match Dnnl.conv2dWeightGrad spec xa x.Shape ga g.Shape wShape with
+                        | Some dw -> dw
+                        | None -> Im2col.conv2dWeightGrad threads spec xa x.Shape ga wShape
+                    )
               }
             | _ -> reference.Conv2dWeightGrad(x, g, spec, wShape)
+
+        member _.BatchNormForward(x, gamma, beta, eps) =
+            match x.Storage, gamma.Storage, beta.Storage with
+            | Storage.F32 xa, Storage.F32 ga, Storage.F32 ba ->
+                let y, m, v = FastBatchNorm.forward threads xa x.Shape ga ba eps
+                let c = [| x.Shape.[1] |]
+                RawTensor.ofFloat32 x.Shape y, RawTensor.ofFloat32 c m, RawTensor.ofFloat32 c v
+            | _ -> reference.BatchNormForward(x, gamma, beta, eps)
+
+        member _.BatchNormBackward(g, x, gamma, mean, var, eps) =
+            match g.Storage, x.Storage, gamma.Storage, mean.Storage, var.Storage with
+            | Storage.F32 ga, Storage.F32 xa, Storage.F32 gm, Storage.F32 ma, Storage.F32 va ->
+                let dx, dg, db = FastBatchNorm.backward threads ga xa x.Shape gm ma va eps
+                let c = [| x.Shape.[1] |]
+                RawTensor.ofFloat32 x.Shape dx, RawTensor.ofFloat32 c dg, RawTensor.ofFloat32 c db
+            | _ -> reference.BatchNormBackward(g, x, gamma, mean, var, eps)
 
         member _.MaxPool2dIndices(x, kh, kw, spec) =
             reference.MaxPool2dIndices(x, kh, kw, spec)

@@ -126,6 +126,90 @@ module internal ReferenceOps =
 
         dst
 
+/// Batch normalisation over every axis but 1, on x viewed as [N, C, L], accumulating in float64.
+module internal ReferenceBatchNorm =
+
+    let inline private dims (shape: int[]) =
+        let c = shape.[1]
+        let l = shape |> Array.skip 2 |> Array.fold (*) 1
+        shape.[0], c, l
+
+    let inline forwardT (x: ^T[]) (shape: int[]) (gamma: ^T[]) (beta: ^T[]) (eps: float) (ofFloat: float -> ^T) =
+        let n, c, l = dims shape
+        let m = float (n * l)
+        let y = Array.zeroCreate x.Length
+        let mean = Array.zeroCreate c
+        let var = Array.zeroCreate c
+
+        for ch in 0 .. c - 1 do
+            let mutable s = 0.0
+
+            for b in 0 .. n - 1 do
+                for j in 0 .. l - 1 do
+                    s <- s + float x.[(b * c + ch) * l + j]
+
+            let mu = s / m
+            let mutable q = 0.0
+
+            for b in 0 .. n - 1 do
+                for j in 0 .. l - 1 do
+                    let d = float x.[(b * c + ch) * l + j] - mu
+                    q <- q + d * d
+
+            let v = q / m
+            let a = float gamma.[ch] / sqrt (v + eps)
+
+            for b in 0 .. n - 1 do
+                for j in 0 .. l - 1 do
+                    let i = (b * c + ch) * l + j
+                    y.[i] <- ofFloat ((float x.[i] - mu) * a + float beta.[ch])
+
+            mean.[ch] <- ofFloat mu
+            var.[ch] <- ofFloat v
+
+        y, mean, var
+
+    let inline backwardT
+        (g: ^T[])
+        (x: ^T[])
+        (shape: int[])
+        (gamma: ^T[])
+        (mean: ^T[])
+        (var: ^T[])
+        (eps: float)
+        (ofFloat: float -> ^T)
+        =
+        let n, c, l = dims shape
+        let m = float (n * l)
+        let dx = Array.zeroCreate x.Length
+        let dgamma = Array.zeroCreate c
+        let dbeta = Array.zeroCreate c
+
+        for ch in 0 .. c - 1 do
+            let mu = float mean.[ch]
+            let inv = 1.0 / sqrt (float var.[ch] + eps)
+            let mutable sg = 0.0
+            let mutable sgx = 0.0
+
+            for b in 0 .. n - 1 do
+                for j in 0 .. l - 1 do
+                    let i = (b * c + ch) * l + j
+                    sg <- sg + float g.[i]
+                    sgx <- sgx + float g.[i] * (float x.[i] - mu) * inv
+
+            let k = float gamma.[ch] * inv / m
+
+            for b in 0 .. n - 1 do
+                for j in 0 .. l - 1 do
+                    let i = (b * c + ch) * l + j
+                    let xhat = (float x.[i] - mu) * inv
+                    dx.[i] <- ofFloat (k * (m * float g.[i] - sg - xhat * sgx))
+
+            dgamma.[ch] <- ofFloat sgx
+            dbeta.[ch] <- ofFloat sg
+
+        dx, dgamma, dbeta
+
 /// The reference CPU backend: simple, single-threaded, correct kernels for float32 and
 /// float64. Faster backends are checked against it.
 type ReferenceBackend() =
@@ -328,6 +412,30 @@ type ReferenceBackend() =
             | Storage.F64 a -> Conv.maxPool2dIndices kh kw spec a x.Shape
 
         member _.Cast(x, dtype) = RawTensor.cast dtype x
+
+        member _.BatchNormForward(x, gamma, beta, eps) =
+            let c = [| x.Shape.[1] |]
+
+            match x.Storage, gamma.Storage, beta.Storage with
+            | Storage.F32 xa, Storage.F32 ga, Storage.F32 ba ->
+                let y, m, v = ReferenceBatchNorm.forwardT xa x.Shape ga ba eps float32
+                RawTensor.ofFloat32 x.Shape y, RawTensor.ofFloat32 c m, RawTensor.ofFloat32 c v
+            | Storage.F64 xa, Storage.F64 ga, Storage.F64 ba ->
+                let y, m, v = ReferenceBatchNorm.forwardT xa x.Shape ga ba eps id
+                RawTensor.ofFloat64 x.Shape y, RawTensor.ofFloat64 c m, RawTensor.ofFloat64 c v
+            | _ -> ReferenceOps.dtypeMismatch "batchNorm" x gamma
+
+        member _.BatchNormBackward(g, x, gamma, mean, var, eps) =
+            let c = [| x.Shape.[1] |]
+
+            match g.Storage, x.Storage, gamma.Storage, mean.Storage, var.Storage with
+            | Storage.F32 ga, Storage.F32 xa, Storage.F32 gm, Storage.F32 ma, Storage.F32 va ->
+                let dx, dg, db = ReferenceBatchNorm.backwardT ga xa x.Shape gm ma va eps float32
+                RawTensor.ofFloat32 x.Shape dx, RawTensor.ofFloat32 c dg, RawTensor.ofFloat32 c db
+            | Storage.F64 ga, Storage.F64 xa, Storage.F64 gm, Storage.F64 ma, Storage.F64 va ->
+                let dx, dg, db = ReferenceBatchNorm.backwardT ga xa x.Shape gm ma va eps id
+                RawTensor.ofFloat64 x.Shape dx, RawTensor.ofFloat64 c dg, RawTensor.ofFloat64 c db
+            | _ -> ReferenceOps.dtypeMismatch "batchNorm" g x
 
         member _.AdamStep(p, g, m, v, c) =
             let wrap (s: Storage) = { Shape = p.Shape; Storage = s }

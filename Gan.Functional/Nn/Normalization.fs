@@ -74,7 +74,6 @@ module Normalization =
                     if s.Length < 2 || s.[1] <> c.Features then
                         Shape.fail describe (sprintf "expected input [N, %d, …], got %s" c.Features (Shape.show s))
 
-                    let axes = Array.init s.Length id |> Array.filter (fun a -> a <> 1)
                     let bshape = Array.init s.Length (fun a -> if a = 1 then c.Features else 1)
 
                     let state name =
@@ -82,55 +81,52 @@ module Normalization =
                         | Some t -> t
                         | None -> invalidArg "vars" (sprintf "%s: state '%s' is missing" describe name)
 
-                    // y = (x − μ)·(weight/√(σ² + ε)) + bias: the per-channel factor is folded
-                    // before touching the full-size tensor, so only three full-size passes remain
-                    let centered, invStd, newState =
-                        match ctx.Mode with
-                        | Train ->
-                            let n = Shape.numel s / c.Features
+                    match ctx.Mode with
+                    | Train ->
+                        let n = Shape.numel s / c.Features
 
-                            if n < 2 then
-                                Shape.fail
-                                    describe
-                                    (sprintf
-                                        "train mode needs more than one value per channel, got input %s"
-                                        (Shape.show s))
+                        if n < 2 then
+                            Shape.fail
+                                describe
+                                (sprintf "train mode needs more than one value per channel, got input %s" (Shape.show s))
 
-                            let mean = Tensor.meanAxes axes true x
-                            let centered = x - mean
-                            let var = Tensor.meanAxes axes true (centered * centered)
-                            let batchVar = Tensor.detach (Tensor.reshape [| c.Features |] var)
+                        // one fused primitive (statistics, normalisation and the affine map, and
+                        // one pass back), instead of about twenty elementwise passes
+                        let gamma, beta =
+                            if c.Affine then
+                                vars.Params.["weight"], vars.Params.["bias"]
+                            else
+                                let dt = Tensor.dtype x
+                                Tensor.fullAs dt [| c.Features |] 1.0, Tensor.fullAs dt [| c.Features |] 0.0
 
-                            let batchVar =
-                                if c.UnbiasedRunningVar then
-                                    batchVar * (float n / float (n - 1))
-                                else
-                                    batchVar
+                        let y, mean, var = Prim.batchNorm c.Eps x gamma beta
+                        let batchVar = Tensor.ofRaw var
 
-                            let m = c.Momentum
+                        let batchVar =
+                            if c.UnbiasedRunningVar then
+                                batchVar * (float n / float (n - 1))
+                            else
+                                batchVar
 
-                            let rm =
-                                state "running_mean" * (1.0 - m)
-                                + Tensor.detach (Tensor.reshape [| c.Features |] mean) * m
+                        let m = c.Momentum
+                        let rm = state "running_mean" * (1.0 - m) + Tensor.ofRaw mean * m
+                        let rv = state "running_var" * (1.0 - m) + batchVar * m
+                        y, Map.ofList [ "running_mean", rm; "running_var", rv ]
+                    | Eval ->
+                        // y = (x − μ)·(weight/√(σ² + ε)) + bias: the per-channel factor is folded
+                        // before touching the full-size tensor
+                        let mean = Tensor.reshape bshape (state "running_mean")
+                        let var = Tensor.reshape bshape (state "running_var")
+                        let centered, invStd = x - mean, 1.0 / Tensor.sqrt (var + c.Eps)
 
-                            let rv = state "running_var" * (1.0 - m) + batchVar * m
+                        let y =
+                            if c.Affine then
+                                centered * (invStd * Tensor.reshape bshape vars.Params.["weight"])
+                                + Tensor.reshape bshape vars.Params.["bias"]
+                            else
+                                centered * invStd
 
-                            centered,
-                            1.0 / Tensor.sqrt (var + c.Eps),
-                            Map.ofList [ "running_mean", rm; "running_var", rv ]
-                        | Eval ->
-                            let mean = Tensor.reshape bshape (state "running_mean")
-                            let var = Tensor.reshape bshape (state "running_var")
-                            x - mean, 1.0 / Tensor.sqrt (var + c.Eps), Map.empty
-
-                    let y =
-                        if c.Affine then
-                            centered * (invStd * Tensor.reshape bshape vars.Params.["weight"])
-                            + Tensor.reshape bshape vars.Params.["bias"]
-                        else
-                            centered * invStd
-
-                    y, newState
+                        y, Map.empty
         }
 
     /// BatchNorm with PyTorch's defaults.

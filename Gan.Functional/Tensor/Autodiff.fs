@@ -15,6 +15,56 @@ type GradResult<'Aux> = {
 /// its own nesting level so that levels never mix (no perturbation confusion).
 module Autodiff =
 
+    // one fused backward kernel serves all three inputs of a BatchNorm node
+    let private batchNormGrads =
+        System.Runtime.CompilerServices.ConditionalWeakTable<Node, Tensor * (Tensor * Tensor * Tensor)>()
+
+    /// BatchNorm's adjoint: on constants (first order) the fused kernel; otherwise the closed
+    /// form in differentiable operations, recomputing the statistics from x so that
+    /// higher-order derivatives see their dependence on x.
+    let private batchNormRule (n: Node) (g: Tensor) (i: int) x gamma (eps: float) mean var =
+        let xp, gp = Tape.primalAt n.Tag x, Tape.primalAt n.Tag gamma
+        let c = (Prim.shape gp).[0]
+
+        if Tape.tagOf g = 0L && Tape.tagOf xp = 0L && Tape.tagOf gp = 0L then
+            let grads =
+                match batchNormGrads.TryGetValue n with
+                | true, (seen, grads) when obj.ReferenceEquals(seen, g) -> grads
+                | _ ->
+                    let dx, dg, db =
+                        Prim.backend().BatchNormBackward(Tape.raw g, Tape.raw xp, Tape.raw gp, mean, var, eps)
+
+                    let grads = TConst dx, TConst dg, TConst db
+                    batchNormGrads.AddOrUpdate(n, (g, grads))
+                    grads
+
+            let dx, dg, db = grads
+
+            match i with
+            | 0 -> dx
+            | 1 -> dg
+            | _ -> db
+        else
+            let s = Prim.shape xp
+            let axes = Array.init s.Length id |> Array.filter (fun a -> a <> 1)
+            let bshape = Array.init s.Length (fun a -> if a = 1 then c else 1)
+            let m = float (Shape.numel s / c)
+            let k v = Prim.scalarLike xp v
+            let mu = Prim.mul (Prim.sumKeep axes xp) (k (1.0 / m))
+            let xc = Prim.sub xp mu
+            let v = Prim.mul (Prim.sumKeep axes (Prim.mul xc xc)) (k (1.0 / m))
+            let inv = Prim.div (k 1.0) (Prim.sqrt (Prim.add v (k eps)))
+            let xhat = Prim.mul xc inv
+            let sg = Prim.sumKeep axes g
+            let sgx = Prim.sumKeep axes (Prim.mul g xhat)
+
+            match i with
+            | 0 ->
+                let scale = Prim.mul (Prim.mul (Prim.reshape bshape gp) inv) (k (1.0 / m))
+                Prim.mul scale (Prim.sub (Prim.sub (Prim.mul g (k m)) sg) (Prim.mul xhat sgx))
+            | 1 -> Prim.reshape [| c |] sgx
+            | _ -> Prim.reshape [| c |] sg
+
     /// The vector-Jacobian product of one primitive for its input `i`: given the adjoint `g` of
     /// node `n`'s output, the adjoint contribution to that input. One arm per primitive.
     let private rule (n: Node) (g: Tensor) (i: int) : Tensor =
@@ -37,7 +87,8 @@ module Autodiff =
             if i = 0 then
                 Prim.sumTo (shapeOf a) g
             else
-                Prim.sumTo (shapeOf b) (Prim.neg g)
+                // negate after summing: a broadcast operand's sum is the smaller tensor
+                Prim.neg (Prim.sumTo (shapeOf b) g)
         | Mul(a, b) ->
             if i = 0 then
                 Prim.sumTo (shapeOf a) (Prim.mul g (p b))
@@ -47,7 +98,7 @@ module Autodiff =
             if i = 0 then
                 Prim.sumTo (shapeOf a) (Prim.div g (p b))
             else
-                Prim.sumTo (shapeOf b) (Prim.neg (Prim.div (Prim.mul g y) (p b)))
+                Prim.neg (Prim.sumTo (shapeOf b) (Prim.div (Prim.mul g y) (p b)))
         | Pow(a, b) ->
             if i = 0 then
                 Prim.sumTo (shapeOf a) (Prim.mul g (Prim.mul (p b) (Prim.pow (p a) (Prim.sub (p b) (one y)))))
@@ -121,6 +172,7 @@ module Autodiff =
             else
                 Prim.conv2d spec (p x) g
         | Cast a -> Prim.cast (Prim.dtype a) g
+        | BatchNorm(x, gamma, _, eps, mean, var) -> batchNormRule n g i x gamma eps mean var
 
     /// Propagates `seed` (the adjoint of `root`) back through every node of level `tag` in
     /// reverse topological order, iteratively; fan-out adjoints are summed.

@@ -75,6 +75,9 @@ and internal Op =
     | ConvInputGrad of Tensor * Tensor * ConvSpec
     | ConvWeightGrad of Tensor * Tensor * ConvSpec
     | Cast of Tensor
+    /// Train-mode batch normalisation of x with per-channel gamma and beta ([C]); the batch
+    /// statistics the kernel computed are kept for the backward pass.
+    | BatchNorm of x: Tensor * gamma: Tensor * beta: Tensor * eps: float * mean: RawTensor * var: RawTensor
 
     /// The tensors a primitive consumed, in argument order.
     member op.Inputs =
@@ -108,6 +111,7 @@ and internal Op =
         | ConvInputGrad(a, b, _)
         | ConvWeightGrad(a, b, _) -> [| a; b |]
         | Concat(xs, _) -> xs
+        | BatchNorm(x, gamma, beta, _, _, _) -> [| x; gamma; beta |]
 
 /// Nesting levels and the one generic rule by which every primitive is taped.
 module internal Tape =
@@ -446,6 +450,28 @@ module internal Prim =
             x
         else
             Tape.lift [| x |] (fun r -> backend().Cast(r.[0], dt)) (fun i -> Cast i.[0])
+
+    /// Train-mode batch normalisation over every axis but 1 in one fused kernel: returns y and
+    /// the batch mean and biased variance ([C], constants).
+    let batchNorm (eps: float) (x: Tensor) (gamma: Tensor) (beta: Tensor) =
+        sameDType "batchNorm" x gamma
+        sameDType "batchNorm" x beta
+        let mutable stats = None
+
+        let y =
+            Tape.lift
+                [| x; gamma; beta |]
+                (fun r ->
+                    let y, m, v = backend().BatchNormForward(r.[0], r.[1], r.[2], eps)
+                    stats <- Some(m, v)
+                    y)
+                (fun i ->
+                    // the kernel ran (at the innermost level) before any level records its node
+                    let m, v = stats.Value
+                    BatchNorm(i.[0], i.[1], i.[2], eps, m, v))
+
+        let m, v = stats.Value
+        y, m, v
 
     /// Sums `x` down to `target`, undoing a broadcast (sum over added and stretched axes).
     let sumTo (target: int[]) (x: Tensor) =

@@ -230,7 +230,16 @@ module Tensor =
     let leakyRelu (alpha: float) (x: Tensor) =
         // x times a constant slope (1 or α), computed on constants without taping
         let mask = gt x (Prim.scalarLike x 0.0)
-        Prim.mul x (Prim.add (Prim.mul mask (Prim.scalarLike x (1.0 - alpha))) (Prim.scalarLike x alpha))
+
+        let slope =
+            if alpha >= 0.0 && alpha <= 1.0 then
+                // max(mask, α) is 1 or α: one full-size pass instead of a multiply and an add
+                let m = Tape.raw mask
+                TConst(Prim.backend().Binary(BinaryOp.Maximum, m, Tape.raw (Prim.scalarLike x alpha), m.Shape))
+            else
+                Prim.add (Prim.mul mask (Prim.scalarLike x (1.0 - alpha))) (Prim.scalarLike x alpha)
+
+        Prim.mul x slope
 
     /// ln(1 + eˣ) = max(x, 0) + ln(1 + e^−|x|), stable for large |x|.
     let softplus (x: Tensor) =

@@ -1,0 +1,495 @@
+/// Convolutions through oneDNN's C API (Debian's libdnnl2, API v2): forward, backward-data and
+/// backward-weights primitives on oneDNN's own blocked layouts (nChw16c and the like), with
+/// reorders from and to the engine's NCHW/OIHW buffers. Primitives are built once per shape and
+/// cached; the blocked scratch buffers are pooled arrays, pinned for the call. Used only when
+/// oneDNN loaded (see Blas) and the convolution has one group and no dilation; anything oneDNN
+/// declines falls back to im2col.
+module internal Gan.Functional.Kernels.Dnnl
+
+#nowarn "9" // native pointers: oneDNN reads and writes pinned arrays
+
+open System
+open System.Buffers
+open System.Collections.Generic
+open System.Runtime.InteropServices
+open Gan.Functional
+
+[<Literal>]
+let private Lib = "gan_dnnl"
+
+/// dnnl_exec_arg_t: an argument slot and the memory bound to it.
+[<Struct; StructLayout(LayoutKind.Sequential)>]
+type ExecArg =
+    val mutable Arg: int
+    val mutable Memory: nativeint
+    new(arg, memory) = { Arg = arg; Memory = memory }
+
+module private Native =
+    [<DllImport(Lib)>]
+    extern int dnnl_engine_create(nativeint& engine, int kind, unativeint index)
+
+    [<DllImport(Lib)>]
+    extern int dnnl_stream_create(nativeint& stream, nativeint engine, uint32 flags)
+
+    [<DllImport(Lib)>]
+    extern int dnnl_memory_desc_init_by_tag(nativeint md, int ndims, int64[] dims, int dataType, int tag)
+
+    [<DllImport(Lib)>]
+    extern int dnnl_dilated_convolution_forward_desc_init(
+        nativeint desc,
+        int propKind,
+        int algKind,
+        nativeint src,
+        nativeint weights,
+        nativeint bias,
+        nativeint dst,
+        int64[] strides,
+        int64[] dilates,
+        int64[] padL,
+        int64[] padR
+    )
+
+    [<DllImport(Lib)>]
+    extern int dnnl_dilated_convolution_backward_data_desc_init(
+        nativeint desc,
+        int algKind,
+        nativeint diffSrc,
+        nativeint weights,
+        nativeint diffDst,
+        int64[] strides,
+        int64[] dilates,
+        int64[] padL,
+        int64[] padR
+    )
+
+    [<DllImport(Lib)>]
+    extern int dnnl_dilated_convolution_backward_weights_desc_init(
+        nativeint desc,
+        int algKind,
+        nativeint src,
+        nativeint diffWeights,
+        nativeint diffBias,
+        nativeint diffDst,
+        int64[] strides,
+        int64[] dilates,
+        int64[] padL,
+        int64[] padR
+    )
+
+    [<DllImport(Lib)>]
+    extern int dnnl_primitive_desc_create(
+        nativeint& pd,
+        nativeint opDesc,
+        nativeint attr,
+        nativeint engine,
+        nativeint hint
+    )
+
+    [<DllImport(Lib)>]
+    extern nativeint dnnl_primitive_desc_query_md(nativeint pd, int what, int index)
+
+    [<DllImport(Lib)>]
+    extern int dnnl_primitive_desc_query(nativeint pd, int what, int index, nativeint& result)
+
+    [<DllImport(Lib)>]
+    extern int dnnl_memory_desc_equal(nativeint a, nativeint b)
+
+    [<DllImport(Lib)>]
+    extern unativeint dnnl_memory_desc_get_size(nativeint md)
+
+    [<DllImport(Lib)>]
+    extern int dnnl_reorder_primitive_desc_create(
+        nativeint& pd,
+        nativeint src,
+        nativeint srcEngine,
+        nativeint dst,
+        nativeint dstEngine,
+        nativeint attr
+    )
+
+    [<DllImport(Lib)>]
+    extern int dnnl_primitive_create(nativeint& primitive, nativeint pd)
+
+    [<DllImport(Lib)>]
+    extern int dnnl_memory_create(nativeint& memory, nativeint md, nativeint engine, nativeint handle)
+
+    [<DllImport(Lib)>]
+    extern int dnnl_memory_set_data_handle(nativeint memory, nativeint handle)
+
+    [<DllImport(Lib)>]
+    extern int dnnl_primitive_execute(nativeint primitive, nativeint stream, int nargs, ExecArg[] args)
+
+    [<DllImport(Lib)>]
+    extern int dnnl_stream_wait(nativeint stream)
+
+
+// enum values of oneDNN 2.x (dnnl_types.h)
+let private F32, TagAny, TagAbcd = 3, 1, 5
+let private ForwardTraining, ConvDirect = 64, 1
+
+let private QuerySrc, QueryDiffSrc, QueryWeights, QueryDiffWeights, QueryDst, QueryDiffDst =
+    129, 130, 131, 132, 133, 134
+
+let private QueryImplInfo = 8
+
+let private ArgSrc, ArgDst, ArgWeights, ArgDiffSrc, ArgDiffDst, ArgDiffWeights =
+    1, 17, 33, 129, 145, 161
+
+let private ArgFrom, ArgTo = 1, 17
+
+let private check what (status: int) =
+    if status <> 0 then
+        failwithf "oneDNN %s failed with status %d" what status
+
+/// An opaque, never-freed native block for a descriptor (a memory descriptor is ~700 bytes in
+/// oneDNN 2.x and a convolution descriptor ~6 KB; these sizes leave room).
+let private block (bytes: int) =
+    let p = Marshal.AllocHGlobal bytes
+
+    for i in 0 .. bytes - 1 do
+        Marshal.WriteByte(p, i, 0uy)
+
+    p
+
+let private plain (shape: int[]) =
+    let md = block 2048
+    check "memory_desc_init_by_tag" (Native.dnnl_memory_desc_init_by_tag (md, 4, Array.map int64 shape, F32, TagAbcd))
+    md
+
+let private anyLayout (shape: int[]) =
+    let md = block 2048
+    check "memory_desc_init_by_tag" (Native.dnnl_memory_desc_init_by_tag (md, 4, Array.map int64 shape, F32, TagAny))
+    md
+
+type private Engine = { Engine: nativeint; Stream: nativeint }
+
+let private engine =
+    lazy
+        (let mutable e = 0n
+         check "engine_create" (Native.dnnl_engine_create (&e, 1, 0un))
+         let mutable s = 0n
+         check "stream_create" (Native.dnnl_stream_create (&s, e, 1u))
+         { Engine = e; Stream = s })
+
+/// One operand: the engine's plain buffer, and when the primitive wants another layout, a
+/// pooled scratch buffer of `Bytes` in that layout with the reorder between them.
+type private Operand = {
+    User: nativeint
+    Internal: nativeint
+    Bytes: int
+    Reorder: nativeint
+}
+
+let private operand (userMd: nativeint) (wanted: nativeint) (input: bool) =
+    let e = engine.Value
+    let mutable user = 0n
+    check "memory_create" (Native.dnnl_memory_create (&user, userMd, e.Engine, 0n))
+
+    if Native.dnnl_memory_desc_equal (userMd, wanted) <> 0 then
+        {
+            User = user
+            Internal = 0n
+            Bytes = 0
+            Reorder = 0n
+        }
+    else
+        let mutable inner = 0n
+        check "memory_create" (Native.dnnl_memory_create (&inner, wanted, e.Engine, 0n))
+        let src, dst = if input then userMd, wanted else wanted, userMd
+        let mutable rpd = 0n
+
+        check
+            "reorder_primitive_desc_create"
+            (Native.dnnl_reorder_primitive_desc_create (&rpd, src, e.Engine, dst, e.Engine, 0n))
+
+        let mutable r = 0n
+        check "primitive_create" (Native.dnnl_primitive_create (&r, rpd))
+
+        {
+            User = user
+            Internal = inner
+            Bytes = int (Native.dnnl_memory_desc_get_size wanted)
+            Reorder = r
+        }
+
+/// The memory the primitive itself reads or writes.
+let private used (o: Operand) =
+    if o.Reorder = 0n then o.User else o.Internal
+
+/// A built convolution primitive and its three operands, in argument-slot order.
+type private Plan = {
+    Primitive: nativeint
+    Slots: int[]
+    Operands: Operand[]
+    /// Which operand is the output (reordered after the primitive runs).
+    Output: int
+    Impl: string
+}
+
+type private Kind =
+    | Forward
+    | BackwardData
+    | BackwardWeights
+
+let private plans = Dictionary<struct (Kind * string), Plan option>()
+
+let private forwardPd (x: nativeint) (w: nativeint) (y: nativeint) (spec: ConvSpec) =
+    let desc = block 16384
+    let strides = [| int64 spec.StrideH; int64 spec.StrideW |]
+    let dil = [| 0L; 0L |]
+    let padL = [| int64 spec.PadTop; int64 spec.PadLeft |]
+    let padR = [| int64 spec.PadBottom; int64 spec.PadRight |]
+
+    check
+        "convolution_forward_desc_init"
+        (Native.dnnl_dilated_convolution_forward_desc_init (
+            desc,
+            ForwardTraining,
+            ConvDirect,
+            x,
+            w,
+            0n,
+            y,
+            strides,
+            dil,
+            padL,
+            padR
+        ))
+
+    let mutable pd = 0n
+    check "primitive_desc_create" (Native.dnnl_primitive_desc_create (&pd, desc, 0n, engine.Value.Engine, 0n))
+    pd
+
+let private build (kind: Kind) (spec: ConvSpec) (xShape: int[]) (wShape: int[]) (yShape: int[]) =
+    let strides = [| int64 spec.StrideH; int64 spec.StrideW |]
+    let dil = [| 0L; 0L |]
+    let padL = [| int64 spec.PadTop; int64 spec.PadLeft |]
+    let padR = [| int64 spec.PadBottom; int64 spec.PadRight |]
+    let xAny, wAny, yAny = anyLayout xShape, anyLayout wShape, anyLayout yShape
+    let hint = forwardPd xAny wAny yAny spec
+    let e = engine.Value
+
+    let pd =
+        match kind with
+        | Forward -> hint
+        | BackwardData ->
+            let desc = block 16384
+
+            check
+                "convolution_backward_data_desc_init"
+                (Native.dnnl_dilated_convolution_backward_data_desc_init (
+                    desc,
+                    ConvDirect,
+                    xAny,
+                    wAny,
+                    yAny,
+                    strides,
+                    dil,
+                    padL,
+                    padR
+                ))
+
+            let mutable pd = 0n
+            check "primitive_desc_create" (Native.dnnl_primitive_desc_create (&pd, desc, 0n, e.Engine, hint))
+            pd
+        | BackwardWeights ->
+            let desc = block 16384
+
+            check
+                "convolution_backward_weights_desc_init"
+                (Native.dnnl_dilated_convolution_backward_weights_desc_init (
+                    desc,
+                    ConvDirect,
+                    xAny,
+                    wAny,
+                    0n,
+                    yAny,
+                    strides,
+                    dil,
+                    padL,
+                    padR
+                ))
+
+            let mutable pd = 0n
+            check "primitive_desc_create" (Native.dnnl_primitive_desc_create (&pd, desc, 0n, e.Engine, hint))
+            pd
+
+    let q what =
+        Native.dnnl_primitive_desc_query_md (pd, what, 0)
+
+    let x, w, y = plain xShape, plain wShape, plain yShape
+
+    // slots and operands; the output is last
+    let slots, ops =
+        match kind with
+        | Forward ->
+            [| ArgSrc; ArgWeights; ArgDst |],
+            [|
+                operand x (q QuerySrc) true
+                operand w (q QueryWeights) true
+                operand y (q QueryDst) false
+            |]
+        | BackwardData ->
+            [| ArgDiffDst; ArgWeights; ArgDiffSrc |],
+            [|
+                operand y (q QueryDiffDst) true
+                operand w (q QueryWeights) true
+                operand x (q QueryDiffSrc) false
+            |]
+        | BackwardWeights ->
+            [| ArgSrc; ArgDiffDst; ArgDiffWeights |],
+            [|
+                operand x (q QuerySrc) true
+                operand y (q QueryDiffDst) true
+                operand w (q QueryDiffWeights) false
+            |]
+
+    let mutable prim = 0n
+    check "primitive_create" (Native.dnnl_primitive_create (&prim, pd))
+    let mutable info = 0n
+
+    let impl =
+        if Native.dnnl_primitive_desc_query (pd, QueryImplInfo, 0, &info) = 0 && info <> 0n then
+            Marshal.PtrToStringAnsi info |> Option.ofObj |> Option.defaultValue "?"
+        else
+            "?"
+
+    {
+        Primitive = prim
+        Slots = slots
+        Operands = ops
+        Output = 2
+        Impl = impl
+    }
+
+let private plan kind (spec: ConvSpec) (xShape: int[]) (wShape: int[]) (yShape: int[]) =
+    let key = struct (kind, sprintf "%A|%A|%A|%A" spec xShape wShape yShape)
+
+    lock plans (fun () ->
+        match plans.TryGetValue key with
+        | true, p -> p
+        | _ ->
+            let p =
+                try
+                    Some(build kind spec xShape wShape yShape)
+                with _ ->
+                    None
+
+            plans.[key] <- p
+            p)
+
+/// Runs a plan on three float32 buffers in operand order (the last one is written).
+let private run (p: Plan) (buffers: float32[][]) =
+    let e = engine.Value
+
+    let scratch =
+        p.Operands
+        |> Array.map (fun o ->
+            if o.Bytes > 0 then
+                ArrayPool<float32>.Shared.Rent(o.Bytes / 4 + 16)
+            else
+                [||])
+
+    let handles = List<GCHandle>()
+
+    let pin (a: float32[]) =
+        let h = GCHandle.Alloc(a, GCHandleType.Pinned)
+        handles.Add h
+        h.AddrOfPinnedObject()
+
+    try
+        for i in 0..2 do
+            let o = p.Operands.[i]
+            check "memory_set_data_handle" (Native.dnnl_memory_set_data_handle (o.User, pin buffers.[i]))
+
+            if o.Bytes > 0 then
+                check "memory_set_data_handle" (Native.dnnl_memory_set_data_handle (o.Internal, pin scratch.[i]))
+
+        for i in 0..1 do
+            let o = p.Operands.[i]
+
+            if o.Reorder <> 0n then
+                check
+                    "reorder"
+                    (Native.dnnl_primitive_execute (
+                        o.Reorder,
+                        e.Stream,
+                        2,
+                        [| ExecArg(ArgFrom, o.User); ExecArg(ArgTo, o.Internal) |]
+                    ))
+
+        let args = Array.init 3 (fun i -> ExecArg(p.Slots.[i], used p.Operands.[i]))
+        check "convolution" (Native.dnnl_primitive_execute (p.Primitive, e.Stream, 3, args))
+        let out = p.Operands.[p.Output]
+
+        if out.Reorder <> 0n then
+            check
+                "reorder"
+                (Native.dnnl_primitive_execute (
+                    out.Reorder,
+                    e.Stream,
+                    2,
+                    [| ExecArg(ArgFrom, out.Internal); ExecArg(ArgTo, out.User) |]
+                ))
+
+        check "stream_wait" (Native.dnnl_stream_wait e.Stream)
+    finally
+        for h in handles do
+            h.Free()
+
+        for s in scratch do
+            if s.Length > 0 then
+                ArrayPool<float32>.Shared.Return s
+
+let private eligible (spec: ConvSpec) =
+    Blas.dnnlAvailable ()
+    && spec.Groups = 1
+    && spec.DilationH = 1
+    && spec.DilationW = 1
+    && Environment.GetEnvironmentVariable "GAN_DISABLE_DNNL_CONV" <> "1"
+
+/// y = conv2d(x, w), or None when oneDNN is absent or declines.
+let conv2d (spec: ConvSpec) (x: float32[]) (xShape: int[]) (w: float32[]) (wShape: int[]) =
+    if not (eligible spec) then
+        None
+    else
+        let yShape = ConvSpec.outputShape "conv2d" spec xShape wShape
+
+        plan Forward spec xShape wShape yShape
+        |> Option.map (fun p ->
+            let y = GC.AllocateUninitializedArray<float32>(Shape.numel yShape)
+            run p [| x; w; y |]
+            y)
+
+/// dx = conv2dᵀ(g, w) of shape xShape, or None.
+let conv2dInputGrad (spec: ConvSpec) (g: float32[]) (gShape: int[]) (w: float32[]) (wShape: int[]) (xShape: int[]) =
+    // oneDNN pads fewer than 16 input channels up to a block of 16 here (measured 3-5x slower
+    // than im2col for RGB inputs)
+    if not (eligible spec) || xShape.[1] < 16 then
+        None
+    else
+        plan BackwardData spec xShape wShape gShape
+        |> Option.map (fun p ->
+            let dx = GC.AllocateUninitializedArray<float32>(Shape.numel xShape)
+            run p [| g; w; dx |]
+            dx)
+
+/// dW of shape wShape, or None.
+let conv2dWeightGrad (spec: ConvSpec) (x: float32[]) (xShape: int[]) (g: float32[]) (gShape: int[]) (wShape: int[]) =
+    if not (eligible spec) then
+        None
+    else
+        plan BackwardWeights spec xShape wShape gShape
+        |> Option.map (fun p ->
+            let dw = GC.AllocateUninitializedArray<float32>(Shape.numel wShape)
+            run p [| x; g; dw |]
+            dw)
+
+/// The oneDNN implementation chosen for each convolution built so far (for the profile).
+let implementations () =
+    lock plans (fun () ->
+        plans
+        |> Seq.choose (fun kv ->
+            let struct (k, shapes) = kv.Key
+            kv.Value |> Option.map (fun p -> sprintf "%A %s: %s" k shapes p.Impl))
+        |> Seq.toList)

@@ -1,0 +1,197 @@
+using System.Diagnostics;
+using System.Globalization;
+using Gan.Functional;
+using Gan.Functional.CSharp;
+using Gan.Functional.Kernels;
+using Gan.Host.Cli;
+
+namespace Gan.Host.Commands;
+
+/// <summary>
+/// `bench`: the speed of full training steps, the same step as bench/torch_reference.py: G(z) once,
+/// one D update on the real batch and the detached fake batch, then one G update through the updated
+/// D; Adam(2e-4, β 0.5/0.999) for both, BCE-with-logits, random data. Prints exactly one line per
+/// model on stdout; the backend, allocations, GC counts and the profile go to stderr.
+/// </summary>
+internal static class BenchCommand
+{
+    /// <summary>The order and batch defaults of the PyTorch anchor.</summary>
+    private static readonly (string Name, int Batch)[] Models =
+        [("mlp", 256), ("dcgan28", 64), ("mbd28", 64), ("dcgan64", 64), ("valid64", 64)];
+
+    public static int Run(BenchRequest req, HostContext ctx)
+    {
+        if (req.Model == "all")
+        {
+            return RunAll(req, ctx);
+        }
+
+        if (!Models.Any(m => m.Name == req.Model))
+        {
+            throw new UserError(
+                $"--model: unknown model '{req.Model}'; bench takes {string.Join(", ", Models.Select(m => m.Name))} or all.",
+                ExitCodes.Usage);
+        }
+
+        return RunOne(req, ctx);
+    }
+
+    private static int RunAll(BenchRequest req, HostContext ctx)
+    {
+        // each model in its own process, so that its peak RSS is its own
+        var self = Environment.ProcessPath ?? throw new UserError("bench --model all: cannot find this program's path to start one process per model.");
+        var prefix = Path.GetFileNameWithoutExtension(self) == "dotnet"
+            ? [typeof(BenchCommand).Assembly.Location]
+            : Array.Empty<string>();
+        foreach (var (name, _) in Models)
+        {
+            var psi = new ProcessStartInfo(self) { RedirectStandardOutput = true, UseShellExecute = false };
+            foreach (var a in prefix)
+            {
+                psi.ArgumentList.Add(a);
+            }
+
+            foreach (var a in ChildArgs(req, name))
+            {
+                psi.ArgumentList.Add(a);
+            }
+
+            using var child = Process.Start(psi) ?? throw new UserError($"bench: could not start a process for {name}.");
+            var output = child.StandardOutput.ReadToEnd();
+            child.WaitForExit();
+            ctx.Out.Write(output);
+            if (child.ExitCode != 0)
+            {
+                ctx.Err.WriteLine($"error: bench of {name} failed with exit code {child.ExitCode}.");
+                return ExitCodes.Failed;
+            }
+        }
+
+        return ExitCodes.Ok;
+    }
+
+    private static IEnumerable<string> ChildArgs(BenchRequest req, string name)
+    {
+        var c = CultureInfo.InvariantCulture;
+        yield return "bench";
+        yield return "--model";
+        yield return name;
+        if (req.Batch is int b)
+        {
+            yield return "--batch";
+            yield return b.ToString(c);
+        }
+
+        yield return "--steps";
+        yield return req.Steps.ToString(c);
+        yield return "--warmup";
+        yield return req.Warmup.ToString(c);
+        yield return "--threads";
+        yield return req.Threads.ToString(c);
+        if (req.Profile)
+        {
+            yield return "--profile";
+        }
+    }
+
+    private static int RunOne(BenchRequest req, HostContext ctx)
+    {
+        var c = CultureInfo.InvariantCulture;
+        var batch = req.Batch ?? Models.First(m => m.Name == req.Model).Batch;
+        var cpu = new CpuBackend(req.Threads);
+        var profiler = req.Profile ? new ProfilingBackend(cpu) : null;
+        Engine.UseBackend(profiler is null ? cpu : profiler);
+        ctx.Err.WriteLine(cpu.Description);
+
+        var options = TrainOptions.ForModel(req.Model, 3);
+        options.BatchSize = batch;
+        options.LearningRate = 2e-4;
+        options.GeneratorLrScale = 1.0;
+        options.Beta1 = 0.5;
+        options.Loss = "bce";
+        options.DSteps = 1;
+        options.LrDecayEpochs = [];
+        // PyTorch's loop: G is differentiated through the D that was just updated
+        options.SimultaneousUpdates = false;
+        var trainer = GanTrainer.Create(options);
+
+        var shape = trainer.Model.ImageShape;
+        var real = new float[batch * shape.Aggregate(1, (a, s) => a * s)];
+        var rng = new System.Random(0);
+        for (var i = 0; i < real.Length; i++)
+        {
+            real[i] = (float)(rng.NextDouble() * 2 - 1);
+        }
+
+        for (var i = 0; i < req.Warmup; i++)
+        {
+            trainer.Step(real, batch, 0);
+        }
+
+        profiler?.Reset();
+        var times = new double[req.Steps];
+        var gen2 = GC.CollectionCount(2);
+        var allocated = GC.GetTotalAllocatedBytes(precise: true);
+        for (var i = 0; i < req.Steps; i++)
+        {
+            var t0 = Stopwatch.GetTimestamp();
+            trainer.Step(real, batch, 0);
+            times[i] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+        }
+
+        var perStep = (GC.GetTotalAllocatedBytes(precise: true) - allocated) / (double)req.Steps;
+        gen2 = GC.CollectionCount(2) - gen2;
+        Array.Sort(times);
+        var median = times.Length % 2 == 1 ? times[times.Length / 2] : (times[times.Length / 2 - 1] + times[times.Length / 2]) / 2;
+        ctx.Err.WriteLine(string.Create(c, $"{req.Model}: allocated {perStep / 1e6:F1} MB/step, {gen2} gen-2 GC(s) in {req.Steps} steps"));
+        if (profiler is not null)
+        {
+            PrintProfile(profiler, req.Steps, times.Sum(), ctx.Err);
+        }
+
+        ctx.Out.WriteLine(string.Create(c,
+            $"model={req.Model} batch={batch} median_ms={median:F1} min_ms={times[0]:F1} peak_rss_mb={PeakRssMb():F0}"));
+        return ExitCodes.Ok;
+    }
+
+    private static void PrintProfile(ProfilingBackend profiler, int steps, double totalMs, TextWriter err)
+    {
+        var c = CultureInfo.InvariantCulture;
+        var timings = profiler.Timings();
+        var kernelMs = timings.Sum(t => t.Seconds) * 1000 / steps;
+        var stepMs = totalMs / steps;
+        err.WriteLine(string.Create(c, $"profile (per step, mean of {steps}): {stepMs:F1} ms, of which kernels {kernelMs:F1} ms and engine/autodiff/GC {stepMs - kernelMs:F1} ms"));
+        err.WriteLine("  kernel                    calls     ms/step   share   GFLOP/s");
+        foreach (var t in timings)
+        {
+            var ms = t.Seconds * 1000 / steps;
+            var gflops = t.Flops > 0 ? t.Gflops.ToString("F1", c) : "";
+            err.WriteLine(string.Create(c, $"  {t.Kernel,-24} {t.Calls / (double)steps,7:F0} {ms,11:F2} {100 * ms / stepMs,6:F1}% {gflops,9}"));
+        }
+
+        var flops = timings.Sum(t => t.Flops);
+        var gemmSeconds = timings.Where(t => t.Flops > 0).Sum(t => t.Seconds);
+        err.WriteLine(string.Create(c, $"  GEMM-like kernels: {flops / steps / 1e9:F2} GFLOP/step at {flops / gemmSeconds / 1e9:F1} GFLOP/s (machine sgemm ceiling ~260)"));
+    }
+
+    /// <summary>The process's peak resident set (VmHWM), in MB; 0 where /proc is absent.</summary>
+    private static double PeakRssMb()
+    {
+        const string status = "/proc/self/status";
+        if (!File.Exists(status))
+        {
+            return 0;
+        }
+
+        foreach (var line in File.ReadLines(status))
+        {
+            if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
+            {
+                var kb = line["VmHWM:".Length..].Trim().Split(' ')[0];
+                return double.Parse(kb, CultureInfo.InvariantCulture) / 1024;
+            }
+        }
+
+        return 0;
+    }
+}
