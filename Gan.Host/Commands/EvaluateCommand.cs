@@ -106,20 +106,8 @@ internal static class EvaluateCommand
     /// <summary>Every PNG/JPEG under <paramref name="root"/> (in path order) as grey 28×28 images in [0, 1].</summary>
     public static (float[] Pixels, int Count, string Root) LoadFolder(string root)
     {
-        if (!Directory.Exists(root))
-        {
-            throw new UserError($"The image folder {root} (--images) does not exist.");
-        }
-
-        var files = Directory.EnumerateFiles(root, "*", SearchOption.AllDirectories)
-            .Where(f => Path.GetExtension(f).ToLowerInvariant() is ".png" or ".jpg" or ".jpeg")
-            .Select(f => (Full: f, Rel: Path.GetRelativePath(root, f).Replace('\\', '/')))
-            .OrderBy(f => f.Rel, StringComparer.Ordinal)
-            .ToList();
-        if (files.Count == 0)
-        {
-            throw new UserError($"The image folder {root} (--images) holds no PNG or JPEG files (.png, .jpg, .jpeg), so there is nothing to score.");
-        }
+        var files = ImageFolder.List(root, $"The image folder {root} (--images) does not exist.",
+            $"The image folder {root} (--images) holds no PNG or JPEG files (.png, .jpg, .jpeg), so there is nothing to score.");
 
         var pixels = new float[files.Count * 784];
         Parallel.For(0, files.Count, i =>

@@ -18,11 +18,16 @@ internal static class ImageFolder
     private const int HeaderSize = 64;
     private const int Chunk = 1024;
 
-    public static ImageSet Load(string root, int channels, int size, string? bboxFile, string cacheDir, HostContext ctx)
+    /// <summary>
+    /// Every PNG/JPEG under <paramref name="root"/> (recursively), ordered by the path relative to
+    /// it, so the order is the same on every machine; throws a <see cref="UserError"/> with the given
+    /// message when the folder is missing or holds no image.
+    /// </summary>
+    public static List<(string Full, string Rel)> List(string root, string missing, string empty)
     {
         if (!Directory.Exists(root))
         {
-            throw new UserError($"The image folder {root} (from --dataset images:{root}) does not exist.");
+            throw new UserError(missing);
         }
 
         var files = Directory.EnumerateFiles(root, "*", SearchOption.AllDirectories)
@@ -32,8 +37,16 @@ internal static class ImageFolder
             .ToList();
         if (files.Count == 0)
         {
-            throw new UserError($"The image folder {root} holds no PNG or JPEG files (.png, .jpg, .jpeg), so there is nothing to train on.");
+            throw new UserError(empty);
         }
+
+        return files;
+    }
+
+    public static ImageSet Load(string root, int channels, int size, string? bboxFile, string cacheDir, HostContext ctx)
+    {
+        var files = List(root, $"The image folder {root} (from --dataset images:{root}) does not exist.",
+            $"The image folder {root} holds no PNG or JPEG files (.png, .jpg, .jpeg), so there is nothing to train on.");
 
         var boxes = bboxFile is null ? null : ReadBoundingBoxes(bboxFile);
         var key = CacheKey(root, files.Select(f => f.Full), channels, size, bboxFile);
