@@ -41,6 +41,12 @@ module CommandLine =
 
         v
 
+    /// An optional int flag checked against [lo, hi], or its default when absent.
+    let private betweenOr flag lo hi fallback (v: int option) =
+        v |> Option.map (between flag lo hi) |> Option.defaultValue fallback
+
+    let private threads (v: int option) = betweenOr "--threads" 0 1024 0 v
+
     let private positive flag (v: float) =
         if not (Double.IsFinite v) || v <= 0.0 then
             fail "%s must be a positive number (got %s)." flag (show v)
@@ -203,9 +209,6 @@ module CommandLine =
 
         req
 
-    let private threads (v: int option) =
-        v |> Option.map (between "--threads" 0 1024) |> Option.defaultValue 0
-
     let private requiredOut (command: string) (ext: string) (v: string option) =
         match v with
         | Some o when o.Trim() <> "" -> o
@@ -310,15 +313,9 @@ module CommandLine =
         req.Run <- run
         req.Checkpoint <- checkpoint
 
-        req.Steps <-
-            r.TryGetResult InterpolateArgs.Steps
-            |> Option.map (between "--steps" 2 64)
-            |> Option.defaultValue 8
+        req.Steps <- r.TryGetResult InterpolateArgs.Steps |> betweenOr "--steps" 2 64 8
 
-        req.Rows <-
-            r.TryGetResult InterpolateArgs.Rows
-            |> Option.map (between "--rows" 1 64)
-            |> Option.defaultValue 4
+        req.Rows <- r.TryGetResult InterpolateArgs.Rows |> betweenOr "--rows" 1 64 4
 
         req.Spherical <- r.Contains InterpolateArgs.Spherical
         req.Seed <- r.TryGetResult InterpolateArgs.Seed |> Option.defaultValue 0UL
@@ -371,10 +368,7 @@ module CommandLine =
         | NonNull _, NonNull _ -> fail "sample takes --run DIR or --checkpoint FILE, not both."
         | _ -> ()
 
-        req.Count <-
-            r.TryGetResult SampleArgs.Count
-            |> Option.map (between "--count" 1 4096)
-            |> Option.defaultValue 16
+        req.Count <- r.TryGetResult SampleArgs.Count |> betweenOr "--count" 1 4096 16
 
         req.Out <-
             match r.TryGetResult SampleArgs.Out with
@@ -384,10 +378,7 @@ module CommandLine =
         req.Seed <- r.TryGetResult SampleArgs.Seed |> Option.defaultValue 0UL
         req.UseEma <- not (r.Contains SampleArgs.No_Ema)
 
-        req.Threads <-
-            r.TryGetResult SampleArgs.Threads
-            |> Option.map (between "--threads" 0 1024)
-            |> Option.defaultValue 0
+        req.Threads <- threads (r.TryGetResult SampleArgs.Threads)
 
         req
 
@@ -396,20 +387,11 @@ module CommandLine =
         req.Model <- r.TryGetResult BenchArgs.Model |> Option.defaultValue "all"
         req.Batch <- nullable (r.TryGetResult BenchArgs.Batch |> Option.map (between "--batch" 1 65536))
 
-        req.Steps <-
-            r.TryGetResult BenchArgs.Steps
-            |> Option.map (between "--steps" 1 100000)
-            |> Option.defaultValue 10
+        req.Steps <- r.TryGetResult BenchArgs.Steps |> betweenOr "--steps" 1 100000 10
 
-        req.Warmup <-
-            r.TryGetResult BenchArgs.Warmup
-            |> Option.map (between "--warmup" 0 100000)
-            |> Option.defaultValue 3
+        req.Warmup <- r.TryGetResult BenchArgs.Warmup |> betweenOr "--warmup" 0 100000 3
 
-        req.Threads <-
-            r.TryGetResult BenchArgs.Threads
-            |> Option.map (between "--threads" 0 1024)
-            |> Option.defaultValue 0
+        req.Threads <- threads (r.TryGetResult BenchArgs.Threads)
 
         req.Profile <- r.Contains BenchArgs.Profile
         req
@@ -516,10 +498,7 @@ module CommandLine =
 
                     ParsedCommand(CommandKind.Models, "", null, null, c, 0)
                 | HostArgs.Devices r ->
-                    let t =
-                        r.TryGetResult DevicesArgs.Threads
-                        |> Option.map (between "--threads" 0 1024)
-                        |> Option.defaultValue 0
+                    let t = threads (r.TryGetResult DevicesArgs.Threads)
 
                     ParsedCommand(CommandKind.Devices, "", null, null, 3, t)
                 | HostArgs.Bench r -> ParsedCommand(CommandKind.Bench, "", null, null, 3, 0, Bench = benchRequest r)

@@ -403,16 +403,7 @@ module Zoo =
             Range = MinusOneToOne
             Generator = Layer.sequential (hidden noiseDim Layers.relu @ [ Layers.linear width 2 ])
             Discriminator = Layer.sequential (hidden 2 (Layers.leakyRelu 0.2) @ head)
-            Defaults = {
-                BatchSize = 100
-                Lr = 1e-3
-                GLrScale = 1.0
-                Beta1 = 0.5
-                Epochs = 20
-                CheckpointEvery = 5
-                LrDecayEpochs = []
-                SimultaneousUpdates = false
-            }
+            Defaults = { gan 1e-3 with BatchSize = 100 }
         }
 
     /// toy2d: <see cref="toy2dWith"/> with z of 2 dimensions (PacGAN's) and 3 hidden layers of
