@@ -393,7 +393,8 @@ module CommandLine =
 
         req.Threads <- threads (r.TryGetResult BenchArgs.Threads)
 
-        req.Profile <- r.Contains BenchArgs.Profile
+        req.ProfileShapes <- r.Contains BenchArgs.Profile_Shapes
+        req.Profile <- r.Contains BenchArgs.Profile || req.ProfileShapes
         req
 
     let private error (command: string option) (message: string) =

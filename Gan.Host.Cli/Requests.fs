@@ -56,6 +56,8 @@ type BenchRequest() =
     member val Warmup = 3 with get, set
     member val Threads = 0 with get, set
     member val Profile = false with get, set
+    /// Split the profile by operand shapes (implies Profile).
+    member val ProfileShapes = false with get, set
 
 /// Which command a command line asks for.
 type CommandKind =

@@ -127,6 +127,7 @@ type BenchArgs =
     | [<Unique>] Warmup of count: int
     | [<Unique>] Threads of count: int
     | [<Unique>] Profile
+    | [<Unique>] Profile_Shapes
 
     interface IArgParserTemplate with
         member a.Usage =
@@ -137,6 +138,7 @@ type BenchArgs =
             | Warmup _ -> "untimed steps first (default 3)."
             | Threads _ -> "CPU worker threads (default 0: one per core)."
             | Profile -> "also print, on stderr, where the time of a step goes, kernel by kernel."
+            | Profile_Shapes -> "like --profile, with each kernel split by its operands' shapes."
 
 /// The command line of Gan.Host.
 [<RequireQualifiedAccess>]

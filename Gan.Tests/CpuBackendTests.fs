@@ -128,8 +128,10 @@ let ``vectorised comparisons give the reference's 0/1 masks, ties and scalars in
 let ``strided views (permutes, broadcasts, slices) agree with the reference`` () =
     let x = data 9UL [| 4; 5; 6; 70 |]
     let big = data 10UL [| 64; 32; 1; 1 |]
+    let image = data 11UL [| 64; 16; 14; 14 |]
 
     let cases = [
+        "nearest upsampling ×2", image, 0, [| 3136; 196; 14; 0; 1; 0 |], [| 64; 16; 14; 2; 14; 2 |]
         "permute", x, 0, [| 420; 2100; 70; 1 |], [| 5; 4; 6; 70 |]
         "expand", big, 0, [| 32; 1; 0; 0 |], [| 64; 32; 40; 40 |]
         "slice", x, 2 * 70 + 3, [| 2100; 420; 70; 1 |], [| 4; 5; 3; 60 |]
@@ -177,6 +179,18 @@ let ``sum and max reductions agree with the reference over random axes`` () =
                     (sprintf "%A %A over %A" op s axes)
                     (fast.Reduce(op, x, axes))
                     (reference.Reduce(op, x, axes)))
+
+[<Fact>]
+let ``the gradient of nearest upsampling (sums of short runs) agrees with the reference`` () =
+    // [N, C, H, 2, W, 2] summed over the two ×2 axes: big enough to split across threads
+    let g = data 12UL [| 64; 32; 14; 2; 14; 2 |]
+
+    for op in [ ReduceSum; ReduceMax ] do
+        close 1e-5 (sprintf "%A" op) (fast.Reduce(op, g, [| 3; 5 |])) (reference.Reduce(op, g, [| 3; 5 |]))
+
+    // a kept short innermost run: [N, 2, W, 3] summed over the batch and the 2
+    let h = data 13UL [| 512; 2; 40; 3 |]
+    close 1e-4 "kept short run" (fast.Reduce(ReduceSum, h, [| 0; 1 |])) (reference.Reduce(ReduceSum, h, [| 0; 1 |]))
 
 [<Fact>]
 let ``batched matmul with transposes agrees with the reference`` () =

@@ -19,11 +19,9 @@ open System.IO.Compression
 open Gan.Functional
 open Gan.Functional.Eval
 
-// the fast CPU kernels (OpenBLAS/oneDNN or managed SIMD), one thread per core, as the host uses;
-// the library's default is the slow reference backend
-let cpu = Gan.Functional.Kernels.CpuBackend(0)
-Backend.set cpu
-printfn "%s" cpu.Description
+// the engine's default backend: the fast CPU kernels (OpenBLAS/oneDNN or managed SIMD), one
+// thread per core, as the host uses; say which
+printfn "%s" (Gan.Functional.CSharp.Engine.ConfigureCpu 0)
 
 let args = fsi.CommandLineArgs |> Array.skip 1
 

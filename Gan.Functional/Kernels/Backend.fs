@@ -54,7 +54,8 @@ type AdamCoefficients = {
 /// The seam between the engine and the machine: every raw kernel the engine needs, with no
 /// notion of gradients. Inputs are valid (shapes were checked by the caller) and are never
 /// mutated; every kernel returns a fresh tensor. A backend is chosen at run time with
-/// <see cref="M:Gan.Functional.Backend.set"/>; the reference backend is the default.
+/// <see cref="M:Gan.Functional.Backend.set"/>; until then the engine uses the fast CPU backend
+/// on every core (<c>GAN_BACKEND=reference</c> makes the reference kernels the default).
 type IBackend =
     /// A short name shown at start-up and in benchmarks.
     abstract Name: string
@@ -125,3 +126,6 @@ module Backend =
         match Volatile.Read(&current) with
         | Some b -> b
         | None -> fallback
+
+    /// The selected backend, if one was selected.
+    let tryGet () = Volatile.Read(&current)

@@ -500,27 +500,45 @@ module internal Fast =
             let r = dims.Length
             let inner = dims.[r - 1]
             let si = st.[0].[r - 1]
-            let rows = n / inner
+
+            // a short innermost run (nearest upsampling's ×2 broadcast) is handled together with
+            // the dimension outside it, so the index arithmetic is paid once per block, not per run
+            let blocked = inner < 16 && r >= 2
+            let outerDims = if blocked then r - 2 else r - 1
+            let mid = if blocked then dims.[r - 2] else 1
+            let sm = if blocked then st.[0].[r - 2] else 0
+            let block = inner * mid
+            let rows = n / block
 
             split (if n >= parallelThreshold then threads else 1) rows (fun r0 r1 ->
                 for row in r0 .. r1 - 1 do
                     let mutable rem = row
                     let mutable px = offset
 
-                    for d in r - 2 .. -1 .. 0 do
+                    for d in outerDims - 1 .. -1 .. 0 do
                         let c = rem % dims.[d]
                         rem <- rem / dims.[d]
                         px <- px + c * st.[0].[d]
 
-                    let o = row * inner
+                    let o = row * block
 
-                    if si = 1 then
+                    if not blocked && si = 1 then
                         Array.Copy(x, px, y, o, inner)
-                    elif si = 0 then
+                    elif not blocked && si = 0 then
                         Span(y, o, inner).Fill x.[px]
                     else
-                        for j in 0 .. inner - 1 do
-                            y.[o + j] <- x.[px + j * si])
+                        for m in 0 .. mid - 1 do
+                            let pm = px + m * sm
+                            let om = o + m * inner
+
+                            if si = 0 then
+                                let v = x.[pm]
+
+                                for j in 0 .. inner - 1 do
+                                    y.[om + j] <- v
+                            else
+                                for j in 0 .. inner - 1 do
+                                    y.[om + j] <- x.[pm + j * si])
 
         y
 
@@ -547,7 +565,36 @@ module internal Fast =
                 let r = dims.Length
                 let inner = dims.[r - 1]
                 let io = st.[1].[r - 1]
-                let rows = x.Length / inner
+
+                // a short innermost run (the gradient of nearest upsampling sums runs of 2) is
+                // folded together with the dimension outside it, as in `view`
+                let blocked = inner < 16 && r >= 2
+                let outerDims = if blocked then r - 2 else r - 1
+                let mid = if blocked then dims.[r - 2] else 1
+                let smx = if blocked then st.[0].[r - 2] else 0
+                let smo = if blocked then st.[1].[r - 2] else 0
+                let rows = x.Length / (inner * mid)
+
+                // hoisted: F#'s = on a union is a call, too slow per element
+                let isSum = op = ReduceSum
+
+                let foldBlock (y: float32[]) (px: int) (po: int) =
+                    for m in 0 .. mid - 1 do
+                        let pxm = px + m * smx
+                        let pom = po + m * smo
+
+                        if io = 0 then
+                            let mutable acc = y.[pom]
+
+                            for j in 0 .. inner - 1 do
+                                acc <- if isSum then acc + x.[pxm + j] else max acc x.[pxm + j]
+
+                            y.[pom] <- acc
+                        else
+                            for j in 0 .. inner - 1 do
+                                let k = pom + j * io
+
+                                y.[k] <- if isSum then y.[k] + x.[pxm + j] else max y.[k] x.[pxm + j]
 
                 // each thread folds its own range of rows into a private partial result
                 let fold (y: float32[]) (r0: int) (r1: int) =
@@ -556,7 +603,7 @@ module internal Fast =
                         let mutable px = 0
                         let mutable po = 0
 
-                        for d in r - 2 .. -1 .. 0 do
+                        for d in outerDims - 1 .. -1 .. 0 do
                             let c = rem % dims.[d]
                             rem <- rem / dims.[d]
                             px <- px + c * st.[0].[d]
@@ -564,7 +611,9 @@ module internal Fast =
 
                         let src = ReadOnlySpan(x, px, inner)
 
-                        if io = 0 then
+                        if blocked then
+                            foldBlock y px po
+                        elif io = 0 then
                             y.[po] <-
                                 if op = ReduceSum then
                                     y.[po] + TensorPrimitives.Sum(src)
@@ -578,15 +627,27 @@ module internal Fast =
                             else
                                 TensorPrimitives.Max(ReadOnlySpan(y, po, inner), src, dst)
 
+                // when the outermost dimension is kept, rows of different outermost indices write
+                // disjoint outputs: split that dimension across threads straight into y, with no
+                // partial results to allocate and add
+                let disjoint = outerDims >= 1 && st.[1].[0] <> 0
+
                 let parts =
-                    if threads > 1 && x.Length >= parallelThreshold && rows > 1 then
+                    if disjoint then
+                        1
+                    elif threads > 1 && x.Length >= parallelThreshold && rows > 1 then
                         // several pieces per thread (see piecesPerThread), each with its own
                         // partial result, summed in a fixed order
                         min (threads * 4) rows
                     else
                         1
 
-                if parts = 1 then
+                if disjoint then
+                    let per = rows / dims.[0]
+
+                    split (if x.Length >= parallelThreshold then threads else 1) dims.[0] (fun i0 i1 ->
+                        fold y (i0 * per) (i1 * per))
+                elif parts = 1 then
                     fold y 0 rows
                 else
                     let partials = Array.init parts (fun _ -> Array.create m init)
@@ -807,3 +868,24 @@ type CpuBackend(threads: int) =
 
                 wrap p', wrap m', wrap v'
             | _ -> reference.AdamStep(p, g, m, v, c)
+
+/// The backend the engine uses until one is selected with <see cref="M:Gan.Functional.Backend.set"/>:
+/// the fast CPU backend with one thread per core, so that scripts and F# Interactive get the same
+/// kernels as the host without configuring anything. The environment variable
+/// <c>GAN_BACKEND=reference</c> selects the reference kernels instead (to rule out a fast kernel
+/// when debugging); <c>cpu</c> or unset selects the CPU backend.
+module DefaultBackend =
+    let private instance =
+        lazy
+            (match Environment.GetEnvironmentVariable "GAN_BACKEND" with
+             | null
+             | ""
+             | "cpu" -> CpuBackend(0) :> IBackend
+             | "reference" -> ReferenceBackend.Instance :> IBackend
+             | other ->
+                 invalidOp (
+                     sprintf "GAN_BACKEND must be 'cpu' or 'reference' (got '%s'); unset it for the default (cpu)" other
+                 ))
+
+    /// The default backend (created on first use).
+    let get () = instance.Force()

@@ -24,10 +24,22 @@ type KernelTiming internal (kernel: string, calls: int64, seconds: float, flops:
 /// An <see cref="T:Gan.Functional.IBackend"/> that forwards every call to <c>inner</c> and
 /// records the wall-clock time of each, by kernel kind, so a benchmark can say where a training
 /// step's time goes. Single-threaded callers only (the engine calls kernels from one thread).
+/// With <c>recordShapes</c>, each kind is split further by its operands' shapes (and axes), like
+/// PyTorch's <c>record_shapes</c>, to find which call of a kind is the slow one.
 /// </summary>
 [<Sealed>]
-type ProfilingBackend(inner: IBackend) =
+type ProfilingBackend(inner: IBackend, recordShapes: bool) =
     let table = Dictionary<string, int64 * int64 * float>()
+
+    let shapeText (s: int[]) =
+        "[" + String.concat "," (Array.map string s) + "]"
+
+    // the kind alone, or the kind followed by the operand shapes when recording shapes
+    let key (kind: string) (shapes: int[] list) =
+        if recordShapes then
+            kind + " " + String.concat " " (List.map shapeText shapes)
+        else
+            kind
 
     let record (name: string) (start: int64) (flops: float) =
         let elapsed = Stopwatch.GetTimestamp() - start
@@ -48,6 +60,9 @@ type ProfilingBackend(inner: IBackend) =
         * float (Shape.numel outShape)
         * float (wShape.[1] * wShape.[2] * wShape.[3])
 
+    /// Times every kernel call by kind only.
+    new(inner: IBackend) = ProfilingBackend(inner, false)
+
     /// The backend being timed.
     member _.Inner = inner
 
@@ -67,25 +82,25 @@ type ProfilingBackend(inner: IBackend) =
         member _.Name = inner.Name + " (profiled)"
 
         member _.Unary(op, x) =
-            timed ("unary." + string op) 0.0 (fun () -> inner.Unary(op, x))
+            timed (key ("unary." + string op) [ x.Shape ]) 0.0 (fun () -> inner.Unary(op, x))
 
         member _.Binary(op, a, b, s) =
-            timed ("binary." + string op) 0.0 (fun () -> inner.Binary(op, a, b, s))
+            timed (key ("binary." + string op) [ a.Shape; b.Shape ]) 0.0 (fun () -> inner.Binary(op, a, b, s))
 
         member _.Where(m, a, b) =
             timed "where" 0.0 (fun () -> inner.Where(m, a, b))
 
         member _.Reduce(op, x, axes) =
-            timed ("reduce." + string op) 0.0 (fun () -> inner.Reduce(op, x, axes))
+            timed (key ("reduce." + string op) [ x.Shape; axes ]) 0.0 (fun () -> inner.Reduce(op, x, axes))
 
         member _.ArgMax(x, axis) =
             timed "argmax" 0.0 (fun () -> inner.ArgMax(x, axis))
 
         member _.View(x, o, st, s) =
-            timed "view" 0.0 (fun () -> inner.View(x, o, st, s))
+            timed (key "view" [ x.Shape; st; s ]) 0.0 (fun () -> inner.View(x, o, st, s))
 
         member _.Embed(x, s, o, st) =
-            timed "embed" 0.0 (fun () -> inner.Embed(x, s, o, st))
+            timed (key "embed" [ x.Shape; s ]) 0.0 (fun () -> inner.Embed(x, s, o, st))
 
         member _.Concat(xs, axis) =
             timed "concat" 0.0 (fun () -> inner.Concat(xs, axis))
@@ -103,19 +118,22 @@ type ProfilingBackend(inner: IBackend) =
                 else
                     a.Shape.[a.Shape.Length - 1]
 
-            timed "matmul" (2.0 * float (Shape.numel s) * float k) (fun () -> inner.MatMul(a, ta, b, tb, s))
+            timed (key "matmul" [ a.Shape; b.Shape ]) (2.0 * float (Shape.numel s) * float k) (fun () ->
+                inner.MatMul(a, ta, b, tb, s))
 
         member _.Conv2d(x, w, spec) =
             let t0 = Stopwatch.GetTimestamp()
             let y = inner.Conv2d(x, w, spec)
-            record "conv2d" t0 (convFlops y.Shape w.Shape spec)
+            record (key "conv2d" [ x.Shape; w.Shape ]) t0 (convFlops y.Shape w.Shape spec)
             y
 
         member _.Conv2dInputGrad(g, w, spec, xs) =
-            timed "conv2d.inputGrad" (convFlops g.Shape w.Shape spec) (fun () -> inner.Conv2dInputGrad(g, w, spec, xs))
+            timed (key "conv2d.inputGrad" [ g.Shape; w.Shape ]) (convFlops g.Shape w.Shape spec) (fun () ->
+                inner.Conv2dInputGrad(g, w, spec, xs))
 
         member _.Conv2dWeightGrad(x, g, spec, ws) =
-            timed "conv2d.weightGrad" (convFlops g.Shape ws spec) (fun () -> inner.Conv2dWeightGrad(x, g, spec, ws))
+            timed (key "conv2d.weightGrad" [ x.Shape; g.Shape ]) (convFlops g.Shape ws spec) (fun () ->
+                inner.Conv2dWeightGrad(x, g, spec, ws))
 
         member _.MaxPool2dIndices(x, kh, kw, spec) =
             timed "maxPool2d" 0.0 (fun () -> inner.MaxPool2dIndices(x, kh, kw, spec))
@@ -124,10 +142,10 @@ type ProfilingBackend(inner: IBackend) =
             timed "cast" 0.0 (fun () -> inner.Cast(x, d))
 
         member _.BatchNormForward(x, gm, b, eps) =
-            timed "batchNorm" 0.0 (fun () -> inner.BatchNormForward(x, gm, b, eps))
+            timed (key "batchNorm" [ x.Shape ]) 0.0 (fun () -> inner.BatchNormForward(x, gm, b, eps))
 
         member _.BatchNormBackward(g, x, gm, m, v, eps) =
-            timed "batchNorm.backward" 0.0 (fun () -> inner.BatchNormBackward(g, x, gm, m, v, eps))
+            timed (key "batchNorm.backward" [ x.Shape ]) 0.0 (fun () -> inner.BatchNormBackward(g, x, gm, m, v, eps))
 
         member _.AdamStep(p, g, m, v, c) =
-            timed "adam" 0.0 (fun () -> inner.AdamStep(p, g, m, v, c))
+            timed (key "adam" [ p.Shape ]) 0.0 (fun () -> inner.AdamStep(p, g, m, v, c))

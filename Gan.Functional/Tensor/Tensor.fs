@@ -158,7 +158,9 @@ module internal Tape =
 module internal Prim =
     /// The backend in force.
     let backend () =
-        Backend.getOr (ReferenceBackend.Instance :> IBackend)
+        match Backend.tryGet () with
+        | Some b -> b
+        | None -> Gan.Functional.Kernels.DefaultBackend.get ()
 
     let shape t = (Tape.raw t).Shape
     let dtype (t: Tensor) = (Tape.raw t).DType

@@ -88,7 +88,11 @@ internal static class BenchCommand
         yield return req.Warmup.ToString(c);
         yield return "--threads";
         yield return req.Threads.ToString(c);
-        if (req.Profile)
+        if (req.ProfileShapes)
+        {
+            yield return "--profile-shapes";
+        }
+        else if (req.Profile)
         {
             yield return "--profile";
         }
@@ -99,7 +103,7 @@ internal static class BenchCommand
         var c = CultureInfo.InvariantCulture;
         var batch = req.Batch ?? Models.First(m => m.Name == req.Model).Batch;
         var cpu = new CpuBackend(req.Threads);
-        var profiler = req.Profile ? new ProfilingBackend(cpu) : null;
+        var profiler = req.Profile ? new ProfilingBackend(cpu, req.ProfileShapes) : null;
         Engine.UseBackend(profiler is null ? cpu : profiler);
         ctx.Err.WriteLine(cpu.Description);
 
