@@ -416,3 +416,35 @@ let ``vectorised sign gives the reference's −1, 0, 1, with 0 for signed zeros 
 
     let x = RawTensor.ofFloat32 [| values.Length |] values
     close 0.0 "sign" (fast.Unary(Sign, x)) (reference.Unary(Sign, x))
+
+[<Fact>]
+let ``the donated Adam step agrees with the reference and writes the moments in place`` () =
+    let p = data 20UL [| 1000; 37 |]
+    let g = data 21UL [| 1000; 37 |]
+    let m = data 22UL [| 1000; 37 |]
+
+    let v =
+        RawTensor.ofFloat32 [| 1000; 37 |] (RawTensor.toFloat32Array (data 23UL [| 1000; 37 |]) |> Array.map abs)
+
+    let c = {
+        Lr = 1e-3
+        Beta1 = 0.5
+        Beta2 = 0.999
+        Eps = 1e-8
+        WeightDecay = 0.01
+        Decoupled = false
+        BiasCorrection1 = 0.75
+        BiasCorrection2 = 0.002
+    }
+
+    let p', m', v' = reference.AdamStep(p, g, m, v, c)
+
+    for name, backend in [ "cpu", fast; "reference", reference ] do
+        let copy (t: RawTensor) =
+            RawTensor.ofFloat32 t.Shape (RawTensor.toFloat32Array t)
+
+        let md, vd = copy m, copy v
+        let pd = backend.AdamStepDonated(p, g, md, vd, c)
+        close 1e-6 (name + " p") p' pd
+        close 1e-6 (name + " m in place") m' md
+        close 1e-6 (name + " v in place") v' vd

@@ -30,7 +30,7 @@ let private quadGrad (x: float[]) =
     Array.init x.Length (fun i -> 2.0 * quadA.[i] * (x.[i] - quadC.[i]))
 
 /// `steps` library updates of parameter "x" from x0, the gradient taken by Autodiff each time.
-let private runLibrary (kind: OptimizerKind) (lr: float) (steps: int) (x0: float[]) =
+let private runLibraryWith donate (kind: OptimizerKind) (lr: float) (steps: int) (x0: float[]) =
     let loss (ps: Map<string, Tensor>) =
         let d = ps.["x"] - vec quadC
         Tensor.sum (vec quadA * d * d)
@@ -41,12 +41,20 @@ let private runLibrary (kind: OptimizerKind) (lr: float) (steps: int) (x0: float
 
     for _ in 1..steps do
         let g = Autodiff.grads loss ps
-        let p2, s2 = Optimizer.update kind lr g st ps
+
+        let p2, s2 =
+            if donate then
+                Optimizer.updateDonated kind lr g st ps
+            else
+                Optimizer.update kind lr g st ps
+
         ps <- p2
         st <- s2
         trace.Add(Tensor.toArray64 ps.["x"])
 
     trace.ToArray(), st
+
+let private runLibrary kind lr steps x0 = runLibraryWith false kind lr steps x0
 
 let private x0 = [| 2.0; 1.0; -1.0 |]
 
@@ -153,6 +161,48 @@ let ``Adam's L2 weight decay and AdamW's decoupled decay match PyTorch's formula
     let a, _ = runLibrary (Adam(0.9, 0.99, 1e-6, 0.05, false)) 0.05 3 x0
     let w, _ = runLibrary (Adam(0.9, 0.99, 1e-6, 0.05, true)) 0.05 3 x0
     Assert.NotEqual<float[]>(a.[2], w.[2])
+
+[<Fact>]
+let ``donated Adam steps give the same trajectory and write the moments into the donated buffers`` () =
+    for kind in [ Optimizer.adam; Adam(0.9, 0.99, 1e-6, 0.05, true) ] do
+        let plain, plainState = runLibrary kind 0.05 4 x0
+        let donated, donatedState = runLibraryWith true kind 0.05 4 x0
+
+        for t in 0..3 do
+            near 0.0 (sprintf "%A step %d" kind (t + 1)) plain.[t] donated.[t]
+
+        near 0.0 "m" (Tensor.toArray64 plainState.Moment1.["x"]) (Tensor.toArray64 donatedState.Moment1.["x"])
+        near 0.0 "v" (Tensor.toArray64 plainState.Moment2.["x"]) (Tensor.toArray64 donatedState.Moment2.["x"])
+
+    // the donated state's buffers now hold the new moments; the pure update leaves them alone
+    let ps = Map.ofList [ "x", vec x0 ]
+    let g = Map.ofList [ "x", vec [| 1.0; -2.0; 3.0 |] ]
+    let s0 = Optimizer.init Optimizer.adam ps
+    let _, s1 = Optimizer.update Optimizer.adam 0.1 g s0 ps
+    near 0.0 "pure update leaves m" [| 0.0; 0.0; 0.0 |] (Tensor.toArray64 s0.Moment1.["x"])
+    let _, s2 = Optimizer.updateDonated Optimizer.adam 0.1 g s0 ps
+    near 0.0 "donated m" (Tensor.toArray64 s1.Moment1.["x"]) (Tensor.toArray64 s0.Moment1.["x"])
+    near 0.0 "donated v" (Tensor.toArray64 s1.Moment2.["x"]) (Tensor.toArray64 s0.Moment2.["x"])
+    Assert.True(RawTensor.sameBuffer (Tensor.toRaw s0.Moment2.["x"]) (Tensor.toRaw s2.Moment2.["x"]))
+
+[<Fact>]
+let ``a donated state whose two moments share one buffer is updated as by the pure step`` () =
+    let ps = Map.ofList [ "x", vec x0 ]
+    let g = Map.ofList [ "x", vec [| 1.0; -2.0; 3.0 |] ]
+    let shared = Map.ofList [ "x", vec [| 0.5; 0.5; 0.5 |] ]
+
+    let st = {
+        Step = 3
+        Moment1 = shared
+        Moment2 = shared
+    }
+
+    let p1, s1 = Optimizer.update Optimizer.adam 0.1 g st ps
+    let p2, s2 = Optimizer.updateDonated Optimizer.adam 0.1 g st ps
+    near 0.0 "p" (Tensor.toArray64 p1.["x"]) (Tensor.toArray64 p2.["x"])
+    near 0.0 "m" (Tensor.toArray64 s1.Moment1.["x"]) (Tensor.toArray64 s2.Moment1.["x"])
+    near 0.0 "v" (Tensor.toArray64 s1.Moment2.["x"]) (Tensor.toArray64 s2.Moment2.["x"])
+    near 0.0 "the shared buffer is untouched" [| 0.5; 0.5; 0.5 |] (Tensor.toArray64 shared.["x"])
 
 // ------------------------------------------------------------------------------ SGD
 

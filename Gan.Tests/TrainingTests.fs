@@ -130,6 +130,32 @@ let ``Training.step is deterministic: the same key gives the same metrics and we
     Assert.Equal(3, s1.Step)
 
 [<Fact>]
+let ``Training.stepDonated gives the weights of Training.step, which leaves its input state unchanged`` () =
+    let s0 = Training.init toyBn config (Random.key 3UL)
+    let before = values s0
+    let plain, pureMetrics = run toyBn config 1e-3 1e-3 3 s0
+    Assert.True((values s0 = before), "Training.step changed its input state")
+
+    let start = Training.init toyBn config (Random.key 3UL)
+    let buffers = start.DOpt.Moment2 |> Map.map (fun _ t -> Tensor.toRaw t)
+    let mutable s = start
+
+    let donatedMetrics = [
+        for i in 1..3 do
+            let next, m =
+                Training.stepDonated toyBn config 1e-3 1e-3 (realBatch (uint64 i) 16) s
+
+            s <- next
+            yield m
+    ]
+
+    Assert.Equal<StepMetrics list>(pureMetrics, donatedMetrics)
+    Assert.True((values plain = values s), "donated steps gave other weights or moments")
+    // the moments were written over the first state's buffers, not copied
+    for KeyValue(name, raw) in buffers do
+        Assert.True(RawTensor.sameBuffer raw (Tensor.toRaw s.DOpt.Moment2.[name]), name)
+
+[<Fact>]
 let ``with DSteps = 2 the generator is updated only on every second step`` () =
     let cfg = { config with DSteps = 2 }
     let s0 = Training.init toyBn cfg (Random.key 3UL)

@@ -222,8 +222,9 @@ type GanTrainer private (info: ModelInfo, options: TrainOptions, config: TrainCo
     member this.Step(images: float32[], count: int, epoch: int) =
         let real = Tensor.ofArray (Array.append [| count |] info.ImageShape) images
 
+        // the handle owns its state, so it can donate the optimizer buffers (less peak memory)
         let next, metrics =
-            Training.step
+            Training.stepDonated
                 info.Model
                 config
                 (this.GeneratorLearningRate epoch)

@@ -91,11 +91,17 @@ module Training =
             State = Map.fold (fun acc k v -> Map.add k (Tensor.detach v) acc) vars.State s
     }
 
-    /// One training step on a real batch [N, C, H, W] with learning rates `gLr` and `dLr`:
-    /// G(z) is computed once; D is updated on (x, G(z)) with its loss plus penalties; then, on
-    /// every DSteps-th step, G is updated through the updated D. BatchNorm statistics of both
-    /// networks are updated by each forward pass in train mode, as in PyTorch.
-    let step (model: GanModel) (config: TrainConfig) (gLr: float) (dLr: float) (real: Tensor) (state: TrainState) =
+    let private stepWith
+        (donate: bool)
+        (model: GanModel)
+        (config: TrainConfig)
+        (gLr: float)
+        (dLr: float)
+        (real: Tensor)
+        (state: TrainState)
+        =
+        let optimize = if donate then Optimizer.updateDonated else Optimizer.update
+
         let n = (Tensor.shape real).[0]
         let ks = Random.splitN 7 state.Key
         let ctx i = { Mode = Train; Key = ks.[i] }
@@ -143,7 +149,7 @@ module Training =
         let realLogits, fakeLogits, dState = dResult.Aux
 
         let dParams, dOpt =
-            Optimizer.update config.DOptimizer dLr dResult.Grads state.DOpt state.D.Params
+            optimize config.DOptimizer dLr dResult.Grads state.DOpt state.D.Params
 
         let d = { Params = dParams; State = dState }
         // generator update through the updated discriminator
@@ -168,7 +174,7 @@ module Training =
                         fakeC
 
                 let grads = pullback dFake
-                let gParams, gOpt = Optimizer.update config.GOptimizer gLr grads state.GOpt g.Params
+                let gParams, gOpt = optimize config.GOptimizer gLr grads state.GOpt g.Params
                 { g with Params = gParams }, gOpt, Tensor.item gLossValue, { d with State = dAfter }
 
         let ema =
@@ -195,3 +201,18 @@ module Training =
                 Key = ks.[6]
         },
         metrics
+
+    /// One training step on a real batch [N, C, H, W] with learning rates `gLr` and `dLr`:
+    /// G(z) is computed once; D is updated on (x, G(z)) with its loss plus penalties; then, on
+    /// every DSteps-th step, G is updated through the updated D. BatchNorm statistics of both
+    /// networks are updated by each forward pass in train mode, as in PyTorch. Pure: `state` is
+    /// unchanged and can be stepped again.
+    let step model config gLr dLr real state =
+        stepWith false model config gLr dLr real state
+
+    /// As <c>step</c>, but `state` is donated: the optimizers' moment buffers are overwritten
+    /// (<c>Optimizer.updateDonated</c>), so peak memory holds one copy of them, as PyTorch's
+    /// in-place optimizers do. The same result as <c>step</c>; `state` must not be used after the
+    /// call. For training loops that own their state (the C# <c>GanTrainer</c> uses it).
+    let stepDonated model config gLr dLr real state =
+        stepWith true model config gLr dLr real state

@@ -113,6 +113,13 @@ type IBackend =
         p: RawTensor * g: RawTensor * m: RawTensor * v: RawTensor * c: AdamCoefficients ->
             RawTensor * RawTensor * RawTensor
 
+    /// The same step with the moments donated (JAX's buffer donation): the new moments are
+    /// written over m's and v's buffers, which must be distinct and owned by the caller (the one
+    /// exception to "inputs are never mutated"); returns the new parameters. Saves two
+    /// parameter-sized allocations per parameter and step.
+    abstract AdamStepDonated:
+        p: RawTensor * g: RawTensor * m: RawTensor * v: RawTensor * c: AdamCoefficients -> RawTensor
+
 /// The process-wide choice of kernels (like PyTorch's default device). Changing it affects
 /// operations started afterwards; tensors themselves are backend-neutral buffers.
 module Backend =

@@ -869,6 +869,19 @@ type CpuBackend(threads: int) =
                 wrap p', wrap m', wrap v'
             | _ -> reference.AdamStep(p, g, m, v, c)
 
+        member _.AdamStepDonated(p, g, m, v, c) =
+            match p.Storage, g.Storage, m.Storage, v.Storage with
+            | Storage.F32 pa, Storage.F32 ga, Storage.F32 ma, Storage.F32 va ->
+                let p' = GC.AllocateUninitializedArray<float32> pa.Length
+                // the kernel reads m[i] and v[i] before writing them, so in place is exact
+                Fast.chunks threads pa.Length (fun lo hi -> Vec.adam c pa ga ma va p' ma va lo hi)
+
+                {
+                    Shape = p.Shape
+                    Storage = Storage.F32 p'
+                }
+            | _ -> reference.AdamStepDonated(p, g, m, v, c)
+
 /// The backend the engine uses until one is selected with <see cref="M:Gan.Functional.Backend.set"/>:
 /// the fast CPU backend with one thread per core, so that scripts and F# Interactive get the same
 /// kernels as the host without configuring anything. The environment variable

@@ -363,7 +363,25 @@ let private build (kind: Kind) (spec: ConvSpec) (xShape: int[]) (wShape: int[]) 
     }
 
 let private plan kind (spec: ConvSpec) (xShape: int[]) (wShape: int[]) (yShape: int[]) =
-    let key = struct (kind, sprintf "%A|%A|%A|%A" spec xShape wShape yShape)
+    let dims (s: int[]) = String.Join("x", s)
+
+    // one line, readable in the profile
+    let key =
+        struct (kind,
+                sprintf
+                    "x %s w %s y %s stride %d,%d pad %d,%d,%d,%d dilation %d,%d groups %d"
+                    (dims xShape)
+                    (dims wShape)
+                    (dims yShape)
+                    spec.StrideH
+                    spec.StrideW
+                    spec.PadTop
+                    spec.PadBottom
+                    spec.PadLeft
+                    spec.PadRight
+                    spec.DilationH
+                    spec.DilationW
+                    spec.Groups)
 
     lock plans (fun () ->
         match plans.TryGetValue key with
@@ -378,17 +396,30 @@ let private plan kind (spec: ConvSpec) (xShape: int[]) (wShape: int[]) (yShape: 
             plans.[key] <- p
             p)
 
+/// Reorder buffers in oneDNN's layout, one per operand slot and thread, grown to the largest
+/// size seen. A thread runs one convolution at a time, so three buffers serve every plan: no
+/// garbage per call (fresh arrays measured +40 MB peak on dcgan64) and no power-of-two rounding
+/// or per-size retention of a shared pool.
+let private slots =
+    new System.Threading.ThreadLocal<float32[][]>(fun () -> Array.create 3 [||])
+
+let private slot (i: int) (floats: int) =
+    let s = slots.Value
+
+    if s.[i].Length < floats then
+        // drop the old buffer before allocating its successor
+        s.[i] <- [||]
+        s.[i] <- GC.AllocateUninitializedArray<float32> floats
+
+    s.[i]
+
 /// Runs a plan on three float32 buffers in operand order (the last one is written).
 let private run (p: Plan) (buffers: float32[][]) =
     let e = engine.Value
 
     let scratch =
         p.Operands
-        |> Array.map (fun o ->
-            if o.Bytes > 0 then
-                ArrayPool<float32>.Shared.Rent(o.Bytes / 4 + 16)
-            else
-                [||])
+        |> Array.mapi (fun i o -> if o.Bytes > 0 then slot i (o.Bytes / 4 + 16) else [||])
 
     let handles = List<GCHandle>()
 
@@ -436,10 +467,6 @@ let private run (p: Plan) (buffers: float32[][]) =
     finally
         for h in handles do
             h.Free()
-
-        for s in scratch do
-            if s.Length > 0 then
-                ArrayPool<float32>.Shared.Return s
 
 let private eligible (spec: ConvSpec) =
     Blas.dnnlAvailable ()

@@ -66,6 +66,10 @@ type ProfilingBackend(inner: IBackend, recordShapes: bool) =
     /// The backend being timed.
     member _.Inner = inner
 
+    /// The oneDNN implementation chosen for each convolution primitive built so far in this
+    /// process (kind, shapes and implementation name, e.g. "jit:avx512_core"); empty without oneDNN.
+    member _.ConvImplementations() = Dnnl.implementations () |> List.toArray
+
     /// Forgets everything recorded so far.
     member _.Reset() = table.Clear()
 
@@ -149,3 +153,6 @@ type ProfilingBackend(inner: IBackend, recordShapes: bool) =
 
         member _.AdamStep(p, g, m, v, c) =
             timed (key "adam" [ p.Shape ]) 0.0 (fun () -> inner.AdamStep(p, g, m, v, c))
+
+        member _.AdamStepDonated(p, g, m, v, c) =
+            timed (key "adam" [ p.Shape ]) 0.0 (fun () -> inner.AdamStepDonated(p, g, m, v, c))

@@ -448,3 +448,17 @@ type ReferenceBackend() =
                 let a, b, d = ReferenceOps.adamT pa ga ma va c float
                 wrap (Storage.F64 a), wrap (Storage.F64 b), wrap (Storage.F64 d)
             | _ -> ReferenceOps.dtypeMismatch "adam" p g
+
+        member this.AdamStepDonated(p, g, m, v, c) =
+            let p', m', v' = (this :> IBackend).AdamStep(p, g, m, v, c)
+
+            match m.Storage, m'.Storage, v.Storage, v'.Storage with
+            | Storage.F32 m, Storage.F32 m', Storage.F32 v, Storage.F32 v' ->
+                Array.blit m' 0 m 0 m.Length
+                Array.blit v' 0 v 0 v.Length
+            | Storage.F64 m, Storage.F64 m', Storage.F64 v, Storage.F64 v' ->
+                Array.blit m' 0 m 0 m.Length
+                Array.blit v' 0 v 0 v.Length
+            | _ -> ReferenceOps.dtypeMismatch "adam" m v
+
+            p'

@@ -31,30 +31,30 @@ module Optimizer =
     /// Adam with DCGAN's β1 = 0.5.
     let adamGan = Adam(0.5, 0.999, 1e-8, 0.0, false)
 
-    /// Zeroed buffers for `parameters`.
+    /// Zeroed buffers for `parameters` (each buffer its own, so that they can be donated).
     let init (kind: OptimizerKind) (parameters: Map<string, Tensor>) =
-        let zeros = parameters |> Map.map (fun _ p -> Tensor.zerosLike p)
+        let zeros () =
+            parameters |> Map.map (fun _ p -> Tensor.zerosLike p)
 
         match kind with
         | Sgd(m, _, _) -> {
             Step = 0
-            Moment1 = (if m > 0.0 then zeros else Map.empty)
+            Moment1 = (if m > 0.0 then zeros () else Map.empty)
             Moment2 = Map.empty
           }
         | Adam _ -> {
             Step = 0
-            Moment1 = zeros
-            Moment2 = zeros
+            Moment1 = zeros ()
+            Moment2 = zeros ()
           }
         | RmsProp(_, _, m) -> {
             Step = 0
-            Moment1 = (if m > 0.0 then zeros else Map.empty)
-            Moment2 = zeros
+            Moment1 = (if m > 0.0 then zeros () else Map.empty)
+            Moment2 = zeros ()
           }
 
-    /// One step with learning rate `lr`: returns the new parameters and state. Parameters
-    /// without a gradient are left as they are.
-    let update
+    let private updateWith
+        (donate: bool)
         (kind: OptimizerKind)
         (lr: float)
         (grads: Map<string, Tensor>)
@@ -98,20 +98,17 @@ module Optimizer =
                             BiasCorrection2 = 1.0 - pown b2 t
                         }
 
-                        let p', m', v' =
-                            Prim
-                                .backend()
-                                .AdamStep(
-                                    Tensor.toRaw p,
-                                    Tensor.toRaw g,
-                                    Tensor.toRaw m1.[name],
-                                    Tensor.toRaw m2.[name],
-                                    c
-                                )
+                        let m, v = Tensor.toRaw m1.[name], Tensor.toRaw m2.[name]
 
-                        m1 <- Map.add name (Tensor.ofRaw m') m1
-                        m2 <- Map.add name (Tensor.ofRaw v') m2
-                        Tensor.ofRaw p'
+                        // donation needs two distinct buffers; a state built by hand may share one
+                        if donate && not (RawTensor.sameBuffer m v) then
+                            // m and v now hold the new moments: the maps keep the same tensors
+                            Tensor.ofRaw (Prim.backend().AdamStepDonated(Tensor.toRaw p, Tensor.toRaw g, m, v, c))
+                        else
+                            let p', m', v' = Prim.backend().AdamStep(Tensor.toRaw p, Tensor.toRaw g, m, v, c)
+                            m1 <- Map.add name (Tensor.ofRaw m') m1
+                            m2 <- Map.add name (Tensor.ofRaw v') m2
+                            Tensor.ofRaw p'
                     | RmsProp(alpha, eps, momentum) ->
                         let v = m2.[name] * alpha + g * g * (1.0 - alpha)
                         m2 <- Map.add name v m2
@@ -125,6 +122,19 @@ module Optimizer =
                             p - d * lr)
 
         updated, { Step = t; Moment1 = m1; Moment2 = m2 }
+
+    /// One step with learning rate `lr`: returns the new parameters and state. Parameters
+    /// without a gradient are left as they are. Pure: `state` and `parameters` are unchanged.
+    let update kind lr grads state parameters =
+        updateWith false kind lr grads state parameters
+
+    /// <summary>As <c>Optimizer.update</c>, but `state` is
+    /// donated (JAX's buffer donation): Adam's moment buffers are overwritten with the new
+    /// moments instead of being copied, which saves two parameter-sized buffers per parameter at
+    /// the peak. `state` must not be used after the call (its moments are the returned state's).
+    /// Other optimizers and `parameters` are treated as by <c>update</c>.</summary>
+    let updateDonated kind lr grads state parameters =
+        updateWith true kind lr grads state parameters
 
 /// A learning rate as a function of the epoch (0-based).
 type Schedule =

@@ -33,6 +33,13 @@ type RawTensor = {
 /// Construction and conversion of raw tensors.
 module RawTensor =
 
+    /// True when both tensors are views of one and the same buffer.
+    let sameBuffer (a: RawTensor) (b: RawTensor) =
+        match a.Storage, b.Storage with
+        | Storage.F32 x, Storage.F32 y -> obj.ReferenceEquals(x, y)
+        | Storage.F64 x, Storage.F64 y -> obj.ReferenceEquals(x, y)
+        | _ -> false
+
     /// Wraps a float32 buffer; its length must equal the shape's element count.
     let ofFloat32 (shape: int[]) (data: float32[]) =
         Shape.check "tensor" shape

@@ -173,6 +173,11 @@ internal static class BenchCommand
             err.WriteLine(string.Create(c, $"  {t.Kernel,-24} {t.Calls / (double)steps,7:F0} {ms,11:F2} {100 * ms / stepMs,6:F1}% {gflops,9}"));
         }
 
+        foreach (var impl in profiler.ConvImplementations())
+        {
+            err.WriteLine("  oneDNN " + impl);
+        }
+
         var flops = timings.Sum(t => t.Flops);
         var gemmSeconds = timings.Where(t => t.Flops > 0).Sum(t => t.Seconds);
         err.WriteLine(string.Create(c, $"  GEMM-like kernels: {flops / steps / 1e9:F2} GFLOP/step at {flops / gemmSeconds / 1e9:F1} GFLOP/s (machine sgemm ceiling ~260)"));
