@@ -297,7 +297,10 @@ let private dnnlThreshold = 1L <<< 24
 
 /// Products below this many multiply-adds run on one OpenBLAS thread: waking the others costs
 /// more than they save (and far more on a shared, loaded machine).
-let private smallGemm = 1L <<< 22
+let private smallGemm =
+    match Int64.TryParse(Environment.GetEnvironmentVariable "GAN_SMALL_GEMM") with
+    | true, n when n > 0L -> n
+    | _ -> 1L <<< 22
 
 let private useBlasThreads (n: int) =
     if n <> blasThreads then

@@ -254,7 +254,10 @@ module internal Fast =
     // memory-bound passes gain little from a second thread below a few MB, and waking one
     // costs more than that on a loaded machine (measured: mlp's 131K-element multiplies ran 5x
     // slower split in two than on one thread)
-    let private parallelThreshold = 1 <<< 19
+    let private parallelThreshold =
+        match Int32.TryParse(Environment.GetEnvironmentVariable "GAN_PARALLEL_THRESHOLD") with
+        | true, n when n > 0 -> n
+        | _ -> 1 <<< 19
 
     /// Pieces per thread: with several small pieces instead of one per thread, whichever thread
     /// runs takes the next piece, so a worker the OS has not scheduled (the machine is shared)
