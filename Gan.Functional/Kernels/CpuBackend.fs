@@ -251,13 +251,14 @@ module internal Fast =
 
         dims.ToArray(), st |> Array.map (fun s -> s.ToArray())
 
-    // memory-bound passes gain little from a second thread below a few MB, and waking one
-    // costs more than that on a loaded machine (measured: mlp's 131K-element multiplies ran 5x
-    // slower split in two than on one thread)
+    // Elementwise passes below this many elements run on one thread. On a quiet machine 64K
+    // measured best (dcgan28 437-465 ms a step against 488-490 at 512K; mlp unchanged); on a
+    // loaded one waking a second thread can cost more than it saves (mlp's 131K-element
+    // multiplies once ran 5x slower split in two), so GAN_PARALLEL_THRESHOLD overrides it.
     let private parallelThreshold =
         match Int32.TryParse(Environment.GetEnvironmentVariable "GAN_PARALLEL_THRESHOLD") with
         | true, n when n > 0 -> n
-        | _ -> 1 <<< 19
+        | _ -> 1 <<< 16
 
     /// Pieces per thread: with several small pieces instead of one per thread, whichever thread
     /// runs takes the next piece, so a worker the OS has not scheduled (the machine is shared)
