@@ -6,9 +6,10 @@ open Gan.Functional
 
 /// One row of a kernel profile: how often a kind of kernel ran, how long it took in total
 /// (wall clock, as seen by the caller) and how many floating-point operations it did (GEMM and
-/// convolutions only: 2·m·n·k; 0 for the others).
+/// convolutions only: 2·m·n·k; 0 for the others) and how many managed bytes it allocated on the
+/// calling thread (its outputs and scratch).
 [<Sealed>]
-type KernelTiming internal (kernel: string, calls: int64, seconds: float, flops: float) =
+type KernelTiming internal (kernel: string, calls: int64, seconds: float, flops: float, allocated: int64) =
     /// The kernel, e.g. "matmul", "conv2d.weightGrad", "binary.Mul", "view".
     member _.Kernel = kernel
     /// Number of calls.
@@ -17,6 +18,8 @@ type KernelTiming internal (kernel: string, calls: int64, seconds: float, flops:
     member _.Seconds = seconds
     /// Total floating-point operations (0 when not counted).
     member _.Flops = flops
+    /// Managed bytes allocated by the calls on the calling thread.
+    member _.AllocatedBytes = allocated
     /// Flops / Seconds / 1e9 (0 when not counted).
     member _.Gflops = if seconds > 0.0 then flops / seconds / 1e9 else 0.0
 
@@ -29,7 +32,7 @@ type KernelTiming internal (kernel: string, calls: int64, seconds: float, flops:
 /// </summary>
 [<Sealed>]
 type ProfilingBackend(inner: IBackend, recordShapes: bool) =
-    let table = Dictionary<string, int64 * int64 * float>()
+    let table = Dictionary<string, struct (int64 * int64 * float * int64)>()
 
     let shapeText (s: int[]) =
         "[" + String.concat "," (Array.map string s) + "]"
@@ -41,17 +44,19 @@ type ProfilingBackend(inner: IBackend, recordShapes: bool) =
         else
             kind
 
-    let record (name: string) (start: int64) (flops: float) =
+    let record (name: string) (start: int64) (bytes0: int64) (flops: float) =
         let elapsed = Stopwatch.GetTimestamp() - start
+        let bytes = System.GC.GetAllocatedBytesForCurrentThread() - bytes0
 
         match table.TryGetValue name with
-        | true, (c, t, f) -> table.[name] <- (c + 1L, t + elapsed, f + flops)
-        | _ -> table.[name] <- (1L, elapsed, flops)
+        | true, struct (c, t, f, b) -> table.[name] <- struct (c + 1L, t + elapsed, f + flops, b + bytes)
+        | _ -> table.[name] <- struct (1L, elapsed, flops, bytes)
 
     let timed name flops (f: unit -> 'T) =
+        let b0 = System.GC.GetAllocatedBytesForCurrentThread()
         let t0 = Stopwatch.GetTimestamp()
         let r = f ()
-        record name t0 flops
+        record name t0 b0 flops
         r
 
     // w is [O, C/groups, kH, kW]: each output element is a dot product of C/groups·kH·kW terms
@@ -77,8 +82,8 @@ type ProfilingBackend(inner: IBackend, recordShapes: bool) =
     member _.Timings() =
         table
         |> Seq.map (fun kv ->
-            let c, t, f = kv.Value
-            KernelTiming(kv.Key, c, float t / float Stopwatch.Frequency, f))
+            let struct (c, t, f, b) = kv.Value
+            KernelTiming(kv.Key, c, float t / float Stopwatch.Frequency, f, b))
         |> Seq.sortByDescending (fun k -> k.Seconds)
         |> Seq.toArray
 
@@ -126,9 +131,10 @@ type ProfilingBackend(inner: IBackend, recordShapes: bool) =
                 inner.MatMul(a, ta, b, tb, s))
 
         member _.Conv2d(x, w, spec) =
+            let b0 = System.GC.GetAllocatedBytesForCurrentThread()
             let t0 = Stopwatch.GetTimestamp()
             let y = inner.Conv2d(x, w, spec)
-            record (key "conv2d" [ x.Shape; w.Shape ]) t0 (convFlops y.Shape w.Shape spec)
+            record (key "conv2d" [ x.Shape; w.Shape ]) t0 b0 (convFlops y.Shape w.Shape spec)
             y
 
         member _.Conv2dInputGrad(g, w, spec, xs) =

@@ -165,12 +165,13 @@ internal static class BenchCommand
         var kernelMs = timings.Sum(t => t.Seconds) * 1000 / steps;
         var stepMs = totalMs / steps;
         err.WriteLine(string.Create(c, $"profile (per step, mean of {steps}): {stepMs:F1} ms, of which kernels {kernelMs:F1} ms and engine/autodiff/GC {stepMs - kernelMs:F1} ms"));
-        err.WriteLine("  kernel                    calls     ms/step   share   GFLOP/s");
+        err.WriteLine("  kernel                    calls     ms/step   share   GFLOP/s   MB/step");
         foreach (var t in timings)
         {
             var ms = t.Seconds * 1000 / steps;
             var gflops = t.Flops > 0 ? t.Gflops.ToString("F1", c) : "";
-            err.WriteLine(string.Create(c, $"  {t.Kernel,-24} {t.Calls / (double)steps,7:F0} {ms,11:F2} {100 * ms / stepMs,6:F1}% {gflops,9}"));
+            var mb = t.AllocatedBytes / 1e6 / steps;
+            err.WriteLine(string.Create(c, $"  {t.Kernel,-24} {t.Calls / (double)steps,7:F0} {ms,11:F2} {100 * ms / stepMs,6:F1}% {gflops,9} {mb,9:F1}"));
         }
 
         foreach (var impl in profiler.ConvImplementations())
