@@ -444,3 +444,23 @@ let ``EMA updates as decay·ema + (1 - decay)·current and starts from the curre
     near 0.0 "new" [| 5.0 |] (Tensor.toArray64 e3.["new"])
     let e4 = Ema.update 0.5 e3 (Map.ofList [ "w", vec [| 0.0; 0.0 |] ])
     Assert.Equal<string list>([ "w" ], e4 |> Map.keys |> List.ofSeq)
+
+[<Fact>]
+let ``Adam's initial moments are zeros shaped like each parameter, each in its own long-lived buffer`` () =
+    let ps =
+        Map.ofList [
+            "w", Tensor.ofArray [| 2; 3 |] (Array.init 6 float32)
+            "b", vec [| 1.0; 2.0 |]
+        ]
+
+    let st = Optimizer.init Optimizer.adam ps
+
+    for KeyValue(name, p) in ps do
+        for moments in [ st.Moment1; st.Moment2 ] do
+            let m = moments.[name]
+            Assert.Equal<int[]>(Tensor.shape p, Tensor.shape m)
+            Assert.Equal(Tensor.dtype p, Tensor.dtype m)
+            Assert.True(Tensor.toArray64 m |> Array.forall ((=) 0.0), name)
+
+        Assert.False(RawTensor.sameBuffer (Tensor.toRaw st.Moment1.[name]) (Tensor.toRaw st.Moment2.[name]))
+        Assert.False(RawTensor.sameBuffer (Tensor.toRaw st.Moment1.[name]) (Tensor.toRaw p))

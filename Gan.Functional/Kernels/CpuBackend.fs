@@ -860,9 +860,10 @@ type CpuBackend(threads: int) =
             match p.Storage, g.Storage, m.Storage, v.Storage with
             | Storage.F32 pa, Storage.F32 ga, Storage.F32 ma, Storage.F32 va ->
                 let n = pa.Length
-                let p' = GC.AllocateUninitializedArray<float32> n
-                let m' = GC.AllocateUninitializedArray<float32> n
-                let v' = GC.AllocateUninitializedArray<float32> n
+                // parameters and moments outlive the step: see RawTensor.zerosLongLived
+                let p' = GC.AllocateUninitializedArray<float32>(n, true)
+                let m' = GC.AllocateUninitializedArray<float32>(n, true)
+                let v' = GC.AllocateUninitializedArray<float32>(n, true)
                 Fast.chunks threads n (fun lo hi -> Vec.adam c pa ga ma va p' m' v' lo hi)
 
                 let wrap a = {
@@ -876,7 +877,8 @@ type CpuBackend(threads: int) =
         member _.AdamStepDonated(p, g, m, v, c) =
             match p.Storage, g.Storage, m.Storage, v.Storage with
             | Storage.F32 pa, Storage.F32 ga, Storage.F32 ma, Storage.F32 va ->
-                let p' = GC.AllocateUninitializedArray<float32> pa.Length
+                // the new parameters outlive the step: see RawTensor.zerosLongLived
+                let p' = GC.AllocateUninitializedArray<float32>(pa.Length, true)
                 // the kernel reads m[i] and v[i] before writing them, so in place is exact
                 Fast.chunks threads pa.Length (fun lo hi -> Vec.adam c pa ga ma va p' ma va lo hi)
 
