@@ -446,7 +446,7 @@ let ``EMA updates as decay·ema + (1 - decay)·current and starts from the curre
     Assert.Equal<string list>([ "w" ], e4 |> Map.keys |> List.ofSeq)
 
 [<Fact>]
-let ``Adam's initial moments are zeros shaped like each parameter, each in its own long-lived buffer`` () =
+let ``Adam's initial moments are zeros shaped like each parameter, each in its own buffer`` () =
     let ps =
         Map.ofList [
             "w", Tensor.ofArray [| 2; 3 |] (Array.init 6 float32)

@@ -34,8 +34,7 @@ module Optimizer =
     /// Zeroed buffers for `parameters` (each buffer its own, so that they can be donated).
     let init (kind: OptimizerKind) (parameters: Map<string, Tensor>) =
         let zeros () =
-            parameters
-            |> Map.map (fun _ p -> Tensor.ofRaw (RawTensor.zerosLongLived (Tensor.toRaw p)))
+            parameters |> Map.map (fun _ p -> Tensor.zerosLike p)
 
         match kind with
         | Sgd(m, _, _) -> {

@@ -33,25 +33,6 @@ type RawTensor = {
 /// Construction and conversion of raw tensors.
 module RawTensor =
 
-    /// Zeros shaped and typed like `like`, in a buffer for state that lives across training
-    /// steps (optimizer moments; the backends put new parameters there too). It is allocated on
-    /// .NET's pinned object heap, which the GC never compacts: with GC ConserveMemory the large
-    /// object heap is compacted often, and copying ~100 MB of parameters and moments at each
-    /// such collection cost mbd28 7% of its step (405-423 → 373-385 ms, peak RSS 822 → 750-771
-    /// MB, measured with the new parameters alone moved there).
-    let zerosLongLived (like: RawTensor) =
-        let n = Array.fold (*) 1 like.Shape
-
-        match like.Storage with
-        | Storage.F32 _ -> {
-            Shape = Array.copy like.Shape
-            Storage = Storage.F32(System.GC.AllocateArray<float32>(n, true))
-          }
-        | Storage.F64 _ -> {
-            Shape = Array.copy like.Shape
-            Storage = Storage.F64(System.GC.AllocateArray<float>(n, true))
-          }
-
     /// True when both tensors are views of one and the same buffer.
     let sameBuffer (a: RawTensor) (b: RawTensor) =
         match a.Storage, b.Storage with
