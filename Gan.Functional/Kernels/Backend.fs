@@ -128,11 +128,5 @@ module Backend =
     /// Selects the backend for subsequent operations.
     let set (backend: IBackend) = Volatile.Write(&current, Some backend)
 
-    /// The selected backend, or `fallback` when none was selected.
-    let getOr (fallback: IBackend) =
-        match Volatile.Read(&current) with
-        | Some b -> b
-        | None -> fallback
-
     /// The selected backend, if one was selected.
     let tryGet () = Volatile.Read(&current)

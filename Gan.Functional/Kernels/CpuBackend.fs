@@ -555,7 +555,9 @@ module internal Fast =
         | ReduceMax ->
             let outShape = Shape.reduceKeep shape axes
             let m = Shape.numel outShape
-            let init = if op = ReduceSum then 0.0f else Single.NegativeInfinity
+            // hoisted: F#'s = on a union is a call, too slow per element
+            let isSum = op = ReduceSum
+            let init = if isSum then 0.0f else Single.NegativeInfinity
             let y = Array.create m init
 
             if x.Length > 0 then
@@ -578,9 +580,6 @@ module internal Fast =
                 let smx = if blocked then st.[0].[r - 2] else 0
                 let smo = if blocked then st.[1].[r - 2] else 0
                 let rows = x.Length / (inner * mid)
-
-                // hoisted: F#'s = on a union is a call, too slow per element
-                let isSum = op = ReduceSum
 
                 let foldBlock (y: float32[]) (px: int) (po: int) =
                     for m in 0 .. mid - 1 do
@@ -619,14 +618,14 @@ module internal Fast =
                             foldBlock y px po
                         elif io = 0 then
                             y.[po] <-
-                                if op = ReduceSum then
+                                if isSum then
                                     y.[po] + TensorPrimitives.Sum(src)
                                 else
                                     max y.[po] (TensorPrimitives.Max(src))
                         else
                             let dst = Span(y, po, inner)
 
-                            if op = ReduceSum then
+                            if isSum then
                                 TensorPrimitives.Add(ReadOnlySpan(y, po, inner), src, dst)
                             else
                                 TensorPrimitives.Max(ReadOnlySpan(y, po, inner), src, dst)
@@ -666,7 +665,7 @@ module internal Fast =
                     |> ignore
 
                     for part in partials do
-                        if op = ReduceSum then
+                        if isSum then
                             TensorPrimitives.Add(ReadOnlySpan(y), ReadOnlySpan(part), Span(y))
                         else
                             TensorPrimitives.Max(ReadOnlySpan(y), ReadOnlySpan(part), Span(y))

@@ -9,7 +9,6 @@ module internal Gan.Functional.Kernels.Dnnl
 #nowarn "9" // native pointers: oneDNN reads and writes pinned arrays
 
 open System
-open System.Buffers
 open System.Collections.Generic
 open System.Runtime.InteropServices
 open Gan.Functional
