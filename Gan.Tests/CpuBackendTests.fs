@@ -68,6 +68,31 @@ let ``elementwise unary kernels agree with the reference`` () =
         close 1e-5 (sprintf "%A" op) (fast.Unary(op, positive)) (reference.Unary(op, positive))
 
 [<Fact>]
+let ``leakyRelu and its adjoint agree with the reference, zeros included`` () =
+    // 70,001 elements: vector body, scalar tail and the parallel split; exact zeros take the α side
+    let x0 = data 3UL [| 70_001 |]
+    let xs = RawTensor.toFloat32Array x0
+    xs.[0] <- 0.0f
+    xs.[70_000] <- 0.0f
+    let x = RawTensor.ofFloat32 [| 70_001 |] xs
+    let g = data 4UL [| 70_001 |]
+
+    for alpha in [ 0.0; 0.2; 1.5 ] do
+        close 0.0 (sprintf "leakyRelu %g" alpha) (fast.LeakyRelu(x, alpha)) (reference.LeakyRelu(x, alpha))
+
+        close
+            0.0
+            (sprintf "leakyRelu backward %g" alpha)
+            (fast.LeakyReluBackward(g, x, alpha))
+            (reference.LeakyReluBackward(g, x, alpha))
+
+    let y = RawTensor.toFloat32Array (fast.LeakyRelu(x, 0.2))
+    Assert.Equal(0.0f, y.[0])
+    // known values: x for x > 0, 0.2x otherwise
+    for i in 1..9 do
+        Assert.Equal((if xs.[i] > 0.0f then xs.[i] else 0.2f * xs.[i]), y.[i])
+
+[<Fact>]
 let ``broadcast binary kernels agree with the reference over random shapes`` () =
     Prop.check "broadcast binary kernels agree"
     <| Prop.forAll (Arb.fromGen genBroadcastPair) (fun (sa, sb) ->

@@ -51,6 +51,28 @@ let ``hvp of sum of cubes is 6 x times v`` () =
     |> Prop.checkN "hvp cubes" cases
 
 [<Fact>]
+let ``hvp through leakyRelu is 2 slope squared times v`` () =
+    // f = Σ leakyRelu(x)²: ∇f = 2·s(x)²·x with s = 1 (x > 0) or α, piecewise constant, so
+    // H v = 2 s² ⊙ v: the inner gradient carries the primitive's slope as a constant factor
+    let alpha = 0.2
+
+    Prop.forAll hvpArb (fun c ->
+        let x = tensor NonZero c.Seed c.Shape
+        let v = tensor Smooth (c.Seed + 1) c.Shape
+
+        let hv =
+            Autodiff.hvp (fun x -> Tensor.sum (Tensor.square (Tensor.leakyRelu alpha x))) x v
+
+        let expected =
+            Array.map2
+                (fun x v -> 2.0 * (if x > 0.0 then 1.0 else alpha * alpha) * v)
+                (Tensor.toArray64 x)
+                (Tensor.toArray64 v)
+
+        assertClose tolerance "H v" expected hv)
+    |> Prop.checkN "hvp leakyRelu" cases
+
+[<Fact>]
 let ``hvp of a quadratic form is the symmetrised matrix times v`` () =
     // f = ½ xᵀAx: ∇f = ½(A + Aᵀ)x, H = ½(A + Aᵀ), so H v = ½(A + Aᵀ)v for any x.
     // A = [[1, 2], [0, 3]], v = [1, −1]: ½(A + Aᵀ) = [[1, 1], [1, 3]], H v = [0, −2].

@@ -156,6 +156,32 @@ let ``Training.stepDonated gives the weights of Training.step, which leaves its 
         Assert.True(RawTensor.sameBuffer raw (Tensor.toRaw s.DOpt.Moment2.[name]), name)
 
 [<Fact>]
+let ``a donated step with SGD momentum keeps the momentum buffer it shares with the first gradient`` () =
+    // at t = 1 SGD's momentum buffer is the gradient itself: recycling it would corrupt state
+    let sgd = Sgd(0.9, false, 0.0)
+
+    let cfg = {
+        config with
+            GOptimizer = sgd
+            DOptimizer = sgd
+    }
+
+    let plain, pureMetrics =
+        run toyBn cfg 1e-2 1e-2 3 (Training.init toyBn cfg (Random.key 4UL))
+
+    let mutable s = Training.init toyBn cfg (Random.key 4UL)
+
+    let donatedMetrics = [
+        for i in 1..3 do
+            let next, m = Training.stepDonated toyBn cfg 1e-2 1e-2 (realBatch (uint64 i) 16) s
+            s <- next
+            yield m
+    ]
+
+    Assert.Equal<StepMetrics list>(pureMetrics, donatedMetrics)
+    Assert.True((values plain = values s), "donated SGD steps gave other weights or momenta")
+
+[<Fact>]
 let ``with DSteps = 2 the generator is updated only on every second step`` () =
     let cfg = { config with DSteps = 2 }
     let s0 = Training.init toyBn cfg (Random.key 3UL)

@@ -95,6 +95,13 @@ type IBackend =
     /// The same values in another dtype.
     abstract Cast: x: RawTensor * dtype: DType -> RawTensor
 
+    /// Leaky rectification in one pass: y = x where x > 0, αx elsewhere (ReLU: α = 0).
+    abstract LeakyRelu: x: RawTensor * alpha: float -> RawTensor
+
+    /// LeakyRelu's adjoint for output adjoint g (same shape as x): dx = g where x > 0, αg
+    /// elsewhere, in one pass.
+    abstract LeakyReluBackward: g: RawTensor * x: RawTensor * alpha: float -> RawTensor
+
     /// Train-mode batch normalisation over every axis but axis 1 (x is [N, C, …]; gamma, beta
     /// [C]): with μ and σ² the per-channel batch mean and biased variance,
     /// y = (x − μ)/√(σ² + eps)·gamma + beta. Returns (y, μ, σ²).
@@ -119,6 +126,11 @@ type IBackend =
     /// parameter-sized allocations per parameter and step.
     abstract AdamStepDonated:
         p: RawTensor * g: RawTensor * m: RawTensor * v: RawTensor * c: AdamCoefficients -> RawTensor
+
+    /// Declares `x`'s buffer dead: the engine proved that nothing reads it again (an interior
+    /// adjoint the backward pass has propagated, a gradient a donated optimizer step consumed),
+    /// so the backend may hand it out as a later kernel's output. A hint: ignoring it is correct.
+    abstract Recycle: x: RawTensor -> unit
 
 /// The process-wide choice of kernels (like PyTorch's default device). Changing it affects
 /// operations started afterwards; tensors themselves are backend-neutral buffers.

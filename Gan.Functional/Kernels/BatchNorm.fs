@@ -60,7 +60,7 @@ let private affine (src: float32[]) (o: int) (len: int) (a: float32) (b: float32
 let forward threads (x: float32[]) (shape: int[]) (gamma: float32[]) (beta: float32[]) (eps: float) =
     let n, c, l = dims shape
     let m = float (n * l)
-    let y = GC.AllocateUninitializedArray<float32> x.Length
+    let y = BufferPool.rent x.Length
     let mean = Array.zeroCreate<float32> c
     let var = Array.zeroCreate<float32> c
 
@@ -102,7 +102,7 @@ let backward
     =
     let n, c, l = dims shape
     let m = float (n * l)
-    let dx = GC.AllocateUninitializedArray<float32> x.Length
+    let dx = BufferPool.rent x.Length
     let dgamma = Array.zeroCreate<float32> c
     let dbeta = Array.zeroCreate<float32> c
 

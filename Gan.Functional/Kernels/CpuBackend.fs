@@ -94,6 +94,41 @@ module internal Vec =
             i <- i + 1
 
     /// y = m ≠ 0 ? a : b over [lo, hi).
+    /// y = x where x > 0, αx elsewhere.
+    let leakyRelu (alpha: float32) (x: float32[]) (y: float32[]) (lo: int) (hi: int) =
+        let w = Vector<float32>.Count
+        let k = Vector<float32>(alpha)
+        let mutable i = lo
+
+        while i + w <= hi do
+            let v = Vector<float32>(x, i)
+            Vector.ConditionalSelect(Vector.GreaterThan(v, Vector<float32>.Zero), v, v * k).CopyTo(y, i)
+            i <- i + w
+
+        while i < hi do
+            let v = x.[i]
+            y.[i] <- if v > 0.0f then v else alpha * v
+            i <- i + 1
+
+    /// dx = g where x > 0, αg elsewhere.
+    let leakyReluBackward (alpha: float32) (g: float32[]) (x: float32[]) (dx: float32[]) (lo: int) (hi: int) =
+        let w = Vector<float32>.Count
+        let k = Vector<float32>(alpha)
+        let mutable i = lo
+
+        while i + w <= hi do
+            let gv = Vector<float32>(g, i)
+
+            Vector
+                .ConditionalSelect(Vector.GreaterThan(Vector<float32>(x, i), Vector<float32>.Zero), gv, gv * k)
+                .CopyTo(dx, i)
+
+            i <- i + w
+
+        while i < hi do
+            dx.[i] <- if x.[i] > 0.0f then g.[i] else alpha * g.[i]
+            i <- i + 1
+
     let where (m: float32[]) (a: float32[]) (b: float32[]) (y: float32[]) (lo: int) (hi: int) =
         let w = Vector<float32>.Count
         let mutable i = lo
@@ -327,15 +362,15 @@ module internal Fast =
     let unary threads (op: UnaryOp) (x: float32[]) : float32[] option =
         match op with
         | Sign ->
-            let y = GC.AllocateUninitializedArray<float32> x.Length
+            let y = BufferPool.rent x.Length
             chunks threads x.Length (fun lo hi -> Vec.sign x y lo hi)
             Some y
         | Tanh ->
-            let y = GC.AllocateUninitializedArray<float32> x.Length
+            let y = BufferPool.rent x.Length
             chunks threads x.Length (fun lo hi -> Vec.tanh x y lo hi)
             Some y
         | _ ->
-            let y = GC.AllocateUninitializedArray<float32> x.Length
+            let y = BufferPool.rent x.Length
             chunks threads x.Length (fun lo hi -> unaryRun op x y lo (hi - lo))
             Some y
 
@@ -462,7 +497,7 @@ module internal Fast =
             None
         else
             let n = Shape.numel outShape
-            let y = GC.AllocateUninitializedArray<float32> n
+            let y = BufferPool.rent n
 
             if n > 0 then
                 let sa = Strided.broadcastStrides aShape outShape
@@ -497,7 +532,7 @@ module internal Fast =
     /// a fill (stride 0, a broadcast) or a strided gather; rows split across threads.
     let view threads (x: float32[]) (offset: int) (strides: int[]) (shape: int[]) : float32[] =
         let n = Shape.numel shape
-        let y = GC.AllocateUninitializedArray<float32> n
+        let y = BufferPool.rent n
 
         if n > 0 then
             let dims, st = merge shape [| strides |]
@@ -558,7 +593,8 @@ module internal Fast =
             // hoisted: F#'s = on a union is a call, too slow per element
             let isSum = op = ReduceSum
             let init = if isSum then 0.0f else Single.NegativeInfinity
-            let y = Array.create m init
+            let y = BufferPool.rent m
+            Array.Fill(y, init)
 
             if x.Length > 0 then
                 let own = Shape.strides outShape
@@ -719,7 +755,7 @@ type CpuBackend(threads: int) =
         member _.Where(m, a, b) =
             match m.Storage, a.Storage, b.Storage with
             | Storage.F32 mm, Storage.F32 x, Storage.F32 y ->
-                let r = GC.AllocateUninitializedArray<float32> x.Length
+                let r = BufferPool.rent x.Length
                 Fast.chunks threads x.Length (fun lo hi -> Vec.where mm x y r lo hi)
 
                 {
@@ -768,7 +804,7 @@ type CpuBackend(threads: int) =
                     else
                         a.Shape.[a.Shape.Length - 1]
 
-                let c = GC.AllocateUninitializedArray<float32>(Shape.numel outShape)
+                let c = BufferPool.rent (Shape.numel outShape)
                 let batchShape = outShape.[.. r - 3]
                 let sa = Strided.broadcastStrides a.Shape.[.. a.Shape.Length - 3] batchShape
                 let sb = Strided.broadcastStrides b.Shape.[.. b.Shape.Length - 3] batchShape
@@ -855,14 +891,35 @@ type CpuBackend(threads: int) =
 
         member _.Cast(x, dtype) = reference.Cast(x, dtype)
 
+        member _.Recycle x =
+            match x.Storage with
+            | Storage.F32 a -> BufferPool.give a
+            | Storage.F64 _ -> ()
+
+        member _.LeakyRelu(x, alpha) =
+            match x.Storage with
+            | Storage.F32 a ->
+                let y = BufferPool.rent a.Length
+                Fast.chunks threads a.Length (fun lo hi -> Vec.leakyRelu (float32 alpha) a y lo hi)
+                RawTensor.ofFloat32 x.Shape y
+            | Storage.F64 _ -> reference.LeakyRelu(x, alpha)
+
+        member _.LeakyReluBackward(g, x, alpha) =
+            match g.Storage, x.Storage with
+            | Storage.F32 ga, Storage.F32 xa ->
+                let dx = BufferPool.rent xa.Length
+                Fast.chunks threads xa.Length (fun lo hi -> Vec.leakyReluBackward (float32 alpha) ga xa dx lo hi)
+                RawTensor.ofFloat32 x.Shape dx
+            | _ -> reference.LeakyReluBackward(g, x, alpha)
+
         member _.AdamStep(p, g, m, v, c) =
             match p.Storage, g.Storage, m.Storage, v.Storage with
             | Storage.F32 pa, Storage.F32 ga, Storage.F32 ma, Storage.F32 va ->
                 let n = pa.Length
                 // the new parameters outlive the step: pinned object heap (see AdamStepDonated)
                 let p' = GC.AllocateUninitializedArray<float32>(n, true)
-                let m' = GC.AllocateUninitializedArray<float32> n
-                let v' = GC.AllocateUninitializedArray<float32> n
+                let m' = BufferPool.rent n
+                let v' = BufferPool.rent n
                 Fast.chunks threads n (fun lo hi -> Vec.adam c pa ga ma va p' m' v' lo hi)
 
                 let wrap a = {

@@ -483,7 +483,7 @@ let conv2d (spec: ConvSpec) (x: float32[]) (xShape: int[]) (w: float32[]) (wShap
 
         plan Forward spec xShape wShape yShape
         |> Option.map (fun p ->
-            let y = GC.AllocateUninitializedArray<float32>(Shape.numel yShape)
+            let y = BufferPool.rent (Shape.numel yShape)
             run p [| x; w; y |]
             y)
 
@@ -496,7 +496,7 @@ let conv2dInputGrad (spec: ConvSpec) (g: float32[]) (gShape: int[]) (w: float32[
     else
         plan BackwardData spec xShape wShape gShape
         |> Option.map (fun p ->
-            let dx = GC.AllocateUninitializedArray<float32>(Shape.numel xShape)
+            let dx = BufferPool.rent (Shape.numel xShape)
             run p [| g; w; dx |]
             dx)
 
@@ -510,7 +510,7 @@ let conv2dWeightGrad (spec: ConvSpec) (x: float32[]) (xShape: int[]) (g: float32
     else
         plan BackwardWeights spec xShape wShape gShape
         |> Option.map (fun p ->
-            let dw = GC.AllocateUninitializedArray<float32>(Shape.numel wShape)
+            let dw = BufferPool.rent (Shape.numel wShape)
             run p [| x; g; dw |]
             dw)
 

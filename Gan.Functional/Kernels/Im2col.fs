@@ -167,7 +167,7 @@ let private eachChunk (g: Geometry) (body: int -> int -> int -> float32[] -> flo
 /// conv2d: y[n, o] = Σ W[o, r]·col[r, n] per group.
 let conv2d threads (spec: ConvSpec) (x: float32[]) (xShape: int[]) (w: float32[]) (wShape: int[]) =
     let g = geometry spec xShape wShape
-    let y = GC.AllocateUninitializedArray<float32>(g.N * g.O * g.L)
+    let y = BufferPool.rent (g.N * g.O * g.L)
 
     eachChunk g (fun group n0 nb col tmp ->
         im2col threads g x group n0 nb col
@@ -179,7 +179,7 @@ let conv2d threads (spec: ConvSpec) (x: float32[]) (xShape: int[]) (w: float32[]
 /// The adjoint of conv2d in x (transposed convolution): dx = col2im(Wᵀ·g).
 let conv2dInputGrad threads (spec: ConvSpec) (gy: float32[]) (w: float32[]) (wShape: int[]) (xShape: int[]) =
     let g = geometry spec xShape wShape
-    let dx = Array.zeroCreate<float32>(g.N * g.C * g.H * g.W)
+    let dx = BufferPool.rentZeroed (g.N * g.C * g.H * g.W)
 
     eachChunk g (fun group n0 nb col tmp ->
         shuffle g gy tmp group n0 nb false
@@ -191,7 +191,7 @@ let conv2dInputGrad threads (spec: ConvSpec) (gy: float32[]) (w: float32[]) (wSh
 /// The adjoint of conv2d in W: dW = Σ over chunks g·colᵀ.
 let conv2dWeightGrad threads (spec: ConvSpec) (x: float32[]) (xShape: int[]) (gy: float32[]) (wShape: int[]) =
     let g = geometry spec xShape wShape
-    let dw = Array.zeroCreate<float32>(g.O * g.Rows)
+    let dw = BufferPool.rentZeroed (g.O * g.Rows)
 
     eachChunk g (fun group n0 nb col tmp ->
         im2col threads g x group n0 nb col

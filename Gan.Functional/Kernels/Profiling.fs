@@ -151,6 +151,14 @@ type ProfilingBackend(inner: IBackend, recordShapes: bool) =
         member _.Cast(x, d) =
             timed "cast" 0.0 (fun () -> inner.Cast(x, d))
 
+        member _.Recycle x = inner.Recycle x
+
+        member _.LeakyRelu(x, alpha) =
+            timed (key "leakyRelu" [ x.Shape ]) 0.0 (fun () -> inner.LeakyRelu(x, alpha))
+
+        member _.LeakyReluBackward(g, x, alpha) =
+            timed (key "leakyRelu.backward" [ x.Shape ]) 0.0 (fun () -> inner.LeakyReluBackward(g, x, alpha))
+
         member _.BatchNormForward(x, gm, b, eps) =
             timed (key "batchNorm" [ x.Shape ]) 0.0 (fun () -> inner.BatchNormForward(x, gm, b, eps))
 

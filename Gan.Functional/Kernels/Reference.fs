@@ -413,6 +413,25 @@ type ReferenceBackend() =
 
         member _.Cast(x, dtype) = RawTensor.cast dtype x
 
+        // reference kernels allocate plainly and leave dead buffers to the GC
+        member _.Recycle _ = ()
+
+        member _.LeakyRelu(x, alpha) =
+            match x.Storage with
+            | Storage.F32 a ->
+                let k = float32 alpha
+                RawTensor.ofFloat32 x.Shape (a |> Array.map (fun v -> if v > 0.0f then v else k * v))
+            | Storage.F64 a -> RawTensor.ofFloat64 x.Shape (a |> Array.map (fun v -> if v > 0.0 then v else alpha * v))
+
+        member _.LeakyReluBackward(g, x, alpha) =
+            match g.Storage, x.Storage with
+            | Storage.F32 ga, Storage.F32 xa ->
+                let k = float32 alpha
+                RawTensor.ofFloat32 x.Shape (Array.map2 (fun gv v -> if v > 0.0f then gv else k * gv) ga xa)
+            | Storage.F64 ga, Storage.F64 xa ->
+                RawTensor.ofFloat64 x.Shape (Array.map2 (fun gv v -> if v > 0.0 then gv else alpha * gv) ga xa)
+            | _ -> invalidArg "g" "g and x must have one dtype"
+
         member _.BatchNormForward(x, gamma, beta, eps) =
             let c = [| x.Shape.[1] |]
 

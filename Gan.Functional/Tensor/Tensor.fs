@@ -75,6 +75,9 @@ and internal Op =
     | ConvInputGrad of Tensor * Tensor * ConvSpec
     | ConvWeightGrad of Tensor * Tensor * ConvSpec
     | Cast of Tensor
+    /// y = x where x > 0, αx elsewhere: one pass forward and back, and the tape keeps x only
+    /// (composed as x·slope it would also keep a full-size slope tensor).
+    | LeakyRelu of Tensor * alpha: float
     /// Train-mode batch normalisation of x with per-channel gamma and beta ([C]); the batch
     /// statistics the kernel computed are kept for the backward pass.
     | BatchNorm of x: Tensor * gamma: Tensor * beta: Tensor * eps: float * mean: RawTensor * var: RawTensor
@@ -99,6 +102,7 @@ and internal Op =
         | Pad(a, _)
         | Take(a, _)
         | ScatterAdd(a, _)
+        | LeakyRelu(a, _)
         | Cast a -> [| a |]
         | Add(a, b)
         | Sub(a, b)
@@ -445,6 +449,10 @@ module internal Prim =
 
         Tape.lift [| x; g |] (fun r -> backend().Conv2dWeightGrad(r.[0], r.[1], spec, wShape)) (fun i ->
             ConvWeightGrad(i.[0], i.[1], spec))
+
+    /// y = x where x > 0, αx elsewhere (ReLU: α = 0).
+    let leakyRelu (alpha: float) (x: Tensor) =
+        Tape.lift [| x |] (fun r -> backend().LeakyRelu(r.[0], alpha)) (fun i -> LeakyRelu(i.[0], alpha))
 
     /// The same values in another dtype.
     let cast (dt: DType) (x: Tensor) =

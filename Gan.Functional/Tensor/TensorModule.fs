@@ -222,24 +222,13 @@ module Tensor =
         Prim.where (lt x l) l (Prim.where (gt x h) h x)
 
     /// max(x, 0) (gradient 0 at 0, as PyTorch).
-    let relu (x: Tensor) =
-        // x times a constant 0/1 mask: one multiply forward and backward
-        Prim.mul x (gt x (Prim.scalarLike x 0.0))
+    let relu (x: Tensor) = Prim.leakyRelu 0.0 x
 
-    /// x for x > 0, αx otherwise.
+    /// x for x > 0, αx otherwise (gradient α at 0).
     let leakyRelu (alpha: float) (x: Tensor) =
-        // x times a constant slope (1 or α), computed on constants without taping
-        let mask = gt x (Prim.scalarLike x 0.0)
-
-        let slope =
-            if alpha >= 0.0 && alpha <= 1.0 then
-                // max(mask, α) is 1 or α: one full-size pass instead of a multiply and an add
-                let m = Tape.raw mask
-                TConst(Prim.backend().Binary(BinaryOp.Maximum, m, Tape.raw (Prim.scalarLike x alpha), m.Shape))
-            else
-                Prim.add (Prim.mul mask (Prim.scalarLike x (1.0 - alpha))) (Prim.scalarLike x alpha)
-
-        Prim.mul x slope
+        // a primitive, not x·slope: one pass each way, and the tape keeps no slope tensor
+        // (dcgan64's generator: one activation-sized tensor less per layer)
+        Prim.leakyRelu alpha x
 
     /// ln(1 + eˣ) = max(x, 0) + ln(1 + e^−|x|), stable for large |x|.
     let softplus (x: Tensor) =

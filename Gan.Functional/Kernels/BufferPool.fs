@@ -1,0 +1,117 @@
+/// Float32 buffers known to be dead, kept for the next kernel output of the same length.
+///
+/// Tensors are immutable and every kernel returns a fresh buffer, so a training step allocates
+/// hundreds of megabytes of large arrays; on .NET those live on the large-object heap, whose
+/// budget triggers gen-2 collections, and each fresh array costs page faults when first touched.
+/// The engine knows some buffers are dead before the GC does: an interior adjoint once the
+/// backward pass has propagated it, a gradient once a donated optimizer step has consumed it.
+/// Those are given here (through <c>IBackend.Recycle</c>) and handed out again by <c>rent</c>
+/// for an output of exactly that length (a network repeats its shapes every step).
+module internal Gan.Functional.Kernels.BufferPool
+
+open System
+open System.Collections.Generic
+
+/// Below this many floats (64 KB) an array is a cheap gen-0 allocation: not pooled.
+let minLength = 16384
+
+let private envInt (name: string) (fallback: int64) =
+    match Int64.TryParse(Environment.GetEnvironmentVariable name) with
+    | true, v when v >= 0L -> v
+    | _ -> fallback
+
+/// The most the pool holds, in bytes (`GAN_POOL_MB`, default 512; 0 turns pooling off).
+let private capBytes = envInt "GAN_POOL_MB" 512L * 1024L * 1024L
+
+/// `GAN_POOL_CHECK=1`: every given buffer is filled with NaN, so that a buffer given while
+/// still in use shows up as NaN in results (the test suite runs with it).
+let poison = Environment.GetEnvironmentVariable "GAN_POOL_CHECK" = "1"
+
+/// The pooled buffers of one length, and how many of them a pass has wanted in a row.
+[<AllowNullLiteral>]
+type private Bucket() =
+    /// Free buffers; rent takes the newest (warm in cache).
+    member val Free = Stack<float32[]>()
+    /// Rents since the last give of this length.
+    member val Streak = 0 with get, set
+    /// The longest such run seen: more free buffers than that would never be claimed before
+    /// the next give refills the bucket (a gradient given three times a step and rented once
+    /// must not pile up three copies).
+    member val Demand = 0 with get, set
+
+let private gate = obj ()
+let private buckets = Dictionary<int, Bucket>()
+// identity of every pooled array: a buffer given twice must not be handed out twice
+let private pooled = HashSet<float32[]>(HashIdentity.Reference)
+let mutable private held = 0L
+let mutable private reusedBytes = 0L
+
+let private bucket (n: int) =
+    match buckets.TryGetValue n with
+    | true, b -> b
+    | _ ->
+        let b = Bucket()
+        buckets.[n] <- b
+        b
+
+/// A buffer of exactly `n` floats with unspecified contents: a pooled one when there is one.
+let rent (n: int) : float32[] =
+    let reused =
+        if n >= minLength && capBytes > 0L then
+            lock gate (fun () ->
+                let b = bucket n
+                b.Streak <- b.Streak + 1
+                b.Demand <- max b.Demand b.Streak
+
+                if b.Free.Count > 0 then
+                    let a = b.Free.Pop()
+                    pooled.Remove a |> ignore
+                    held <- held - 4L * int64 n
+                    reusedBytes <- reusedBytes + 4L * int64 n
+                    ValueSome a
+                else
+                    ValueNone)
+        else
+            ValueNone
+
+    match reused with
+    | ValueSome a -> a
+    | ValueNone -> GC.AllocateUninitializedArray<float32> n
+
+/// A zero-filled buffer of exactly `n` floats.
+let rentZeroed (n: int) : float32[] =
+    let a = rent n
+    Array.Clear a
+    a
+
+/// Hands a dead buffer to the pool. The caller guarantees that nothing reads or writes it
+/// afterwards; small buffers, buffers given twice, buffers beyond their length's demand and
+/// beyond the cap are left to the GC.
+let give (a: float32[]) =
+    // poison before the buffer can be handed out again (a dead buffer's contents are free)
+    if poison then
+        Array.Fill(a, Single.NaN)
+
+    if a.Length >= minLength && capBytes > 0L then
+        let bytes = 4L * int64 a.Length
+
+        lock gate (fun () ->
+            let b = bucket a.Length
+            b.Streak <- 0
+
+            if b.Free.Count < b.Demand && held + bytes <= capBytes && pooled.Add a then
+                b.Free.Push a
+                held <- held + bytes)
+
+/// Bytes held for reuse now.
+let heldBytes () = lock gate (fun () -> held)
+
+/// Bytes handed out again since the process started (what the pool saved in fresh allocations).
+let reusedTotal () = lock gate (fun () -> reusedBytes)
+
+/// Drops every pooled buffer (they become garbage).
+let clear () =
+    lock gate (fun () ->
+        buckets.Clear()
+        pooled.Clear()
+        held <- 0L)

@@ -1,0 +1,101 @@
+/// Buffer recycling: the pool hands a dead buffer out again for the same length, once; the
+/// backward pass recycles only adjoints nothing holds any more (the suite runs with
+/// GAN_POOL_CHECK=1, so a recycled buffer that is still in use turns results into NaN); a
+/// donated training step recycles its gradients but not a buffer the optimizer kept.
+module BufferPoolTests
+
+open System
+open Xunit
+open Gan.Functional
+open Gan.Functional.Kernels
+open GradCheck
+
+[<Fact>]
+let ``the test suite runs with the pool check on`` () =
+    // Gan.Tests/pool-check.runsettings sets GAN_POOL_CHECK=1 for every test process
+    Assert.True(BufferPool.poison, "GAN_POOL_CHECK=1 is not set: recycling bugs would go unseen")
+
+[<Fact>]
+let ``a given buffer is handed out again for its length, and only once`` () =
+    // a length no other test uses, so that parallel tests cannot take the buffer
+    let n = BufferPool.minLength + 4099
+    let a = BufferPool.rent n
+    BufferPool.give a
+    BufferPool.give a
+    let r1 = BufferPool.rent n
+    let r2 = BufferPool.rent n
+    Assert.Same(a, r1)
+    Assert.NotSame(a, r2)
+    Assert.Equal(n, r2.Length)
+
+[<Fact>]
+let ``a given buffer is poisoned with NaN under the pool check`` () =
+    let a = Array.create (BufferPool.minLength + 4111) 1.0f
+    BufferPool.give a
+    Assert.True(a |> Array.forall Single.IsNaN)
+
+[<Fact>]
+let ``small buffers are left to the GC`` () =
+    let n = 97
+    let a = BufferPool.rent n
+    BufferPool.give a
+    Assert.NotSame(a, BufferPool.rent n)
+
+[<Fact>]
+let ``rentZeroed gives zeros even after a poisoned buffer came back`` () =
+    let n = BufferPool.minLength + 4127
+    let a = BufferPool.rent n
+    BufferPool.give a
+    let z = BufferPool.rentZeroed n
+    Assert.Same(a, z)
+    Assert.True(z |> Array.forall ((=) 0.0f))
+
+/// A graph with fan-out (x·w used twice), pass-through adjoints (a + b gives g to both, reshape
+/// and sumTo return g itself), broadcasting and a shared leaf: everything a refcount can get wrong.
+let private tangled (ps: Map<string, Tensor>) =
+    let x, w, b = ps.["x"], ps.["w"], ps.["b"]
+    let h = Tensor.matmul x w
+    let y = Tensor.tanh (h + h + b) // h twice, b broadcast over the rows
+    let r = Tensor.reshape [| 64; 8; 64 |] y
+    let s = Tensor.sigmoid r * Tensor.exp (Tensor.neg (Tensor.square r))
+    // the kinks of (leaky) ReLU sit on exact inputs, so float32 and float64 take the same branch
+    let z = y * Tensor.leakyRelu 0.2 x
+
+    Tensor.sum (s + Tensor.reshape [| 64; 8; 64 |] z)
+    + Tensor.sum (Tensor.relu (w - 0.1))
+
+[<Fact>]
+let ``a first-order backward recycles dead adjoints and leaves every gradient unchanged`` () =
+    let key = Random.key 7UL
+    let ks = Random.splitN 3 key
+
+    let ps32 =
+        Map [
+            "x", Tensor.randn ks.[0] [| 64; 512 |]
+            "w", Tensor.randn ks.[1] [| 512; 512 |] * 0.05
+            "b", Tensor.randn ks.[2] [| 512 |]
+        ]
+
+    // float64 buffers are never pooled: the reference gradients
+    let ps64 = ps32 |> Map.map (fun _ t -> Tensor.cast Float64 t)
+    let expected = Autodiff.grads tangled ps64
+    let before = BufferPool.reusedTotal ()
+    // float32 against float64 over 512-term sums; a recycling bug gives NaN or foreign values
+    let float32Tolerance = { Atol = 2e-4; Rtol = 2e-3 }
+
+    for run in 1..2 do
+        let got = Autodiff.grads tangled ps32
+
+        for KeyValue(name, g) in got do
+            match
+                compareArrays
+                    float32Tolerance
+                    (sprintf "run %d, d/d%s" run name)
+                    (Tensor.toArray64 g)
+                    (Tensor.toArray64 expected.[name])
+            with
+            | Some msg -> failwith msg
+            | None -> ()
+
+    // the second backward ran on buffers the first one recycled
+    Assert.True(BufferPool.reusedTotal () > before, "no buffer was reused")
