@@ -1,7 +1,7 @@
 /// Buffer recycling: the pool hands a dead buffer out again for the same length, once; the
 /// backward pass recycles only adjoints nothing holds any more (the suite runs with
-/// GAN_POOL_CHECK=1, so a recycled buffer that is still in use turns results into NaN); a
-/// donated training step recycles its gradients but not a buffer the optimizer kept.
+/// GAN_POOL_CHECK=1, so a recycled buffer that is still in use turns results into NaN, in
+/// these tests and in every other gradient and training test).
 module BufferPoolTests
 
 open System

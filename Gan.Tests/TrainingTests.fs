@@ -156,8 +156,8 @@ let ``Training.stepDonated gives the weights of Training.step, which leaves its 
         Assert.True(RawTensor.sameBuffer raw (Tensor.toRaw s.DOpt.Moment2.[name]), name)
 
 [<Fact>]
-let ``a donated step with SGD momentum keeps the momentum buffer it shares with the first gradient`` () =
-    // at t = 1 SGD's momentum buffer is the gradient itself: recycling it would corrupt state
+let ``a donated step with SGD momentum gives the weights of the pure step`` () =
+    // at t = 1 SGD's momentum buffer is the gradient itself: a donated step must keep it
     let sgd = Sgd(0.9, false, 0.0)
 
     let cfg = {

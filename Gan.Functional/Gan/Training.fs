@@ -2,7 +2,6 @@ namespace Gan.Functional.Gan
 
 open Gan.Functional
 open Gan.Functional.Nn
-open System.Collections.Generic
 
 /// How a GAN is trained (everything but the data and the current epoch's learning rates).
 type TrainConfig = {
@@ -92,31 +91,6 @@ module Training =
             State = Map.fold (fun acc k v -> Map.add k (Tensor.detach v) acc) vars.State s
     }
 
-    // A donated step owns its gradients: once the optimizer has consumed them their buffers go
-    // back to the backend for the next outputs (mbd28: 20M parameters, 80 MB a step) — except
-    // a buffer the optimizer kept (SGD's first momentum buffer is the gradient itself).
-    let private recycleGradients
-        (donate: bool)
-        (grads: Tensor seq)
-        (opt: OptimizerState)
-        (parameters: Map<string, Tensor>)
-        =
-        if donate then
-            let seen = HashSet<float32[]>(HashIdentity.Reference)
-
-            for t in Seq.concat [ Map.values opt.Moment1; Map.values opt.Moment2; Map.values parameters ] do
-                match (Tape.raw t).Storage with
-                | Storage.F32 a -> seen.Add a |> ignore
-                | Storage.F64 _ -> ()
-
-            for g in grads do
-                match g with
-                | TConst r ->
-                    match r.Storage with
-                    | Storage.F32 a when seen.Add a -> Prim.backend().Recycle r
-                    | _ -> ()
-                | TRev _ -> ()
-
     let private stepWith
         (donate: bool)
         (model: GanModel)
@@ -177,8 +151,6 @@ module Training =
         let dParams, dOpt =
             optimize config.DOptimizer dLr dResult.Grads state.DOpt state.D.Params
 
-        recycleGradients donate (Map.values dResult.Grads) dOpt dParams
-
         let d = { Params = dParams; State = dState }
         // generator update through the updated discriminator
         let g, gOpt, gLoss, d =
@@ -203,7 +175,6 @@ module Training =
 
                 let grads = pullback dFake
                 let gParams, gOpt = optimize config.GOptimizer gLr grads state.GOpt g.Params
-                recycleGradients donate (Seq.append [ dFake ] (Map.values grads)) gOpt gParams
                 { g with Params = gParams }, gOpt, Tensor.item gLossValue, { d with State = dAfter }
 
         let ema =

@@ -128,8 +128,8 @@ type IBackend =
         p: RawTensor * g: RawTensor * m: RawTensor * v: RawTensor * c: AdamCoefficients -> RawTensor
 
     /// Declares `x`'s buffer dead: the engine proved that nothing reads it again (an interior
-    /// adjoint the backward pass has propagated, a gradient a donated optimizer step consumed),
-    /// so the backend may hand it out as a later kernel's output. A hint: ignoring it is correct.
+    /// adjoint the backward pass has propagated), so the backend may hand it out as a later
+    /// kernel's output. A hint: ignoring it is correct.
     abstract Recycle: x: RawTensor -> unit
 
 /// The process-wide choice of kernels (like PyTorch's default device). Changing it affects
