@@ -136,6 +136,7 @@ internal static class BenchCommand
         var times = new double[req.Steps];
         var gen2 = GC.CollectionCount(2);
         var allocated = GC.GetTotalAllocatedBytes(precise: true);
+        var paused = GC.GetTotalPauseDuration();
         for (var i = 0; i < req.Steps; i++)
         {
             var t0 = Stopwatch.GetTimestamp();
@@ -145,9 +146,12 @@ internal static class BenchCommand
 
         var perStep = (GC.GetTotalAllocatedBytes(precise: true) - allocated) / (double)req.Steps;
         gen2 = GC.CollectionCount(2) - gen2;
+        var pauseMs = (GC.GetTotalPauseDuration() - paused).TotalMilliseconds / req.Steps;
         Array.Sort(times);
         var median = times.Length % 2 == 1 ? times[times.Length / 2] : (times[times.Length / 2 - 1] + times[times.Length / 2]) / 2;
-        ctx.Err.WriteLine(string.Create(c, $"{req.Model}: allocated {perStep / 1e6:F1} MB/step, {gen2} gen-2 GC(s) in {req.Steps} steps"));
+        double Quantile(double q) => times[(int)Math.Round(q * (times.Length - 1))];
+        ctx.Err.WriteLine(string.Create(c, $"{req.Model}: allocated {perStep / 1e6:F1} MB/step, {gen2} gen-2 GC(s) in {req.Steps} steps, GC pauses {pauseMs:F1} ms/step"));
+        ctx.Err.WriteLine(string.Create(c, $"{req.Model}: step ms p10 {Quantile(0.1):F1}, p25 {Quantile(0.25):F1}, p50 {median:F1}, p75 {Quantile(0.75):F1}, p90 {Quantile(0.9):F1}, max {times[^1]:F1}"));
         if (profiler is not null)
         {
             PrintProfile(profiler, req.Steps, times.Sum(), ctx.Err);
