@@ -310,6 +310,48 @@ let ``im2col convolutions and both adjoints agree with the reference`` () =
         close 1e-5 "input grad" (fast.Conv2dInputGrad(g, w, spec, xs)) (reference.Conv2dInputGrad(g, w, spec, xs))
         close 1e-5 "weight grad" (fast.Conv2dWeightGrad(x, g, spec, ws)) (reference.Conv2dWeightGrad(x, g, spec, ws)))
 
+/// One output channel at stride 1: rectangular kernels, paddings up to k − 1 per side, widths
+/// below, at and above one vector (8 or 16 floats), so every block and tail path runs.
+let private genSingleChannelConv =
+    gen {
+        let! n = Gen.choose (1, 3)
+        let! c = Gen.choose (1, 9)
+        let! h = Gen.choose (1, 12)
+        let! w = Gen.choose (1, 35)
+        let! kh = Gen.choose (1, 5)
+        let! kw = Gen.choose (1, 5)
+        let! pt = Gen.choose (0, kh - 1)
+        let! pb = Gen.choose (0, kh - 1)
+        let! pl = Gen.choose (0, kw - 1)
+        let! pr = Gen.choose (0, kw - 1)
+
+        let spec = {
+            ConvSpec.unit with
+                PadTop = pt
+                PadBottom = pb
+                PadLeft = pl
+                PadRight = pr
+        }
+
+        return spec, [| n; c; h; w |], [| 1; c; kh; kw |]
+    }
+    |> Gen.filter (fun (spec, x, w) ->
+        x.[2] + spec.PadTop + spec.PadBottom >= w.[2]
+        && x.[3] + spec.PadLeft + spec.PadRight >= w.[3])
+
+[<Fact>]
+let ``one-output-channel convolutions and both adjoints agree with the reference`` () =
+    Prop.checkN "single-channel conv agrees" 80
+    <| Prop.forAll (Arb.fromGen genSingleChannelConv) (fun (spec, xs, ws) ->
+        Assert.True(SingleChannelConv.applies spec ws)
+        let x = data 12UL xs
+        let w = data 13UL ws
+        let y = reference.Conv2d(x, w, spec)
+        close 1e-5 (sprintf "conv2d %A %A %A" spec xs ws) (fast.Conv2d(x, w, spec)) y
+        let g = data 14UL y.Shape
+        close 1e-5 "input grad" (fast.Conv2dInputGrad(g, w, spec, xs)) (reference.Conv2dInputGrad(g, w, spec, xs))
+        close 1e-5 "weight grad" (fast.Conv2dWeightGrad(x, g, spec, ws)) (reference.Conv2dWeightGrad(x, g, spec, ws)))
+
 [<Fact>]
 let ``a convolution larger than one column chunk agrees with the reference`` () =
     // 16M-float column budget: 3 images of 64 channels · 16 taps · 128² positions need chunks

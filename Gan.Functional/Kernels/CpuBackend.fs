@@ -837,9 +837,12 @@ type CpuBackend(threads: int) =
                     Shape = outShape
                     Storage =
                         Storage.F32(
-                            match Dnnl.conv2d spec xa x.Shape wa w.Shape with
-                            | Some y -> y
-                            | None -> Im2col.conv2d threads spec xa x.Shape wa w.Shape
+                            if SingleChannelConv.applies spec w.Shape then
+                                SingleChannelConv.conv2d threads spec xa x.Shape wa w.Shape
+                            else
+                                match Dnnl.conv2d spec xa x.Shape wa w.Shape with
+                                | Some y -> y
+                                | None -> Im2col.conv2d threads spec xa x.Shape wa w.Shape
                         )
                 }
             | _ -> reference.Conv2d(x, w, spec)
@@ -850,9 +853,12 @@ type CpuBackend(threads: int) =
                 Shape = xShape
                 Storage =
                     Storage.F32(
-                        match Dnnl.conv2dInputGrad spec ga g.Shape wa w.Shape xShape with
-                        | Some dx -> dx
-                        | None -> Im2col.conv2dInputGrad threads spec ga wa w.Shape xShape
+                        if SingleChannelConv.applies spec w.Shape then
+                            SingleChannelConv.conv2dInputGrad threads spec ga wa w.Shape xShape
+                        else
+                            match Dnnl.conv2dInputGrad spec ga g.Shape wa w.Shape xShape with
+                            | Some dx -> dx
+                            | None -> Im2col.conv2dInputGrad threads spec ga wa w.Shape xShape
                     )
               }
             | _ -> reference.Conv2dInputGrad(g, w, spec, xShape)
@@ -863,9 +869,12 @@ type CpuBackend(threads: int) =
                 Shape = wShape
                 Storage =
                     Storage.F32(
-                        match Dnnl.conv2dWeightGrad spec xa x.Shape ga g.Shape wShape with
-                        | Some dw -> dw
-                        | None -> Im2col.conv2dWeightGrad threads spec xa x.Shape ga wShape
+                        if SingleChannelConv.applies spec wShape then
+                            SingleChannelConv.conv2dWeightGrad threads spec xa x.Shape ga wShape
+                        else
+                            match Dnnl.conv2dWeightGrad spec xa x.Shape ga g.Shape wShape with
+                            | Some dw -> dw
+                            | None -> Im2col.conv2dWeightGrad threads spec xa x.Shape ga wShape
                     )
               }
             | _ -> reference.Conv2dWeightGrad(x, g, spec, wShape)

@@ -1,0 +1,176 @@
+/// Direct float32 kernels for convolutions with one output channel (stride 1, no dilation, one
+/// group, padding below the kernel size): a generator's last layer, 64 → 1 channels at 28×28 in
+/// dcgan28. oneDNN pads the single output channel to a block of 16 (4–6 GFLOP/s measured) and
+/// im2col builds a column matrix 9·C times the image for a one-row product; here every output
+/// row is accumulated in vector registers straight from a zero-padded copy of the input plane,
+/// so no bounds are tested in the inner loops. Images run in parallel, one scratch per thread.
+module internal Gan.Functional.Kernels.SingleChannelConv
+
+open System
+open System.Numerics
+open System.Threading.Tasks
+open Gan.Functional
+
+/// True when these kernels serve the convolution of `wShape` [1, C, kh, kw] under `spec`.
+let applies (spec: ConvSpec) (wShape: int[]) =
+    wShape.Length = 4
+    && wShape.[0] = 1
+    && spec.Groups = 1
+    && spec.StrideH = 1
+    && spec.StrideW = 1
+    && spec.DilationH = 1
+    && spec.DilationW = 1
+    && spec.PadTop < wShape.[2]
+    && spec.PadBottom < wShape.[2]
+    && spec.PadLeft < wShape.[3]
+    && spec.PadRight < wShape.[3]
+
+let private lanes = Vector<float32>.Count
+
+/// Each weight broadcast to a vector, in [C, kh, kw] order.
+let private broadcast (w: float32[]) =
+    Array.map (fun (v: float32) -> Vector<float32>(v)) w
+
+let private eachImage threads (n: int) (scratch: int) (body: float32[] -> int -> unit) =
+    Parallel.For(
+        0,
+        n,
+        ParallelOptions(MaxDegreeOfParallelism = threads),
+        (fun () -> Array.zeroCreate<float32> scratch),
+        (fun b _ (buf: float32[]) ->
+            body buf b
+            buf),
+        ignore
+    )
+    |> ignore
+
+/// Stores the first `count` lanes of `v` at dst[o..].
+let inline private store (v: Vector<float32>) (dst: float32[]) (o: int) (count: int) =
+    if count = lanes then
+        v.CopyTo(dst, o)
+    else
+        for i in 0 .. count - 1 do
+            dst.[o + i] <- v.[i]
+
+/// Copies the [C, H, W] image at x[xo..] into a zeroed [C, hp, wp] plane at row `top`, column
+/// `left`.
+let private padInto (x: float32[]) (xo: int) c h w (buf: float32[]) hp wp top left =
+    Array.Clear(buf, 0, c * hp * wp)
+
+    for ch in 0 .. c - 1 do
+        for iy in 0 .. h - 1 do
+            Array.Copy(x, xo + (ch * h + iy) * w, buf, (ch * hp + iy + top) * wp + left, w)
+
+/// y[n, 0, oy, ox] = Σ_c,ky,kx w[0, c, ky, kx]·x[n, c, oy + ky − pt, ox + kx − pl].
+let conv2d threads (spec: ConvSpec) (x: float32[]) (xShape: int[]) (w: float32[]) (wShape: int[]) =
+    let n, c, h, wd = xShape.[0], xShape.[1], xShape.[2], xShape.[3]
+    let kh, kw = wShape.[2], wShape.[3]
+    let ho = h + spec.PadTop + spec.PadBottom - kh + 1
+    let wo = wd + spec.PadLeft + spec.PadRight - kw + 1
+    let blocks = (wo + lanes - 1) / lanes
+    let hp, wp = ho + kh - 1, blocks * lanes + kw - 1
+    let wv = broadcast w
+    let y = BufferPool.rent (n * ho * wo)
+
+    eachImage threads n (c * hp * wp) (fun xp b ->
+        padInto x (b * c * h * wd) c h wd xp hp wp spec.PadTop spec.PadLeft
+
+        for oy in 0 .. ho - 1 do
+            for vb in 0 .. blocks - 1 do
+                let mutable acc = Vector<float32>.Zero
+
+                for ch in 0 .. c - 1 do
+                    for ky in 0 .. kh - 1 do
+                        let row = (ch * hp + oy + ky) * wp + vb * lanes
+                        let k = (ch * kh + ky) * kw
+
+                        for kx in 0 .. kw - 1 do
+                            acc <- acc + wv.[k + kx] * Vector<float32>(xp, row + kx)
+
+                store acc y ((b * ho + oy) * wo + vb * lanes) (min lanes (wo - vb * lanes)))
+
+    y
+
+/// dx[n, c, iy, ix] = Σ_ky,kx w[0, c, ky, kx]·g[n, 0, iy − ky + pt, ix − kx + pl] (valid terms):
+/// a full correlation of g, padded by kh − 1 − pt rows and kw − 1 − pl columns, with w flipped.
+let conv2dInputGrad threads (spec: ConvSpec) (g: float32[]) (w: float32[]) (wShape: int[]) (xShape: int[]) =
+    let n, c, h, wd = xShape.[0], xShape.[1], xShape.[2], xShape.[3]
+    let kh, kw = wShape.[2], wShape.[3]
+    let ho = h + spec.PadTop + spec.PadBottom - kh + 1
+    let wo = wd + spec.PadLeft + spec.PadRight - kw + 1
+    let blocks = (wd + lanes - 1) / lanes
+    let hg, wg = h + kh - 1, blocks * lanes + kw - 1
+    let wv = broadcast w
+    let dx = BufferPool.rent (n * c * h * wd)
+
+    eachImage threads n (hg * wg) (fun gp b ->
+        padInto g (b * ho * wo) 1 ho wo gp hg wg (kh - 1 - spec.PadTop) (kw - 1 - spec.PadLeft)
+
+        for ch in 0 .. c - 1 do
+            for iy in 0 .. h - 1 do
+                for vb in 0 .. blocks - 1 do
+                    let mutable acc = Vector<float32>.Zero
+
+                    for ky in 0 .. kh - 1 do
+                        let row = (iy + kh - 1 - ky) * wg + vb * lanes + kw - 1
+                        let k = (ch * kh + ky) * kw
+
+                        for kx in 0 .. kw - 1 do
+                            acc <- acc + wv.[k + kx] * Vector<float32>(gp, row - kx)
+
+                    store acc dx (((b * c + ch) * h + iy) * wd + vb * lanes) (min lanes (wd - vb * lanes)))
+
+    dx
+
+/// dw[0, c, ky, kx] = Σ_n,oy,ox g[n, 0, oy, ox]·x[n, c, oy + ky − pt, ox + kx − pl].
+let conv2dWeightGrad threads (spec: ConvSpec) (x: float32[]) (xShape: int[]) (g: float32[]) (wShape: int[]) =
+    let n, c, h, wd = xShape.[0], xShape.[1], xShape.[2], xShape.[3]
+    let kh, kw = wShape.[2], wShape.[3]
+    let ho = h + spec.PadTop + spec.PadBottom - kh + 1
+    let wo = wd + spec.PadLeft + spec.PadRight - kw + 1
+    let blocks = (wo + lanes - 1) / lanes
+    let hp, wp = ho + kh - 1, blocks * lanes + kw - 1
+    let plane = c * hp * wp
+    let rowG = blocks * lanes
+    let dw = Array.zeroCreate<float>(c * kh * kw)
+    let gate = obj ()
+
+    Parallel.For(
+        0,
+        n,
+        ParallelOptions(MaxDegreeOfParallelism = threads),
+        // per thread: the padded image, g's rows padded with zeros to whole vectors, partial dw
+        (fun () -> struct (Array.zeroCreate<float32>(plane + ho * rowG), Array.zeroCreate<float>(c * kh * kw))),
+        (fun b _ (struct (buf: float32[], part: float[])) ->
+            padInto x (b * c * h * wd) c h wd buf hp wp spec.PadTop spec.PadLeft
+            Array.Clear(buf, plane, ho * rowG)
+
+            for oy in 0 .. ho - 1 do
+                Array.Copy(g, (b * ho + oy) * wo, buf, plane + oy * rowG, wo)
+
+            for ch in 0 .. c - 1 do
+                for ky in 0 .. kh - 1 do
+                    for kx in 0 .. kw - 1 do
+                        let mutable acc = Vector<float32>.Zero
+
+                        for oy in 0 .. ho - 1 do
+                            let row = (ch * hp + oy + ky) * wp + kx
+                            let grow = plane + oy * rowG
+
+                            for vb in 0 .. blocks - 1 do
+                                acc <-
+                                    acc
+                                    + Vector<float32>(buf, grow + vb * lanes) * Vector<float32>(buf, row + vb * lanes)
+
+                        let k = (ch * kh + ky) * kw + kx
+                        part.[k] <- part.[k] + float (Vector.Sum acc)
+
+            struct (buf, part)),
+        (fun (struct (_, part: float[])) ->
+            lock gate (fun () ->
+                for k in 0 .. part.Length - 1 do
+                    dw.[k] <- dw.[k] + part.[k]))
+    )
+    |> ignore
+
+    Array.map float32 dw
