@@ -52,11 +52,18 @@ let inline private store (v: Vector<float32>) (dst: float32[]) (o: int) (count: 
         for i in 0 .. count - 1 do
             dst.[o + i] <- v.[i]
 
-/// Copies the [C, H, W] image at x[xo..] into a zeroed [C, hp, wp] plane at row `top`, column
-/// `left`.
-let private padInto (x: float32[]) (xo: int) c h w (buf: float32[]) hp wp top left =
-    Array.Clear(buf, 0, c * hp * wp)
+/// Stores four consecutive blocks starting at block vb of a row of `width` at dst[o..].
+let private store4 a0 a1 a2 a3 (dst: float32[]) (o: int) (vb: int) (width: int) =
+    let at i = vb * lanes + i * lanes
+    store a0 dst (o + at 0) (min lanes (width - at 0))
+    store a1 dst (o + at 1) (min lanes (width - at 1))
+    store a2 dst (o + at 2) (min lanes (width - at 2))
+    store a3 dst (o + at 3) (min lanes (width - at 3))
 
+/// Copies the [C, H, W] image at x[xo..] into a [C, hp, wp] plane at row `top`, column `left`.
+/// The plane's border is never written, so a thread's zero-initialised scratch stays padded with
+/// zeros from image to image (clearing it each time doubled the memory traffic).
+let private padInto (x: float32[]) (xo: int) c h w (buf: float32[]) hp wp top left =
     for ch in 0 .. c - 1 do
         for iy in 0 .. h - 1 do
             Array.Copy(x, xo + (ch * h + iy) * w, buf, (ch * hp + iy + top) * wp + left, w)
@@ -76,7 +83,33 @@ let conv2d threads (spec: ConvSpec) (x: float32[]) (xShape: int[]) (w: float32[]
         padInto x (b * c * h * wd) c h wd xp hp wp spec.PadTop spec.PadLeft
 
         for oy in 0 .. ho - 1 do
-            for vb in 0 .. blocks - 1 do
+            let yo = (b * ho + oy) * wo
+            let mutable vb = 0
+
+            // four blocks at a time: each weight broadcast is loaded once for four FMAs
+            while vb + 4 <= blocks do
+                let mutable a0 = Vector<float32>.Zero
+                let mutable a1 = Vector<float32>.Zero
+                let mutable a2 = Vector<float32>.Zero
+                let mutable a3 = Vector<float32>.Zero
+
+                for ch in 0 .. c - 1 do
+                    for ky in 0 .. kh - 1 do
+                        let row = (ch * hp + oy + ky) * wp + vb * lanes
+                        let k = (ch * kh + ky) * kw
+
+                        for kx in 0 .. kw - 1 do
+                            let wk = wv.[k + kx]
+                            let o = row + kx
+                            a0 <- a0 + wk * Vector<float32>(xp, o)
+                            a1 <- a1 + wk * Vector<float32>(xp, o + lanes)
+                            a2 <- a2 + wk * Vector<float32>(xp, o + 2 * lanes)
+                            a3 <- a3 + wk * Vector<float32>(xp, o + 3 * lanes)
+
+                store4 a0 a1 a2 a3 y yo vb wo
+                vb <- vb + 4
+
+            while vb < blocks do
                 let mutable acc = Vector<float32>.Zero
 
                 for ch in 0 .. c - 1 do
@@ -87,7 +120,8 @@ let conv2d threads (spec: ConvSpec) (x: float32[]) (xShape: int[]) (w: float32[]
                         for kx in 0 .. kw - 1 do
                             acc <- acc + wv.[k + kx] * Vector<float32>(xp, row + kx)
 
-                store acc y ((b * ho + oy) * wo + vb * lanes) (min lanes (wo - vb * lanes)))
+                store acc y (yo + vb * lanes) (min lanes (wo - vb * lanes))
+                vb <- vb + 1)
 
     y
 
@@ -108,7 +142,31 @@ let conv2dInputGrad threads (spec: ConvSpec) (g: float32[]) (w: float32[]) (wSha
 
         for ch in 0 .. c - 1 do
             for iy in 0 .. h - 1 do
-                for vb in 0 .. blocks - 1 do
+                let xo = ((b * c + ch) * h + iy) * wd
+                let mutable vb = 0
+
+                while vb + 4 <= blocks do
+                    let mutable a0 = Vector<float32>.Zero
+                    let mutable a1 = Vector<float32>.Zero
+                    let mutable a2 = Vector<float32>.Zero
+                    let mutable a3 = Vector<float32>.Zero
+
+                    for ky in 0 .. kh - 1 do
+                        let row = (iy + kh - 1 - ky) * wg + vb * lanes + kw - 1
+                        let k = (ch * kh + ky) * kw
+
+                        for kx in 0 .. kw - 1 do
+                            let wk = wv.[k + kx]
+                            let o = row - kx
+                            a0 <- a0 + wk * Vector<float32>(gp, o)
+                            a1 <- a1 + wk * Vector<float32>(gp, o + lanes)
+                            a2 <- a2 + wk * Vector<float32>(gp, o + 2 * lanes)
+                            a3 <- a3 + wk * Vector<float32>(gp, o + 3 * lanes)
+
+                    store4 a0 a1 a2 a3 dx xo vb wd
+                    vb <- vb + 4
+
+                while vb < blocks do
                     let mutable acc = Vector<float32>.Zero
 
                     for ky in 0 .. kh - 1 do
@@ -118,7 +176,8 @@ let conv2dInputGrad threads (spec: ConvSpec) (g: float32[]) (w: float32[]) (wSha
                         for kx in 0 .. kw - 1 do
                             acc <- acc + wv.[k + kx] * Vector<float32>(gp, row - kx)
 
-                    store acc dx (((b * c + ch) * h + iy) * wd + vb * lanes) (min lanes (wd - vb * lanes)))
+                    store acc dx (xo + vb * lanes) (min lanes (wd - vb * lanes))
+                    vb <- vb + 1)
 
     dx
 
@@ -142,8 +201,8 @@ let conv2dWeightGrad threads (spec: ConvSpec) (x: float32[]) (xShape: int[]) (g:
         // per thread: the padded image, g's rows padded with zeros to whole vectors, partial dw
         (fun () -> struct (Array.zeroCreate<float32>(plane + ho * rowG), Array.zeroCreate<float>(c * kh * kw))),
         (fun b _ (struct (buf: float32[], part: float[])) ->
+            // the rows of g are padded to whole vectors with zeros no copy ever overwrites
             padInto x (b * c * h * wd) c h wd buf hp wp spec.PadTop spec.PadLeft
-            Array.Clear(buf, plane, ho * rowG)
 
             for oy in 0 .. ho - 1 do
                 Array.Copy(g, (b * ho + oy) * wo, buf, plane + oy * rowG, wo)
