@@ -29,6 +29,16 @@ let ``a given buffer is handed out again for its length, and only once`` () =
     Assert.Equal(n, r2.Length)
 
 [<Fact>]
+let ``a buffer left unclaimed for a whole phase is released`` () =
+    let n = BufferPool.minLength + 4133
+    let a = BufferPool.rent n
+    BufferPool.give a
+    // given in phase p; after two boundaries it sat idle through all of phase p + 1
+    BufferPool.nextPhase ()
+    BufferPool.nextPhase ()
+    Assert.NotSame(a, BufferPool.rent n)
+
+[<Fact>]
 let ``a given buffer is poisoned with NaN under the pool check`` () =
     let a = Array.create (BufferPool.minLength + 4111) 1.0f
     BufferPool.give a

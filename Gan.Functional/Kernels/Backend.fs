@@ -132,6 +132,10 @@ type IBackend =
     /// kernel's output. A hint: ignoring it is correct.
     abstract Recycle: x: RawTensor -> unit
 
+    /// Marks a phase boundary of the caller's work (the engine calls it as a backward pass
+    /// starts): recycled buffers that stayed unclaimed for a whole phase may be released.
+    abstract NextPhase: unit -> unit
+
 /// The process-wide choice of kernels (like PyTorch's default device). Changing it affects
 /// operations started afterwards; tensors themselves are backend-neutral buffers.
 module Backend =

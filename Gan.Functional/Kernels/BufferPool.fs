@@ -31,8 +31,9 @@ let poison = Environment.GetEnvironmentVariable "GAN_POOL_CHECK" = "1"
 /// The pooled buffers of one length, and how many of them a pass has wanted in a row.
 [<AllowNullLiteral>]
 type private Bucket() =
-    /// Free buffers; rent takes the newest (warm in cache).
-    member val Free = Stack<float32[]>()
+    /// Free buffers with the phase they were given in, oldest first; rent takes the newest
+    /// (warm in cache), eviction the oldest.
+    member val Free = List<struct (float32[] * int64)>()
     /// Rents since the last give of this length.
     member val Streak = 0 with get, set
     /// The longest such run seen: more free buffers than that would never be claimed before
@@ -46,6 +47,7 @@ let private buckets = Dictionary<int, Bucket>()
 let private pooled = HashSet<float32[]>(HashIdentity.Reference)
 let mutable private held = 0L
 let mutable private reusedBytes = 0L
+let mutable private phase = 0L
 
 let private bucket (n: int) =
     match buckets.TryGetValue n with
@@ -65,7 +67,8 @@ let rent (n: int) : float32[] =
                 b.Demand <- max b.Demand b.Streak
 
                 if b.Free.Count > 0 then
-                    let a = b.Free.Pop()
+                    let struct (a, _) = b.Free.[b.Free.Count - 1]
+                    b.Free.RemoveAt(b.Free.Count - 1)
                     pooled.Remove a |> ignore
                     held <- held - 4L * int64 n
                     reusedBytes <- reusedBytes + 4L * int64 n
@@ -101,8 +104,28 @@ let give (a: float32[]) =
             b.Streak <- 0
 
             if b.Free.Count < b.Demand && held + bytes <= capBytes && pooled.Add a then
-                b.Free.Push a
+                b.Free.Add(struct (a, phase))
                 held <- held + bytes)
+
+/// Starts a new phase of the caller's work (the engine: a backward pass). Buffers given before
+/// the previous phase began and not claimed since sat idle through a whole phase; they go back
+/// to the GC, so that a size needed once a step (a weight gradient's temporary, 25 MB in mbd28)
+/// is not held through the next forward passes, where the step's memory peaks.
+let nextPhase () =
+    lock gate (fun () ->
+        phase <- phase + 1L
+
+        for b in buckets.Values do
+            let mutable k = 0
+
+            while k < b.Free.Count && (let struct (_, p) = b.Free.[k] in p < phase - 1L) do
+                let struct (a, _) = b.Free.[k]
+                pooled.Remove a |> ignore
+                held <- held - 4L * int64 a.Length
+                k <- k + 1
+
+            if k > 0 then
+                b.Free.RemoveRange(0, k))
 
 /// Bytes held for reuse now.
 let heldBytes () = lock gate (fun () -> held)

@@ -905,6 +905,8 @@ type CpuBackend(threads: int) =
             | Storage.F32 a -> BufferPool.give a
             | Storage.F64 _ -> ()
 
+        member _.NextPhase() = BufferPool.nextPhase ()
+
         member _.LeakyRelu(x, alpha) =
             match x.Storage with
             | Storage.F32 a ->

@@ -152,6 +152,7 @@ type ProfilingBackend(inner: IBackend, recordShapes: bool) =
             timed "cast" 0.0 (fun () -> inner.Cast(x, d))
 
         member _.Recycle x = inner.Recycle x
+        member _.NextPhase() = inner.NextPhase()
 
         member _.LeakyRelu(x, alpha) =
             timed (key "leakyRelu" [ x.Shape ]) 0.0 (fun () -> inner.LeakyRelu(x, alpha))

@@ -415,6 +415,7 @@ type ReferenceBackend() =
 
         // reference kernels allocate plainly and leave dead buffers to the GC
         member _.Recycle _ = ()
+        member _.NextPhase() = ()
 
         member _.LeakyRelu(x, alpha) =
             match x.Storage with

@@ -268,6 +268,9 @@ module Autodiff =
             | ValueSome b when recycling -> recycleIfDead t b
             | _ -> ()
 
+        if recycling then
+            Prim.backend().NextPhase()
+
         let adjoints = Dictionary<Node, Tensor>(HashIdentity.Reference)
         adjoints.[root] <- seed
         hold seed
