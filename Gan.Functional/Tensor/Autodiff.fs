@@ -19,6 +19,10 @@ module Autodiff =
     let private batchNormGrads =
         System.Runtime.CompilerServices.ConditionalWeakTable<Node, Tensor * (Tensor * Tensor * Tensor)>()
 
+    // BatchNormAct: the activation's adjoint, shared by the node's three inputs
+    let private activationGrads =
+        System.Runtime.CompilerServices.ConditionalWeakTable<Node, Tensor * Tensor>()
+
     /// BatchNorm's adjoint: on constants (first order) the fused kernel; otherwise the closed
     /// form in differentiable operations, recomputing the statistics from x so that
     /// higher-order derivatives see their dependence on x.
@@ -186,6 +190,27 @@ module Autodiff =
 
                 Prim.mul g slope
         | BatchNorm(x, gamma, _, eps, mean, var) -> batchNormRule n g i x gamma eps mean var
+        | BatchNormAct(x, gamma, _, eps, mean, var, alpha) ->
+            // the activation's adjoint first (sign(y) = sign of the normalised value for α ≥ 0),
+            // once per node and adjoint, then BatchNorm's rule on it
+            let gb =
+                match activationGrads.TryGetValue n with
+                | true, (seen, gb) when obj.ReferenceEquals(seen, g) -> gb
+                | _ ->
+                    let gb =
+                        if Tape.tagOf g = 0L then
+                            TConst(Prim.backend().LeakyReluBackward(Tape.raw g, Tape.raw y, alpha))
+                        else
+                            let mask = Tensor.gt (TConst(Tape.raw y)) (Prim.scalarLike y 0.0)
+
+                            Prim.mul
+                                g
+                                (Prim.add (Prim.mul mask (Prim.scalarLike y (1.0 - alpha))) (Prim.scalarLike y alpha))
+
+                    activationGrads.AddOrUpdate(n, (g, gb))
+                    gb
+
+            batchNormRule n gb i x gamma eps mean var
 
     /// The float32 buffer under a constant (none for tracked or float64 tensors).
     let private constBuffer (t: Tensor) : float32[] voption =
@@ -304,6 +329,16 @@ module Autodiff =
                 // the fused BatchNorm gradients are shared by this node's inputs only
                 match n.Op with
                 | BatchNorm _ -> batchNormGrads.Remove n |> ignore
+                | BatchNormAct _ ->
+                    batchNormGrads.Remove n |> ignore
+
+                    match activationGrads.TryGetValue n with
+                    | true, (_, gb) ->
+                        activationGrads.Remove n |> ignore
+                        // the activation's adjoint was a temporary of this node's rule alone
+                        if recycling then
+                            Prim.backend().Recycle(Tape.raw gb)
+                    | _ -> ()
                 | _ -> ()
 
                 // interior adjoints are no longer needed once propagated

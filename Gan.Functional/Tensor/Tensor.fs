@@ -81,6 +81,17 @@ and internal Op =
     /// Train-mode batch normalisation of x with per-channel gamma and beta ([C]); the batch
     /// statistics the kernel computed are kept for the backward pass.
     | BatchNorm of x: Tensor * gamma: Tensor * beta: Tensor * eps: float * mean: RawTensor * var: RawTensor
+    /// LeakyRelu(α ≥ 0) of a BatchNorm's output, recorded as one node on the BatchNorm's inputs
+    /// (see Prim.leakyRelu): the tape keeps x and the activated output, not the normalised
+    /// values in between (PyTorch's in-place ReLU after BatchNorm keeps as little).
+    | BatchNormAct of
+        x: Tensor *
+        gamma: Tensor *
+        beta: Tensor *
+        eps: float *
+        mean: RawTensor *
+        var: RawTensor *
+        alpha: float
 
     /// The tensors a primitive consumed, in argument order.
     member op.Inputs =
@@ -115,7 +126,8 @@ and internal Op =
         | ConvInputGrad(a, b, _)
         | ConvWeightGrad(a, b, _) -> [| a; b |]
         | Concat(xs, _) -> xs
-        | BatchNorm(x, gamma, beta, _, _, _) -> [| x; gamma; beta |]
+        | BatchNorm(x, gamma, beta, _, _, _)
+        | BatchNormAct(x, gamma, beta, _, _, _, _) -> [| x; gamma; beta |]
 
 /// Nesting levels and the one generic rule by which every primitive is taped.
 module internal Tape =
@@ -450,9 +462,26 @@ module internal Prim =
         Tape.lift [| x; g |] (fun r -> backend().Conv2dWeightGrad(r.[0], r.[1], spec, wShape)) (fun i ->
             ConvWeightGrad(i.[0], i.[1], spec))
 
-    /// y = x where x > 0, αx elsewhere (ReLU: α = 0).
+    /// y = x where x > 0, αx elsewhere (ReLU: α = 0). Applied to the output of a first-order
+    /// BatchNorm node (a training step: its inputs are constants one level out), the two are
+    /// recorded as one BatchNormAct node on the BatchNorm's inputs, so the normalised values
+    /// die with the BatchNorm node unless something else holds them (whatever does keeps
+    /// its own path through that node; both paths' gradients add up as usual).
     let leakyRelu (alpha: float) (x: Tensor) =
-        Tape.lift [| x |] (fun r -> backend().LeakyRelu(r.[0], alpha)) (fun i -> LeakyRelu(i.[0], alpha))
+        let plain () =
+            Tape.lift [| x |] (fun r -> backend().LeakyRelu(r.[0], alpha)) (fun i -> LeakyRelu(i.[0], alpha))
+
+        match x with
+        | TRev n when alpha >= 0.0 && Tape.tagOf n.Primal = 0L ->
+            match n.Op with
+            | BatchNorm(bx, gamma, beta, eps, mean, var) when
+                [ bx; gamma; beta ]
+                |> List.forall (fun t -> Tape.tagOf (Tape.primalAt n.Tag t) = 0L)
+                ->
+                let y = backend().LeakyRelu(Tape.raw x, alpha)
+                TRev(Node(TConst y, n.Tag, BatchNormAct(bx, gamma, beta, eps, mean, var, alpha)))
+            | _ -> plain ()
+        | _ -> plain ()
 
     /// The same values in another dtype.
     let cast (dt: DType) (x: Tensor) =
