@@ -402,6 +402,17 @@ let ``oneDNN convolutions and both adjoints agree with the reference on blocked-
         [| 2; 20; 7; 7 |],
         [| 17; 20; 3; 3 |],
         [| 2; 20; 7; 7 |]
+        // 3x3 s1 under Winograd, 40 images: calls of 32 and 8 images (weight gradients summed)
+        {
+            ConvSpec.unit with
+                PadTop = 1
+                PadBottom = 1
+                PadLeft = 1
+                PadRight = 1
+        },
+        [| 40; 16; 10; 9 |],
+        [| 32; 16; 3; 3 |],
+        [| 40; 16; 10; 9 |]
         pad 1, [| 2; 3; 16; 16 |], [| 16; 3; 4; 4 |], [| 2; 3; 16; 16 |]
         // a transposed convolution's output padding: the input is one row and column larger
         // than the forward formula needs
@@ -442,6 +453,19 @@ let ``oneDNN convolutions and both adjoints agree with the reference on blocked-
         else
             // without oneDNN every call falls back to im2col
             Assert.True(forward.IsNone && input.IsNone && weight.IsNone)
+
+    if Blas.dnnlAvailable () then
+        // the 3x3 stride-1 case ran on Winograd, in calls of 32 and 8 images
+        let impls = Dnnl.implementations ()
+
+        for n in [ 32; 8 ] do
+            Assert.Contains(
+                impls,
+                fun (i: string) ->
+                    i.StartsWith "Forward"
+                    && i.Contains(sprintf "x %dx16x10x9" n)
+                    && i.Contains "wino"
+            )
 
 [<Fact>]
 let ``fused BatchNorm forward and backward agree with the reference (1d and 2d, offset data)`` () =
