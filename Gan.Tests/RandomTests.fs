@@ -424,6 +424,24 @@ let ``bernoulli has mean p and only the values 0 and 1`` () =
         )
 
 [<Fact>]
+let ``long bernoulli and uniform streams follow their formulas over bits, chunk by chunk`` () =
+    // 100,003 elements: 25 chunks of the stream, generated on several threads, a vector body
+    // and a scalar tail per chunk; every element must be the documented function of bits
+    let n = 100_003
+    let key = Random.key 17UL
+    let w = Random.bits key n
+
+    for p in [ 0.3; 0.75; 1.0 - 1e-12 ] do
+        let expected =
+            w |> Array.map (fun x -> if float x < p * 4294967296.0 then 1.0 else 0.0)
+
+        for dtype in [ Float32; Float64 ] do
+            Assert.Equal<float[]>(expected, values (Random.bernoulli key p dtype [| n |]))
+
+    let u = values (Random.uniform key Float32 [| n |])
+    Assert.Equal<float[]>(w |> Array.map (fun x -> float (float32 (x >>> 8) * 5.9604644775390625e-08f)), u)
+
+[<Fact>]
 let ``bernoulli rejects p outside [0, 1] naming p`` () =
     for p in [ -0.1; 1.5; nan; infinity ] do
         let ex =
