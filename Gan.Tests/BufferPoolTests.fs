@@ -96,16 +96,7 @@ let ``a first-order backward recycles dead adjoints and leaves every gradient un
     for run in 1..2 do
         let got = Autodiff.grads tangled ps32
 
-        for KeyValue(name, g) in got do
-            match
-                compareArrays
-                    float32Tolerance
-                    (sprintf "run %d, d/d%s" run name)
-                    (Tensor.toArray64 g)
-                    (Tensor.toArray64 expected.[name])
-            with
-            | Some msg -> failwith msg
-            | None -> ()
+        assertGradsClose float32Tolerance (sprintf "run %d" run) got expected
 
     // the second backward ran on buffers the first one recycled
     Assert.True(BufferPool.reusedTotal () > before, "no buffer was reused")

@@ -270,3 +270,12 @@ let axesGen (rank: int) =
         let! negative = Gen.arrayOfLength chosen.Length (Gen.elements [ true; false ])
         return Array.map2 (fun a neg -> if neg then a - rank else a) chosen negative
     }
+
+/// Fails with the first disagreeing gradient of `got` against `expected` (same names), labelled.
+let assertGradsClose (tol: Tolerance) (label: string) (got: Map<string, Tensor>) (expected: Map<string, Tensor>) =
+    for KeyValue(name, g) in got do
+        match
+            compareArrays tol (sprintf "%s, d/d%s" label name) (Tensor.toArray64 g) (Tensor.toArray64 expected.[name])
+        with
+        | Some msg -> failwith msg
+        | None -> ()

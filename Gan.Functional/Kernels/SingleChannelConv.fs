@@ -27,6 +27,19 @@ let applies (spec: ConvSpec) (wShape: int[]) =
 
 let private lanes = Vector<float32>.Count
 
+/// (N, C, H, W, kh, kw, output height, output width) of a stride-1 convolution.
+let private geometry (spec: ConvSpec) (xShape: int[]) (wShape: int[]) =
+    let h, w, kh, kw = xShape.[2], xShape.[3], wShape.[2], wShape.[3]
+
+    struct (xShape.[0],
+            xShape.[1],
+            h,
+            w,
+            kh,
+            kw,
+            h + spec.PadTop + spec.PadBottom - kh + 1,
+            w + spec.PadLeft + spec.PadRight - kw + 1)
+
 /// Each weight broadcast to a vector, in [C, kh, kw] order.
 let private broadcast (w: float32[]) =
     Array.map (fun (v: float32) -> Vector<float32>(v)) w
@@ -68,73 +81,82 @@ let private padInto (x: float32[]) (xo: int) c h w (buf: float32[]) hp wp top le
         for iy in 0 .. h - 1 do
             Array.Copy(x, xo + (ch * h + iy) * w, buf, (ch * hp + iy + top) * wp + left, w)
 
+/// One output row of `width` floats at dst[o..]: Σ over taps t of wv[wBase + t] times src
+/// from srcBase + tapSrc[t], vector block by vector block, four blocks at a time so that each
+/// weight broadcast serves four FMAs. Both the forward pass and the input gradient are this, with
+/// other taps.
+let private accumulateRow
+    (src: float32[])
+    (srcBase: int)
+    (wv: Vector<float32>[])
+    (wBase: int)
+    (tapSrc: int[])
+    (dst: float32[])
+    (o: int)
+    (width: int)
+    =
+    let blocks = (width + lanes - 1) / lanes
+    let mutable vb = 0
+
+    while vb + 4 <= blocks do
+        let mutable a0 = Vector<float32>.Zero
+        let mutable a1 = Vector<float32>.Zero
+        let mutable a2 = Vector<float32>.Zero
+        let mutable a3 = Vector<float32>.Zero
+        let b0 = srcBase + vb * lanes
+
+        for t in 0 .. tapSrc.Length - 1 do
+            let wk = wv.[wBase + t]
+            let s0 = b0 + tapSrc.[t]
+            a0 <- a0 + wk * Vector<float32>(src, s0)
+            a1 <- a1 + wk * Vector<float32>(src, s0 + lanes)
+            a2 <- a2 + wk * Vector<float32>(src, s0 + 2 * lanes)
+            a3 <- a3 + wk * Vector<float32>(src, s0 + 3 * lanes)
+
+        store4 a0 a1 a2 a3 dst o vb width
+        vb <- vb + 4
+
+    while vb < blocks do
+        let mutable acc = Vector<float32>.Zero
+        let b0 = srcBase + vb * lanes
+
+        for t in 0 .. tapSrc.Length - 1 do
+            acc <- acc + wv.[wBase + t] * Vector<float32>(src, b0 + tapSrc.[t])
+
+        store acc dst (o + vb * lanes) (min lanes (width - vb * lanes))
+        vb <- vb + 1
+
 /// y[n, 0, oy, ox] = Σ_c,ky,kx w[0, c, ky, kx]·x[n, c, oy + ky − pt, ox + kx − pl].
 let conv2d threads (spec: ConvSpec) (x: float32[]) (xShape: int[]) (w: float32[]) (wShape: int[]) =
-    let n, c, h, wd = xShape.[0], xShape.[1], xShape.[2], xShape.[3]
-    let kh, kw = wShape.[2], wShape.[3]
-    let ho = h + spec.PadTop + spec.PadBottom - kh + 1
-    let wo = wd + spec.PadLeft + spec.PadRight - kw + 1
+    let struct (n, c, h, wd, kh, kw, ho, wo) = geometry spec xShape wShape
     let blocks = (wo + lanes - 1) / lanes
     let hp, wp = ho + kh - 1, blocks * lanes + kw - 1
     let wv = broadcast w
+    // tap (c, ky, kx) reads the padded plane at row oy + ky of channel c, column ox + kx
+    let tapSrc =
+        Array.init (c * kh * kw) (fun t -> (t / (kh * kw) * hp + t / kw % kh) * wp + t % kw)
+
     let y = BufferPool.rent (n * ho * wo)
 
     eachImage threads n (c * hp * wp) (fun xp b ->
         padInto x (b * c * h * wd) c h wd xp hp wp spec.PadTop spec.PadLeft
 
         for oy in 0 .. ho - 1 do
-            let yo = (b * ho + oy) * wo
-            let mutable vb = 0
-
-            // four blocks at a time: each weight broadcast is loaded once for four FMAs
-            while vb + 4 <= blocks do
-                let mutable a0 = Vector<float32>.Zero
-                let mutable a1 = Vector<float32>.Zero
-                let mutable a2 = Vector<float32>.Zero
-                let mutable a3 = Vector<float32>.Zero
-
-                for ch in 0 .. c - 1 do
-                    for ky in 0 .. kh - 1 do
-                        let row = (ch * hp + oy + ky) * wp + vb * lanes
-                        let k = (ch * kh + ky) * kw
-
-                        for kx in 0 .. kw - 1 do
-                            let wk = wv.[k + kx]
-                            let o = row + kx
-                            a0 <- a0 + wk * Vector<float32>(xp, o)
-                            a1 <- a1 + wk * Vector<float32>(xp, o + lanes)
-                            a2 <- a2 + wk * Vector<float32>(xp, o + 2 * lanes)
-                            a3 <- a3 + wk * Vector<float32>(xp, o + 3 * lanes)
-
-                store4 a0 a1 a2 a3 y yo vb wo
-                vb <- vb + 4
-
-            while vb < blocks do
-                let mutable acc = Vector<float32>.Zero
-
-                for ch in 0 .. c - 1 do
-                    for ky in 0 .. kh - 1 do
-                        let row = (ch * hp + oy + ky) * wp + vb * lanes
-                        let k = (ch * kh + ky) * kw
-
-                        for kx in 0 .. kw - 1 do
-                            acc <- acc + wv.[k + kx] * Vector<float32>(xp, row + kx)
-
-                store acc y (yo + vb * lanes) (min lanes (wo - vb * lanes))
-                vb <- vb + 1)
+            accumulateRow xp (oy * wp) wv 0 tapSrc y ((b * ho + oy) * wo) wo)
 
     y
 
 /// dx[n, c, iy, ix] = Σ_ky,kx w[0, c, ky, kx]·g[n, 0, iy − ky + pt, ix − kx + pl] (valid terms):
 /// a full correlation of g, padded by kh − 1 − pt rows and kw − 1 − pl columns, with w flipped.
 let conv2dInputGrad threads (spec: ConvSpec) (g: float32[]) (w: float32[]) (wShape: int[]) (xShape: int[]) =
-    let n, c, h, wd = xShape.[0], xShape.[1], xShape.[2], xShape.[3]
-    let kh, kw = wShape.[2], wShape.[3]
-    let ho = h + spec.PadTop + spec.PadBottom - kh + 1
-    let wo = wd + spec.PadLeft + spec.PadRight - kw + 1
+    let struct (n, c, h, wd, kh, kw, ho, wo) = geometry spec xShape wShape
     let blocks = (wd + lanes - 1) / lanes
     let hg, wg = h + kh - 1, blocks * lanes + kw - 1
     let wv = broadcast w
+    // tap (ky, kx) of channel c reads the padded g at row iy + kh − 1 − ky, column ix + kw − 1 − kx
+    let tapSrc =
+        Array.init (kh * kw) (fun t -> (kh - 1 - t / kw) * wg + kw - 1 - t % kw)
+
     let dx = BufferPool.rent (n * c * h * wd)
 
     eachImage threads n (hg * wg) (fun gp b ->
@@ -142,51 +164,13 @@ let conv2dInputGrad threads (spec: ConvSpec) (g: float32[]) (w: float32[]) (wSha
 
         for ch in 0 .. c - 1 do
             for iy in 0 .. h - 1 do
-                let xo = ((b * c + ch) * h + iy) * wd
-                let mutable vb = 0
-
-                while vb + 4 <= blocks do
-                    let mutable a0 = Vector<float32>.Zero
-                    let mutable a1 = Vector<float32>.Zero
-                    let mutable a2 = Vector<float32>.Zero
-                    let mutable a3 = Vector<float32>.Zero
-
-                    for ky in 0 .. kh - 1 do
-                        let row = (iy + kh - 1 - ky) * wg + vb * lanes + kw - 1
-                        let k = (ch * kh + ky) * kw
-
-                        for kx in 0 .. kw - 1 do
-                            let wk = wv.[k + kx]
-                            let o = row - kx
-                            a0 <- a0 + wk * Vector<float32>(gp, o)
-                            a1 <- a1 + wk * Vector<float32>(gp, o + lanes)
-                            a2 <- a2 + wk * Vector<float32>(gp, o + 2 * lanes)
-                            a3 <- a3 + wk * Vector<float32>(gp, o + 3 * lanes)
-
-                    store4 a0 a1 a2 a3 dx xo vb wd
-                    vb <- vb + 4
-
-                while vb < blocks do
-                    let mutable acc = Vector<float32>.Zero
-
-                    for ky in 0 .. kh - 1 do
-                        let row = (iy + kh - 1 - ky) * wg + vb * lanes + kw - 1
-                        let k = (ch * kh + ky) * kw
-
-                        for kx in 0 .. kw - 1 do
-                            acc <- acc + wv.[k + kx] * Vector<float32>(gp, row - kx)
-
-                    store acc dx (xo + vb * lanes) (min lanes (wd - vb * lanes))
-                    vb <- vb + 1)
+                accumulateRow gp (iy * wg) wv (ch * kh * kw) tapSrc dx (((b * c + ch) * h + iy) * wd) wd)
 
     dx
 
 /// dw[0, c, ky, kx] = Σ_n,oy,ox g[n, 0, oy, ox]·x[n, c, oy + ky − pt, ox + kx − pl].
 let conv2dWeightGrad threads (spec: ConvSpec) (x: float32[]) (xShape: int[]) (g: float32[]) (wShape: int[]) =
-    let n, c, h, wd = xShape.[0], xShape.[1], xShape.[2], xShape.[3]
-    let kh, kw = wShape.[2], wShape.[3]
-    let ho = h + spec.PadTop + spec.PadBottom - kh + 1
-    let wo = wd + spec.PadLeft + spec.PadRight - kw + 1
+    let struct (n, c, h, wd, kh, kw, ho, wo) = geometry spec xShape wShape
     let blocks = (wo + lanes - 1) / lanes
     let hp, wp = ho + kh - 1, blocks * lanes + kw - 1
     let plane = c * hp * wp
