@@ -298,17 +298,20 @@ let private genConv =
         && ConvSpec.outSize x.[3] spec.PadLeft spec.PadRight w.[3] spec.StrideW spec.DilationW
            >= 1)
 
+/// The fast conv2d and both adjoints against the reference on random data from `seed`.
+let private convAgrees (seed: uint64) (spec: ConvSpec) (xs: int[]) (ws: int[]) =
+    let x = data seed xs
+    let w = data (seed + 1UL) ws
+    let y = reference.Conv2d(x, w, spec)
+    close 1e-5 (sprintf "conv2d %A %A %A" spec xs ws) (fast.Conv2d(x, w, spec)) y
+    let g = data (seed + 2UL) y.Shape
+    close 1e-5 "input grad" (fast.Conv2dInputGrad(g, w, spec, xs)) (reference.Conv2dInputGrad(g, w, spec, xs))
+    close 1e-5 "weight grad" (fast.Conv2dWeightGrad(x, g, spec, ws)) (reference.Conv2dWeightGrad(x, g, spec, ws))
+
 [<Fact>]
 let ``im2col convolutions and both adjoints agree with the reference`` () =
     Prop.checkN "im2col conv agrees" 60
-    <| Prop.forAll (Arb.fromGen genConv) (fun (spec, xs, ws) ->
-        let x = data 9UL xs
-        let w = data 10UL ws
-        let y = reference.Conv2d(x, w, spec)
-        close 1e-5 (sprintf "conv2d %A %A %A" spec xs ws) (fast.Conv2d(x, w, spec)) y
-        let g = data 11UL y.Shape
-        close 1e-5 "input grad" (fast.Conv2dInputGrad(g, w, spec, xs)) (reference.Conv2dInputGrad(g, w, spec, xs))
-        close 1e-5 "weight grad" (fast.Conv2dWeightGrad(x, g, spec, ws)) (reference.Conv2dWeightGrad(x, g, spec, ws)))
+    <| Prop.forAll (Arb.fromGen genConv) (fun (spec, xs, ws) -> convAgrees 9UL spec xs ws)
 
 /// One output channel at stride 1: rectangular kernels, paddings up to k − 1 per side, widths
 /// below, at and above one vector (8 or 16 floats), so every block and tail path runs.
@@ -344,13 +347,7 @@ let ``one-output-channel convolutions and both adjoints agree with the reference
     Prop.checkN "single-channel conv agrees" 80
     <| Prop.forAll (Arb.fromGen genSingleChannelConv) (fun (spec, xs, ws) ->
         Assert.True(SingleChannelConv.applies spec ws)
-        let x = data 12UL xs
-        let w = data 13UL ws
-        let y = reference.Conv2d(x, w, spec)
-        close 1e-5 (sprintf "conv2d %A %A %A" spec xs ws) (fast.Conv2d(x, w, spec)) y
-        let g = data 14UL y.Shape
-        close 1e-5 "input grad" (fast.Conv2dInputGrad(g, w, spec, xs)) (reference.Conv2dInputGrad(g, w, spec, xs))
-        close 1e-5 "weight grad" (fast.Conv2dWeightGrad(x, g, spec, ws)) (reference.Conv2dWeightGrad(x, g, spec, ws)))
+        convAgrees 12UL spec xs ws)
 
 [<Fact>]
 let ``a convolution larger than one column chunk agrees with the reference`` () =
@@ -388,31 +385,21 @@ let ``oneDNN convolutions and both adjoints agree with the reference on blocked-
             PadRight = p
     }
 
+    let same = {
+        ConvSpec.unit with
+            PadTop = 1
+            PadBottom = 1
+            PadLeft = 1
+            PadRight = 1
+    }
+
     let cases = [
         // DCGAN's k4 s2 p1 down-sampling, 16+ channels (oneDNN's nChw16c)
         pad 1, [| 3; 32; 12; 12 |], [| 48; 32; 4; 4 |], [| 3; 32; 12; 12 |]
         // 3x3 s1 p1, and an RGB input (its input gradient stays on im2col)
-        {
-            ConvSpec.unit with
-                PadTop = 1
-                PadBottom = 1
-                PadLeft = 1
-                PadRight = 1
-        },
-        [| 2; 20; 7; 7 |],
-        [| 17; 20; 3; 3 |],
-        [| 2; 20; 7; 7 |]
+        same, [| 2; 20; 7; 7 |], [| 17; 20; 3; 3 |], [| 2; 20; 7; 7 |]
         // 3x3 s1 under Winograd, 40 images: calls of 32 and 8 images (weight gradients summed)
-        {
-            ConvSpec.unit with
-                PadTop = 1
-                PadBottom = 1
-                PadLeft = 1
-                PadRight = 1
-        },
-        [| 40; 16; 10; 9 |],
-        [| 32; 16; 3; 3 |],
-        [| 40; 16; 10; 9 |]
+        same, [| 40; 16; 10; 9 |], [| 32; 16; 3; 3 |], [| 40; 16; 10; 9 |]
         pad 1, [| 2; 3; 16; 16 |], [| 16; 3; 4; 4 |], [| 2; 3; 16; 16 |]
         // a transposed convolution's output padding: the input is one row and column larger
         // than the forward formula needs

@@ -530,23 +530,29 @@ let private eligible (spec: ConvSpec) =
     && spec.DilationW = 1
     && Environment.GetEnvironmentVariable "GAN_DISABLE_DNNL_CONV" <> "1"
 
+/// Runs `kind` in calls of `chunkFor` images for the two convolutions whose operand and result
+/// both lead with the batch: the forward pass (src → dst) and the input gradient
+/// (diff_dst → diff_src). None as soon as oneDNN declines a call.
+let private batchMajor kind spec (src: float32[]) (srcShape: int[]) (w: float32[]) (wShape: int[]) (dstShape: int[]) =
+    let dst = BufferPool.rent (Shape.numel dstShape)
+
+    let ok =
+        inChunks (chunkFor spec wShape) srcShape.[0] (fun n0 nb ->
+            let s, d = withBatch nb srcShape, withBatch nb dstShape
+            // a plan is keyed by (x, w, y) shapes: the input gradient's x is its result
+            let xs, ys = if kind = Forward then s, d else d, s
+
+            plan kind spec xs wShape ys
+            |> Option.map (fun p -> run p [| src; w; dst |] [| n0 * perImage srcShape; 0; n0 * perImage dstShape |]))
+
+    if ok then Some dst else None
+
 /// y = conv2d(x, w), or None when oneDNN is absent or declines.
 let conv2d (spec: ConvSpec) (x: float32[]) (xShape: int[]) (w: float32[]) (wShape: int[]) =
     if not (eligible spec) then
         None
     else
-        let yShape = ConvSpec.outputShape "conv2d" spec xShape wShape
-
-        let y = BufferPool.rent (Shape.numel yShape)
-
-        let ok =
-            inChunks (chunkFor spec wShape) xShape.[0] (fun n0 nb ->
-                let xs, ys = withBatch nb xShape, withBatch nb yShape
-
-                plan Forward spec xs wShape ys
-                |> Option.map (fun p -> run p [| x; w; y |] [| n0 * perImage xShape; 0; n0 * perImage yShape |]))
-
-        if ok then Some y else None
+        batchMajor Forward spec x xShape w wShape (ConvSpec.outputShape "conv2d" spec xShape wShape)
 
 /// dx = conv2dᵀ(g, w) of shape xShape, or None.
 let conv2dInputGrad (spec: ConvSpec) (g: float32[]) (gShape: int[]) (w: float32[]) (wShape: int[]) (xShape: int[]) =
@@ -555,16 +561,7 @@ let conv2dInputGrad (spec: ConvSpec) (g: float32[]) (gShape: int[]) (w: float32[
     if not (eligible spec) || xShape.[1] < 16 then
         None
     else
-        let dx = BufferPool.rent (Shape.numel xShape)
-
-        let ok =
-            inChunks (chunkFor spec wShape) xShape.[0] (fun n0 nb ->
-                let xs, gs = withBatch nb xShape, withBatch nb gShape
-
-                plan BackwardData spec xs wShape gs
-                |> Option.map (fun p -> run p [| g; w; dx |] [| n0 * perImage gShape; 0; n0 * perImage xShape |]))
-
-        if ok then Some dx else None
+        batchMajor BackwardData spec g gShape w wShape xShape
 
 /// dW of shape wShape, or None.
 let conv2dWeightGrad (spec: ConvSpec) (x: float32[]) (xShape: int[]) (g: float32[]) (gShape: int[]) (wShape: int[]) =
