@@ -167,6 +167,15 @@ let ``strided views (permutes, broadcasts, slices) agree with the reference`` ()
         close 0.0 name (fast.View(t, offset, strides, shape)) (reference.View(t, offset, strides, shape))
 
 [<Fact>]
+let ``the nearest-upsampling gradient (sums of 2x2 blocks) agrees with the reference`` () =
+    // widths 19 and 14: vector blocks of eight outputs and scalar tails; 64x64x14 rows split
+    // across threads
+    for shape in [ [| 3; 5; 11; 2; 19; 2 |]; [| 64; 64; 14; 2; 14; 2 |]; [| 2; 2; 3 |] ] do
+        let x = data 15UL shape
+        let axes = [| shape.Length - 3; shape.Length - 1 |]
+        close 1e-6 (sprintf "sum %A" shape) (fast.Reduce(ReduceSum, x, axes)) (reference.Reduce(ReduceSum, x, axes))
+
+[<Fact>]
 let ``large broadcast binary kernels split across threads agree with the reference`` () =
     let a = data 4UL [| 64; 32; 40; 40 |]
     let b = data 5UL [| 1; 32; 1; 1 |]

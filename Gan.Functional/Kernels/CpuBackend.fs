@@ -3,6 +3,8 @@ namespace Gan.Functional.Kernels
 open System
 open System.Numerics.Tensors
 open System.Threading.Tasks
+open System.Runtime.Intrinsics
+open System.Runtime.Intrinsics.X86
 open Gan.Functional
 
 /// Hand-vectorised loops (Vector<float32>) for what TensorPrimitives lacks or does slowly.
@@ -528,6 +530,48 @@ module internal Fast =
 
             Some y
 
+    /// y[o + 2m] = y[o + 2m + 1] = x[p + m] for m < count, eight elements (sixteen outputs) at a time.
+    let private duplicatePairs (x: float32[]) (p: int) (y: float32[]) (o: int) (count: int) =
+        let lo = Vector256.Create(0, 0, 1, 1, 2, 2, 3, 3)
+        let hi = Vector256.Create(4, 4, 5, 5, 6, 6, 7, 7)
+        let mutable m = 0
+
+        while m + 8 <= count do
+            let v = Vector256.Create(x, p + m)
+            Avx2.PermuteVar8x32(v, lo).CopyTo(y, o + 2 * m)
+            Avx2.PermuteVar8x32(v, hi).CopyTo(y, o + 2 * m + 8)
+            m <- m + 8
+
+        while m < count do
+            let v = x.[p + m]
+            y.[o + 2 * m] <- v
+            y.[o + 2 * m + 1] <- v
+            m <- m + 1
+
+    /// y[o + j] = x[p + 2j] + x[p + 2j + 1] + x[p + 2w + 2j] + x[p + 2w + 2j + 1] for j < w: two
+    /// rows of pairs folded into one row, eight outputs at a time.
+    let private sumPairBlocks (x: float32[]) (p: int) (y: float32[]) (o: int) (w: int) =
+        let mutable j = 0
+
+        while j + 8 <= w do
+            let a = Vector256.Create(x, p + 2 * j) + Vector256.Create(x, p + 2 * w + 2 * j)
+
+            let b =
+                Vector256.Create(x, p + 2 * j + 8) + Vector256.Create(x, p + 2 * w + 2 * j + 8)
+            // hadd pairs within 128-bit lanes: [a01 a23 b01 b23 | a45 a67 b45 b67]; reorder lanes
+            let h = Avx.HorizontalAdd(a, b)
+            Avx2.Permute4x64(h.AsDouble(), 0b11011000uy).AsSingle().CopyTo(y, o + j)
+            j <- j + 8
+
+        while j < w do
+            y.[o + j] <-
+                x.[p + 2 * j]
+                + x.[p + 2 * j + 1]
+                + x.[p + 2 * w + 2 * j]
+                + x.[p + 2 * w + 2 * j + 1]
+
+            j <- j + 1
+
     /// Contiguous copy of a strided view: after merging, the innermost run is a copy (stride 1),
     /// a fill (stride 0, a broadcast) or a strided gather; rows split across threads.
     let view threads (x: float32[]) (offset: int) (strides: int[]) (shape: int[]) : float32[] =
@@ -548,6 +592,8 @@ module internal Fast =
             let sm = if blocked then st.[0].[r - 2] else 0
             let block = inner * mid
             let rows = n / block
+            // nearest ×2 upsampling along the last axis: every element written twice in a row
+            let pairs = blocked && inner = 2 && si = 0 && sm = 1 && Avx2.IsSupported
 
             split (if n >= parallelThreshold then threads else 1) rows (fun r0 r1 ->
                 for row in r0 .. r1 - 1 do
@@ -565,6 +611,8 @@ module internal Fast =
                         Array.Copy(x, px, y, o, inner)
                     elif not blocked && si = 0 then
                         Span(y, o, inner).Fill x.[px]
+                    else if pairs then
+                        duplicatePairs x px y o mid
                     else
                         for m in 0 .. mid - 1 do
                             let pm = px + m * sm
@@ -584,8 +632,27 @@ module internal Fast =
     /// Sum or max over axes (kept as 1): merged dimensions alternate between reduced and kept;
     /// a reduced innermost run folds to one value, a kept one accumulates elementwise.
     let reduce threads (op: ReduceOp) (x: float32[]) (shape: int[]) (axes: int[]) : float32[] option =
+        let r = shape.Length
+
         match op with
         | ReduceMin -> None
+        | ReduceSum when
+            r >= 3
+            && axes = [| r - 3; r - 1 |]
+            && shape.[r - 3] = 2
+            && shape.[r - 1] = 2
+            && Avx2.IsSupported
+            ->
+            // the gradient of nearest ×2 upsampling: each output sums a 2×2 block
+            let w = shape.[r - 2]
+            let rows = x.Length / (4 * w)
+            let y = BufferPool.rent (rows * w)
+
+            split (if x.Length >= parallelThreshold then threads else 1) rows (fun r0 r1 ->
+                for row in r0 .. r1 - 1 do
+                    sumPairBlocks x (row * 4 * w) y (row * w) w)
+
+            Some y
         | ReduceSum
         | ReduceMax ->
             let outShape = Shape.reduceKeep shape axes
