@@ -495,14 +495,19 @@ let private run (p: Plan) (buffers: float32[][]) (offsets: int[]) =
         for h in handles do
             h.Free()
 
-/// Images per oneDNN call (`GAN_DNNL_BATCH`, default 32). The blocked-layout copies and
-/// Winograd's transformed tiles scale with it and stay allocated between calls (Winograd on
-/// dcgan28's 128 → 64 layer at 28×28: ~88 MB for 64 images); measured against whole batches of
-/// 64: dcgan64 593 → 570 MB peak at the same speed, dcgan28 with Winograd 530 → 450–470 MB.
-let private chunkFor (_: ConvSpec) (_: int[]) =
+/// Images per oneDNN call (`GAN_DNNL_BATCH`; by default 32 under Winograd or for images of
+/// 32K floats or more, else 64). The blocked-layout copies and Winograd's transformed tiles
+/// scale with it and stay allocated between calls (Winograd on dcgan28's 128 → 64 layer at
+/// 28×28: ~88 MB for 64 images); against whole batches of 64: dcgan64 593 → 570 MB peak at the
+/// same speed, dcgan28 with Winograd 530 → 450–470 MB; small images (mbd28) gain nothing.
+let private chunkFor (spec: ConvSpec) (xShape: int[]) (wShape: int[]) =
     match Int32.TryParse(Environment.GetEnvironmentVariable "GAN_DNNL_BATCH") with
     | true, v when v > 0 -> v
-    | _ -> 32
+    | _ ->
+        if usesWinograd spec wShape || Shape.numel xShape / max 1 xShape.[0] >= 32768 then
+            32
+        else
+            64
 
 let private withBatch (nb: int) (shape: int[]) = Array.append [| nb |] shape.[1..]
 let private perImage (shape: int[]) = Shape.numel shape / shape.[0]
@@ -537,7 +542,7 @@ let private batchMajor kind spec (src: float32[]) (srcShape: int[]) (w: float32[
     let dst = BufferPool.rent (Shape.numel dstShape)
 
     let ok =
-        inChunks (chunkFor spec wShape) srcShape.[0] (fun n0 nb ->
+        inChunks (chunkFor spec (if kind = Forward then srcShape else dstShape) wShape) srcShape.[0] (fun n0 nb ->
             let s, d = withBatch nb srcShape, withBatch nb dstShape
             // a plan is keyed by (x, w, y) shapes: the input gradient's x is its result
             let xs, ys = if kind = Forward then s, d else d, s
@@ -575,14 +580,14 @@ let conv2dWeightGrad (spec: ConvSpec) (x: float32[]) (xShape: int[]) (g: float32
         let dw = BufferPool.rent k
 
         let part =
-            if xShape.[0] > chunkFor spec wShape then
+            if xShape.[0] > chunkFor spec xShape wShape then
                 Array.zeroCreate<float32> k
             else
                 dw
 
         // chunks as for the other two (smaller blocked copies); their weight gradients add up
         let ok =
-            inChunks (chunkFor spec wShape) xShape.[0] (fun n0 nb ->
+            inChunks (chunkFor spec xShape wShape) xShape.[0] (fun n0 nb ->
                 let xs, gs = withBatch nb xShape, withBatch nb gShape
 
                 plan BackwardWeights spec xs wShape gs
