@@ -127,15 +127,5 @@ let nextPhase () =
             if k > 0 then
                 b.Free.RemoveRange(0, k))
 
-/// Bytes held for reuse now.
-let heldBytes () = lock gate (fun () -> held)
-
 /// Bytes handed out again since the process started (what the pool saved in fresh allocations).
 let reusedTotal () = lock gate (fun () -> reusedBytes)
-
-/// Drops every pooled buffer (they become garbage).
-let clear () =
-    lock gate (fun () ->
-        buckets.Clear()
-        pooled.Clear()
-        held <- 0L)

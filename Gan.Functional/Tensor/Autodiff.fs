@@ -69,6 +69,20 @@ module Autodiff =
             | 1 -> Prim.reshape [| c |] sgx
             | _ -> Prim.reshape [| c |] sg
 
+    /// LeakyRelu's adjoint g·slope, the slope (1 where `sign` > 0, α elsewhere) read from the
+    /// activation's input or, for α ≥ 0, its output: the fused kernel on constants; otherwise a
+    /// multiply by the slope as a constant, since it is piecewise constant at every order.
+    let private leakyReluAdjoint (alpha: float) (g: Tensor) (sign: Tensor) =
+        if Tape.tagOf g = 0L && Tape.tagOf sign = 0L then
+            TConst(Prim.backend().LeakyReluBackward(Tape.raw g, Tape.raw sign, alpha))
+        else
+            let mask = Tensor.gt (TConst(Tape.raw sign)) (Prim.scalarLike sign 0.0)
+
+            let slope =
+                Prim.add (Prim.mul mask (Prim.scalarLike sign (1.0 - alpha))) (Prim.scalarLike sign alpha)
+
+            Prim.mul g slope
+
     /// The vector-Jacobian product of one primitive for its input `i`: given the adjoint `g` of
     /// node `n`'s output, the adjoint contribution to that input. One arm per primitive.
     let private rule (n: Node) (g: Tensor) (i: int) : Tensor =
@@ -176,19 +190,7 @@ module Autodiff =
             else
                 Prim.conv2d spec (p x) g
         | Cast a -> Prim.cast (Prim.dtype a) g
-        | LeakyRelu(a, alpha) ->
-            let xp = p a
-
-            if Tape.tagOf g = 0L && Tape.tagOf xp = 0L then
-                TConst(Prim.backend().LeakyReluBackward(Tape.raw g, Tape.raw xp, alpha))
-            else
-                // the slope (1 or α) is piecewise constant in x: a constant factor at every order
-                let mask = Tensor.gt (TConst(Tape.raw xp)) (Prim.scalarLike xp 0.0)
-
-                let slope =
-                    Prim.add (Prim.mul mask (Prim.scalarLike xp (1.0 - alpha))) (Prim.scalarLike xp alpha)
-
-                Prim.mul g slope
+        | LeakyRelu(a, alpha) -> leakyReluAdjoint alpha g (p a)
         | BatchNorm(x, gamma, _, eps, mean, var) -> batchNormRule n g i x gamma eps mean var
         | BatchNormAct(x, gamma, _, eps, mean, var, alpha) ->
             // the activation's adjoint first (sign(y) = sign of the normalised value for α ≥ 0),
@@ -197,16 +199,7 @@ module Autodiff =
                 match activationGrads.TryGetValue n with
                 | true, (seen, gb) when obj.ReferenceEquals(seen, g) -> gb
                 | _ ->
-                    let gb =
-                        if Tape.tagOf g = 0L then
-                            TConst(Prim.backend().LeakyReluBackward(Tape.raw g, Tape.raw y, alpha))
-                        else
-                            let mask = Tensor.gt (TConst(Tape.raw y)) (Prim.scalarLike y 0.0)
-
-                            Prim.mul
-                                g
-                                (Prim.add (Prim.mul mask (Prim.scalarLike y (1.0 - alpha))) (Prim.scalarLike y alpha))
-
+                    let gb = leakyReluAdjoint alpha g y
                     activationGrads.AddOrUpdate(n, (g, gb))
                     gb
 
