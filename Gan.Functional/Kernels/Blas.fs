@@ -292,8 +292,16 @@ let managedGemm
         for i in 0 .. m - 1 do
             rowBlock i
 
-/// Products of at least this many multiply-adds go to oneDNN when it is loaded.
-let private dnnlThreshold = 1L <<< 24
+/// Products of at least this many multiply-adds go to oneDNN when it is loaded
+/// (`GAN_DNNL_GEMM_MIN` overrides it). High on purpose: oneDNN's OpenMP threads and OpenBLAS's
+/// pthreads (which spin for a while after each call) fight over the cores when a step mixes
+/// them; measured on mlp (products up to 103M multiply-adds), 2^24 gave medians of 32 or 46 ms
+/// from run to run, 2^27 (all on OpenBLAS) 31–32 ms every run, while mbd28's 411M products
+/// still run faster on oneDNN.
+let private dnnlThreshold =
+    match Int64.TryParse(Environment.GetEnvironmentVariable "GAN_DNNL_GEMM_MIN") with
+    | true, n when n >= 0L -> n
+    | _ -> 1L <<< 27
 
 /// Products below this many multiply-adds run on one OpenBLAS thread: waking the others costs
 /// more than they save (and far more on a shared, loaded machine).
