@@ -535,3 +535,26 @@ let ``the donated Adam step agrees with the reference and writes the moments in 
         close 1e-6 (name + " p") p' pd
         close 1e-6 (name + " m in place") m' md
         close 1e-6 (name + " v in place") v' vd
+
+[<Fact>]
+let ``pairwise L1 kernels agree with the reference, equal entries included`` () =
+    // C = 21 (vector body and tail), G·P rows enough for the parallel split; y's rows copy some
+    // of x's entries so that sign 0 occurs
+    for (gs, ps, rs, cs) in [ (3, 5, 4, 21); (32, 64, 64, 32); (1, 1, 1, 1) ] do
+        let x = data 11UL [| gs; ps; cs |]
+        let ya = RawTensor.toFloat32Array (data 12UL [| gs; rs; cs |])
+        let xa = RawTensor.toFloat32Array x
+
+        for i in 0..3 .. ya.Length - 1 do
+            ya.[i] <- xa.[i % xa.Length]
+
+        let y = RawTensor.ofFloat32 [| gs; rs; cs |] ya
+        let g = data 13UL [| gs; ps; rs |]
+        let what = sprintf "%A" (gs, ps, rs, cs)
+        close 1e-5 ("pairwiseL1 " + what) (fast.PairwiseL1(x, y)) (reference.PairwiseL1(x, y))
+
+        close
+            1e-5
+            ("pairwiseL1 backward " + what)
+            (fast.PairwiseL1Backward(g, x, y))
+            (reference.PairwiseL1Backward(g, x, y))

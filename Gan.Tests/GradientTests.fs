@@ -758,6 +758,78 @@ let ``matmul primitive with transposed operands matches finite differences`` () 
         matmulCheck c a b (fun x y -> Prim.matmulT x c.TransA y c.TransB))
     |> Prop.checkN "matmulT" cases
 
+/// Random [G, P, C] and [G, R, C] operands of cdistL1.
+type PairwiseCase = {
+    G: int
+    P: int
+    R: int
+    C: int
+    Seed: int
+}
+
+let private pairwiseArb =
+    gen {
+        let! g = Gen.choose (1, 3)
+        let! p = Gen.choose (1, 4)
+        let! r = Gen.choose (1, 4)
+        let! c = Gen.choose (1, 5)
+        let! seed = seedGen
+
+        return {
+            G = g
+            P = p
+            R = r
+            C = c
+            Seed = seed
+        }
+    }
+    |> arb
+
+[<Fact>]
+let ``cdistL1 matches finite differences in both operands`` () =
+    Prop.forAll pairwiseArb (fun c ->
+        let ps =
+            Map [
+                "x", tensor Smooth c.Seed [| c.G; c.P; c.C |]
+                "y", tensor Smooth (c.Seed + 1) [| c.G; c.R; c.C |]
+            ]
+
+        checkOutputs (c.Seed + 2) (fun p -> Tensor.cdistL1 p.["x"] p.["y"]) ps)
+    |> Prop.checkN "cdistL1" cases
+
+[<Fact>]
+let ``cdistL1 of a tensor with itself matches finite differences, zero diagonal included`` () =
+    // minibatch discrimination's use: the diagonal |xᵢ − xᵢ| is 0 under any perturbation, so its
+    // derivative is 0, which the kernel's sign 0 = 0 gives
+    Prop.forAll pairwiseArb (fun c ->
+        checkOutput (c.Seed + 2) (fun x -> Tensor.cdistL1 x x) (tensor Smooth c.Seed [| c.G; c.P; c.C |]))
+    |> Prop.checkN "cdistL1 self" cases
+
+[<Fact>]
+let ``cdistL1 known values and gradients`` () =
+    // worked by hand: x = [[0, 0], [1, 2]], y = [[1, 1]] → d = [[2], [1]];
+    // with ḡ = 1: dx = [sign(0−1), sign(0−1); sign(1−1), sign(2−1)] = [[−1, −1], [0, 1]],
+    // dy = −Σ_p sign(x_p − y) = −([−1, −1] + [0, 1]) = [1, 0]
+    let x = Tensor.ofArray64 [| 1; 2; 2 |] [| 0.0; 0.0; 1.0; 2.0 |]
+    let y = Tensor.ofArray64 [| 1; 1; 2 |] [| 1.0; 1.0 |]
+    Assert.Equal<float[]>([| 2.0; 1.0 |], Tensor.toArray64 (Tensor.cdistL1 x y))
+
+    let _, grads =
+        Autodiff.valueAndGrads (fun p -> Tensor.sum (Tensor.cdistL1 p.["x"] p.["y"])) (Map [ "x", x; "y", y ])
+
+    Assert.Equal<float[]>([| -1.0; -1.0; 0.0; 1.0 |], Tensor.toArray64 grads.["x"])
+    Assert.Equal<float[]>([| 1.0; 0.0 |], Tensor.toArray64 grads.["y"])
+
+[<Fact>]
+let ``cdistL1 is symmetric under swapping its operands`` () =
+    Prop.forAll pairwiseArb (fun c ->
+        let x = tensor Smooth c.Seed [| c.G; c.P; c.C |]
+        let y = tensor Smooth (c.Seed + 1) [| c.G; c.R; c.C |]
+        let a = Tensor.toArray64 (Tensor.cdistL1 x y)
+        let b = Tensor.toArray64 (Tensor.permute [| 0; 2; 1 |] (Tensor.cdistL1 y x))
+        a = b)
+    |> Prop.checkN "cdistL1 symmetry" cases
+
 [<Fact>]
 let ``linear matches finite differences with and without bias`` () =
     Prop.forAll matmulArb (fun c ->

@@ -73,6 +73,33 @@ let ``hvp through leakyRelu is 2 slope squared times v`` () =
     |> Prop.checkN "hvp leakyRelu" cases
 
 [<Fact>]
+let ``hvp through cdistL1 is 2 J transposed J v`` () =
+    // f = Σ d², d = cdistL1(x, y) with y fixed: ∂d[p, r]/∂x[p, c] = s[p, r, c] = sign(x_pc − y_rc),
+    // piecewise constant, so H v [p, c] = Σ_r 2·s[p, r, c]·Σ_c' s[p, r, c']·v[p, c'] (one group).
+    // The inner gradient is tracked, so this runs the rule's composed (nested) form.
+    Prop.forAll hvpArb (fun c ->
+        let shape = [| 1; 3; 4 |]
+        let x = tensor Smooth c.Seed shape
+        let y = tensor Smooth (c.Seed + 1) [| 1; 2; 4 |]
+        let v = tensor Smooth (c.Seed + 2) shape
+        let hv = Autodiff.hvp (fun x -> Tensor.sum (Tensor.square (Tensor.cdistL1 x y))) x v
+        let xs, ys, vs = Tensor.toArray64 x, Tensor.toArray64 y, Tensor.toArray64 v
+
+        let s p r k =
+            float (sign (xs.[p * 4 + k] - ys.[r * 4 + k]))
+
+        let expected =
+            Array.init 12 (fun i ->
+                let p, k = i / 4, i % 4
+
+                List.sum [
+                    for r in 0..1 -> 2.0 * s p r k * List.sum [ for k' in 0..3 -> s p r k' * vs.[p * 4 + k'] ]
+                ])
+
+        assertClose tolerance "H v" expected hv)
+    |> Prop.checkN "hvp cdistL1" cases
+
+[<Fact>]
 let ``hvp of a quadratic form is the symmetrised matrix times v`` () =
     // f = ½ xᵀAx: ∇f = ½(A + Aᵀ)x, H = ½(A + Aᵀ), so H v = ½(A + Aᵀ)v for any x.
     // A = [[1, 2], [0, 3]], v = [1, −1]: ½(A + Aᵀ) = [[1, 1], [1, 3]], H v = [0, −2].

@@ -102,6 +102,15 @@ type IBackend =
     /// elsewhere, in one pass.
     abstract LeakyReluBackward: g: RawTensor * x: RawTensor * alpha: float -> RawTensor
 
+    /// Batched pairwise L1 distances (PyTorch's cdist with p = 1): x [G, P, C], y [G, R, C] →
+    /// d [G, P, R] with d[g, p, r] = Σ_c |x[g, p, c] − y[g, r, c]|.
+    abstract PairwiseL1: x: RawTensor * y: RawTensor -> RawTensor
+
+    /// PairwiseL1's adjoint in x for output adjoint g [G, P, R]:
+    /// dx[g, p, c] = Σ_r g[g, p, r]·sign(x[g, p, c] − y[g, r, c]) (sign 0 = 0). The adjoint in y
+    /// is this with the roles swapped: −(the same of gᵀ, y, x) = Σ_p gᵀ[g, r, p]·sign(y − x).
+    abstract PairwiseL1Backward: g: RawTensor * x: RawTensor * y: RawTensor -> RawTensor
+
     /// Train-mode batch normalisation over every axis but axis 1 (x is [N, C, …]; gamma, beta
     /// [C]): with μ and σ² the per-channel batch mean and biased variance,
     /// y = (x − μ)/√(σ² + eps)·gamma + beta. Returns (y, μ, σ²).

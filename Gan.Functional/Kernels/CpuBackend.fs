@@ -95,7 +95,6 @@ module internal Vec =
             y.[i] <- tanhScalar x.[i]
             i <- i + 1
 
-    /// y = m ≠ 0 ? a : b over [lo, hi).
     /// y = x where x > 0, αx elsewhere.
     let leakyRelu (alpha: float32) (x: float32[]) (y: float32[]) (lo: int) (hi: int) =
         let w = Vector<float32>.Count
@@ -131,6 +130,7 @@ module internal Vec =
             dx.[i] <- if x.[i] > 0.0f then g.[i] else alpha * g.[i]
             i <- i + 1
 
+    /// y = m ≠ 0 ? a : b over [lo, hi).
     let where (m: float32[]) (a: float32[]) (b: float32[]) (y: float32[]) (lo: int) (hi: int) =
         let w = Vector<float32>.Count
         let mutable i = lo
@@ -989,6 +989,24 @@ type CpuBackend(threads: int) =
                 Fast.chunks threads xa.Length (fun lo hi -> Vec.leakyReluBackward (float32 alpha) ga xa dx lo hi)
                 RawTensor.ofFloat32 x.Shape dx
             | _ -> reference.LeakyReluBackward(g, x, alpha)
+
+        member _.PairwiseL1(x, y) =
+            match x.Storage, y.Storage with
+            | Storage.F32 xa, Storage.F32 ya ->
+                let gs, ps, rs, cs = x.Shape.[0], x.Shape.[1], y.Shape.[1], x.Shape.[2]
+                let d = BufferPool.rent (gs * ps * rs)
+                PairwiseL1.forward threads gs ps rs cs xa ya d
+                RawTensor.ofFloat32 [| gs; ps; rs |] d
+            | _ -> reference.PairwiseL1(x, y)
+
+        member _.PairwiseL1Backward(g, x, y) =
+            match g.Storage, x.Storage, y.Storage with
+            | Storage.F32 ga, Storage.F32 xa, Storage.F32 ya ->
+                let gs, ps, rs, cs = x.Shape.[0], x.Shape.[1], y.Shape.[1], x.Shape.[2]
+                let dx = BufferPool.rent xa.Length
+                PairwiseL1.backward threads gs ps rs cs ga xa ya dx
+                RawTensor.ofFloat32 x.Shape dx
+            | _ -> reference.PairwiseL1Backward(g, x, y)
 
         member _.AdamStep(p, g, m, v, c) =
             match p.Storage, g.Storage, m.Storage, v.Storage with

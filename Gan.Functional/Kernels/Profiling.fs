@@ -160,6 +160,12 @@ type ProfilingBackend(inner: IBackend, recordShapes: bool) =
         member _.LeakyReluBackward(g, x, alpha) =
             timed (key "leakyRelu.backward" [ x.Shape ]) 0.0 (fun () -> inner.LeakyReluBackward(g, x, alpha))
 
+        member _.PairwiseL1(x, y) =
+            timed (key "pairwiseL1" [ x.Shape; y.Shape ]) 0.0 (fun () -> inner.PairwiseL1(x, y))
+
+        member _.PairwiseL1Backward(g, x, y) =
+            timed (key "pairwiseL1.backward" [ x.Shape; y.Shape ]) 0.0 (fun () -> inner.PairwiseL1Backward(g, x, y))
+
         member _.BatchNormForward(x, gm, b, eps) =
             timed (key "batchNorm" [ x.Shape ]) 0.0 (fun () -> inner.BatchNormForward(x, gm, b, eps))
 

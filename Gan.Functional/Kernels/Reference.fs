@@ -433,6 +433,56 @@ type ReferenceBackend() =
                 RawTensor.ofFloat64 x.Shape (Array.map2 (fun gv v -> if v > 0.0 then gv else alpha * gv) ga xa)
             | _ -> invalidArg "g" "g and x must have one dtype"
 
+        member _.PairwiseL1(x, y) =
+            let gs, ps, rs, cs = x.Shape.[0], x.Shape.[1], y.Shape.[1], x.Shape.[2]
+            let out = [| gs; ps; rs |]
+
+            let run (xa: float[]) (ya: float[]) =
+                Array.init (gs * ps * rs) (fun o ->
+                    let g, p, r = o / (ps * rs), o / rs % ps, o % rs
+                    let mutable acc = 0.0
+
+                    for c in 0 .. cs - 1 do
+                        acc <- acc + abs (xa.[(g * ps + p) * cs + c] - ya.[(g * rs + r) * cs + c])
+
+                    acc)
+
+            match x.Storage, y.Storage with
+            | Storage.F32 xa, Storage.F32 ya ->
+                RawTensor.ofFloat32 out (run (Array.map float xa) (Array.map float ya) |> Array.map float32)
+            | Storage.F64 xa, Storage.F64 ya -> RawTensor.ofFloat64 out (run xa ya)
+            | _ -> ReferenceOps.dtypeMismatch "pairwise_l1" x y
+
+        member _.PairwiseL1Backward(g, x, y) =
+            let gs, ps, rs, cs = x.Shape.[0], x.Shape.[1], y.Shape.[1], x.Shape.[2]
+
+            let run (ga: float[]) (xa: float[]) (ya: float[]) =
+                Array.init (gs * ps * cs) (fun o ->
+                    let grp, p, c = o / (ps * cs), o / cs % ps, o % cs
+                    let xv = xa.[o]
+                    let mutable acc = 0.0
+
+                    for r in 0 .. rs - 1 do
+                        let d = xv - ya.[(grp * rs + r) * cs + c]
+
+                        let s =
+                            if d > 0.0 then 1.0
+                            elif d < 0.0 then -1.0
+                            else 0.0
+
+                        acc <- acc + ga.[(grp * ps + p) * rs + r] * s
+
+                    acc)
+
+            match g.Storage, x.Storage, y.Storage with
+            | Storage.F32 ga, Storage.F32 xa, Storage.F32 ya ->
+                RawTensor.ofFloat32
+                    x.Shape
+                    (run (Array.map float ga) (Array.map float xa) (Array.map float ya)
+                     |> Array.map float32)
+            | Storage.F64 ga, Storage.F64 xa, Storage.F64 ya -> RawTensor.ofFloat64 x.Shape (run ga xa ya)
+            | _ -> ReferenceOps.dtypeMismatch "pairwise_l1_backward" x y
+
         member _.BatchNormForward(x, gamma, beta, eps) =
             let c = [| x.Shape.[1] |]
 

@@ -18,11 +18,10 @@ module MinibatchDiscrimination =
                 fun vars ctx x ->
                     let n = (Tensor.shape x).[0]
                     let m, _ = lin.Apply vars ctx x
-                    let m = Tensor.reshape [| n; kernels; kernelDim |] m
-                    // [1, N, B, C] − [N, 1, B, C] → L1 distance over C → [N, N, B]
-                    let d =
-                        Tensor.sumAxes [| 3 |] false (Tensor.abs (Tensor.unsqueeze 0 m - Tensor.unsqueeze 1 m))
+                    // [B, N, C]: per kernel b, the N rows M_{·,b} → L1 distances [B, N, N]
+                    let m = Tensor.permute [| 1; 0; 2 |] (Tensor.reshape [| n; kernels; kernelDim |] m)
+                    let d = Tensor.cdistL1 m m
                     // exp(−0) = 1 for j = i: subtracting it leaves the sum over j ≠ i
-                    let o = Tensor.sumAxes [| 1 |] false (Tensor.exp (-d)) - 1.0
-                    Tensor.concat 1 [ o; x ], Map.empty
+                    let o = Tensor.sumAxes [| 2 |] false (Tensor.exp (-d)) - 1.0
+                    Tensor.concat 1 [ Tensor.transpose 0 1 o; x ], Map.empty
         }

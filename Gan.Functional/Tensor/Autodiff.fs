@@ -83,6 +83,25 @@ module Autodiff =
 
             Prim.mul g slope
 
+    /// PairwiseL1's adjoint in x, Σ_r g[., p, r]·sign(x_p − y_r): the kernel on constants;
+    /// otherwise the same sum over the broadcast differences in differentiable operations
+    /// (the signs are piecewise constant, so only g carries higher-order derivatives).
+    let private pairwiseL1Adjoint (g: Tensor) (x: Tensor) (y: Tensor) =
+        if Tape.tagOf g = 0L && Tape.tagOf x = 0L && Tape.tagOf y = 0L then
+            TConst(Prim.backend().PairwiseL1Backward(Tape.raw g, Tape.raw x, Tape.raw y))
+        else
+            let sx, sy = Prim.shape x, Prim.shape y
+            let gs, ps, rs, cs = sx.[0], sx.[1], sy.[1], sx.[2]
+            // [G, P, 1, C] − [G, 1, R, C] → signs [G, P, R, C], constants
+            let constant t = TConst(Tape.raw t)
+
+            let diff =
+                Prim.sub (Prim.reshape [| gs; ps; 1; cs |] (constant x)) (Prim.reshape [| gs; 1; rs; cs |] (constant y))
+
+            let signs = Tensor.sign diff
+            let gx = Prim.mul (Prim.reshape [| gs; ps; rs; 1 |] g) signs
+            Prim.reshape sx (Prim.sumKeep [| 2 |] gx)
+
     /// The vector-Jacobian product of one primitive for its input `i`: given the adjoint `g` of
     /// node `n`'s output, the adjoint contribution to that input. One arm per primitive.
     let private rule (n: Node) (g: Tensor) (i: int) : Tensor =
@@ -190,6 +209,12 @@ module Autodiff =
             else
                 Prim.conv2d spec (p x) g
         | Cast a -> Prim.cast (Prim.dtype a) g
+        | PairwiseL1(a, b) ->
+            if i = 0 then
+                pairwiseL1Adjoint g (p a) (p b)
+            else
+                // the same rule with the roles of x and y swapped: d[p, r] = d'[r, p]
+                pairwiseL1Adjoint (Prim.permute [| 0; 2; 1 |] g) (p b) (p a)
         | LeakyRelu(a, alpha) -> leakyReluAdjoint alpha g (p a)
         | BatchNorm(x, gamma, _, eps, mean, var) -> batchNormRule n g i x gamma eps mean var
         | BatchNormAct(x, gamma, _, eps, mean, var, alpha) ->

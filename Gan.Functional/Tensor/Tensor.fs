@@ -78,6 +78,9 @@ and internal Op =
     /// y = x where x > 0, αx elsewhere: one pass forward and back, and the tape keeps x only
     /// (composed as x·slope it would also keep a full-size slope tensor).
     | LeakyRelu of Tensor * alpha: float
+    /// Batched pairwise L1 distances: x [G, P, C], y [G, R, C] → [G, P, R] (one kernel each
+    /// way; the G·P·R·C differences are never stored).
+    | PairwiseL1 of Tensor * Tensor
     /// Train-mode batch normalisation of x with per-channel gamma and beta ([C]); the batch
     /// statistics the kernel computed are kept for the backward pass.
     | BatchNorm of x: Tensor * gamma: Tensor * beta: Tensor * eps: float * mean: RawTensor * var: RawTensor
@@ -120,6 +123,7 @@ and internal Op =
         | Mul(a, b)
         | Div(a, b)
         | Pow(a, b)
+        | PairwiseL1(a, b)
         | Where(_, a, b)
         | MatMul(a, _, b, _)
         | Conv(a, b, _)
@@ -461,6 +465,22 @@ module internal Prim =
 
         Tape.lift [| x; g |] (fun r -> backend().Conv2dWeightGrad(r.[0], r.[1], spec, wShape)) (fun i ->
             ConvWeightGrad(i.[0], i.[1], spec))
+
+    /// Batched pairwise L1 distances: x [G, P, C], y [G, R, C] → d [G, P, R],
+    /// d[g, p, r] = Σ_c |x[g, p, c] − y[g, r, c]|.
+    let pairwiseL1 (x: Tensor) (y: Tensor) =
+        sameDType "pairwise_l1" x y
+        let sx, sy = shape x, shape y
+
+        if sx.Length <> 3 || sy.Length <> 3 || sx.[0] <> sy.[0] || sx.[2] <> sy.[2] then
+            Shape.fail
+                "pairwise_l1"
+                (sprintf
+                    "needs x [G, P, C] and y [G, R, C] with the same G and C, got %s and %s"
+                    (Shape.show sx)
+                    (Shape.show sy))
+
+        Tape.lift [| x; y |] (fun r -> backend().PairwiseL1(r.[0], r.[1])) (fun i -> PairwiseL1(i.[0], i.[1]))
 
     /// y = x where x > 0, αx elsewhere (ReLU: α = 0). Applied to the output of a first-order
     /// BatchNorm node (a training step: its inputs are constants one level out), the two are

@@ -526,6 +526,13 @@ module Tensor =
         let y = if ra = 1 then squeeze -2 y else y
         if rb = 1 then squeeze -1 y else y
 
+    /// Batched pairwise L1 distances, PyTorch's <c>torch.cdist(x, y, p=1)</c>: x [G, P, C] and
+    /// y [G, R, C] → [G, P, R] with d[g, p, r] = Σ_c |x[g, p, c] − y[g, r, c]|. One primitive:
+    /// the G·P·R·C differences are neither stored nor kept for the backward pass, whose
+    /// adjoints are dx[g, p, c] = Σ_r ḡ[g, p, r]·sign(x[g, p, c] − y[g, r, c]) and the same for y
+    /// with the sign flipped (sign 0 = 0, as the derivative of |·| at 0 in the composed form).
+    let cdistL1 (x: Tensor) (y: Tensor) = Prim.pairwiseL1 x y
+
     /// Σ aᵢbᵢ of two vectors (rank 0).
     let dot (a: Tensor) (b: Tensor) =
         if (Prim.shape a).Length <> 1 || Prim.shape a <> Prim.shape b then
