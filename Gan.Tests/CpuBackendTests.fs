@@ -558,3 +558,24 @@ let ``pairwise L1 kernels agree with the reference, equal entries included`` () 
             ("pairwiseL1 backward " + what)
             (fast.PairwiseL1Backward(g, x, y))
             (reference.PairwiseL1Backward(g, x, y))
+
+[<Fact>]
+let ``embed agrees with the reference for pads, column windows and interleavings`` () =
+    // (target, offset, strides, source shape): a 2-D pad (long rows), a one-column window
+    // (runs of 1), the sub-pixel interleaving's adjoint (runs of 2 with a large stride), and a
+    // large pad for the parallel split
+    let cases = [
+        [| 5; 9 |], 10, [| 9; 1 |], [| 3; 7 |]
+        [| 4; 6 |], 2, [| 6; 1 |], [| 4; 1 |]
+        [| 2; 12; 4; 4 |], 0, [| 192; 16; 4; 100; 1; 49 |], [| 2; 3; 3; 2; 3; 2 |]
+        [| 300; 301 |], 302, [| 301; 1 |], [| 299; 299 |]
+    ]
+
+    for (target, offset, strides, shape) in cases do
+        let x = data 21UL shape
+
+        close
+            0.0
+            (sprintf "embed %A into %A" shape target)
+            (fast.Embed(x, target, offset, strides))
+            (reference.Embed(x, target, offset, strides))

@@ -73,3 +73,72 @@ let ``leakyRelu of a batchNorm output is not fused inside a nested differentiati
     let h = Autodiff.hvp inner x (Tensor.onesLike x)
     Assert.False(fusedInside, "fused under an outer level")
     Assert.True(Tensor.toArray64 h |> Array.forall Double.IsFinite)
+
+// ------------------------------------------------------------------------------ upsample + conv
+
+/// Σ r ⊙ conv2d(upsample×2(x), w) (3×3, padding 1); `fuse` false puts a multiply by one between
+/// the two so the convolution sees a plain tensor. Reports whether the sub-pixel form ran (its
+/// output is a reshape of a strided view).
+let private upConv (fuse: bool) (seen: bool -> unit) (ps: Map<string, Tensor>) =
+    let up = Tensor.upsampleNearest 2 2 ps.["x"]
+
+    let y =
+        Tensor.conv2d (ConvSpec.create 1 1 1 1) (if fuse then up else up * 1.0) ps.["w"]
+
+    match y with
+    | TRev n ->
+        seen (
+            match n.Op with
+            | Reshape(TRev v) ->
+                match v.Op with
+                | StridedView _ -> true
+                | _ -> false
+            | _ -> false
+        )
+    | TConst _ -> seen false
+
+    Tensor.sum (y * ps.["r"]) + Tensor.sum (Tensor.square y)
+
+let private upConvParams (seed: uint64) (n: int) (c: int) (h: int) (w: int) (o: int) =
+    let ks = Random.splitN 3 (Random.key seed)
+
+    Map [
+        "x", Tensor.randn ks.[0] [| n; c; h; w |]
+        "w", Tensor.randn ks.[1] [| o; c; 3; 3 |]
+        "r", Tensor.randn ks.[2] [| n; o; 2 * h; 2 * w |]
+    ]
+    |> Map.map (fun _ t -> Tensor.cast Float64 t)
+
+[<Fact>]
+let ``conv2d of a nearest upsampling runs in the sub-pixel form with the plain values and gradients`` () =
+    // non-square images, more output than input channels and the reverse; border pixels
+    // exercise the padding taps
+    for (seed, n, c, h, w, o) in [ (31UL, 2, 3, 4, 5, 2); (32UL, 1, 2, 3, 3, 5); (33UL, 3, 1, 1, 2, 1) ] do
+        let ps = upConvParams seed n c h w o
+        let mutable fused = false
+        let mutable split = true
+        let valueFused, got = Autodiff.valueAndGrads (upConv true (fun f -> fused <- f)) ps
+
+        let valuePlain, expected =
+            Autodiff.valueAndGrads (upConv false (fun f -> split <- f)) ps
+
+        Assert.True(fused, "conv2d after upsampleNearest 2 did not take the sub-pixel form")
+        Assert.False(split, "the multiply by one did not keep the upsampling apart")
+        let what = sprintf "%A" (n, c, h, w, o)
+
+        match compareArrays tolerance what (Tensor.toArray64 valueFused) (Tensor.toArray64 valuePlain) with
+        | Some msg -> failwith msg
+        | None -> ()
+
+        assertGradsClose tolerance what got expected
+
+[<Fact>]
+let ``the sub-pixel convolution matches finite differences to second order`` () =
+    let ps = upConvParams 34UL 2 2 3 4 3
+    checkGrads (upConv true ignore) ps
+    // the gradient's norm as a function of x: a gradient penalty through the sub-pixel form
+    let penalty (x: Tensor) =
+        let g = Autodiff.grad (fun x -> upConv true ignore (Map.add "x" x ps)) x
+        Tensor.sum (Tensor.square g)
+
+    checkGradWith looseTolerance penalty ps.["x"]

@@ -629,6 +629,50 @@ module internal Fast =
 
         y
 
+    /// Zeros of `target` elements with x (contiguous, of `shape`) written into the strided
+    /// window (offset, strides), whose positions are distinct (pad, concatenation, the adjoint of
+    /// a strided view): rows of the window in parallel, a short innermost run handled together
+    /// with the dimension outside it, as in `view`.
+    let embed threads (x: float32[]) (shape: int[]) (target: int) (offset: int) (strides: int[]) : float32[] =
+        let y = BufferPool.rentZeroed target
+        let n = x.Length
+
+        if n > 0 then
+            let dims, st = merge shape [| strides |]
+            let r = dims.Length
+            let inner = dims.[r - 1]
+            let si = st.[0].[r - 1]
+            let blocked = inner < 16 && r >= 2
+            let outerDims = if blocked then r - 2 else r - 1
+            let mid = if blocked then dims.[r - 2] else 1
+            let sm = if blocked then st.[0].[r - 2] else 0
+            let block = inner * mid
+            let rows = n / block
+
+            split (if n >= parallelThreshold then threads else 1) rows (fun r0 r1 ->
+                for row in r0 .. r1 - 1 do
+                    let mutable rem = row
+                    let mutable py = offset
+
+                    for d in outerDims - 1 .. -1 .. 0 do
+                        let c = rem % dims.[d]
+                        rem <- rem / dims.[d]
+                        py <- py + c * st.[0].[d]
+
+                    let o = row * block
+
+                    if not blocked && si = 1 then
+                        Array.Copy(x, o, y, py, inner)
+                    else
+                        for m in 0 .. mid - 1 do
+                            let pm = py + m * sm
+                            let om = o + m * inner
+
+                            for j in 0 .. inner - 1 do
+                                y.[pm + j * si] <- x.[om + j])
+
+        y
+
     /// Sum or max over axes (kept as 1): merged dimensions alternate between reduced and kept;
     /// a reduced innermost run folds to one value, a kept one accumulates elementwise.
     let reduce threads (op: ReduceOp) (x: float32[]) (shape: int[]) (axes: int[]) : float32[] option =
@@ -853,7 +897,12 @@ type CpuBackend(threads: int) =
             | Storage.F64 _ -> reference.View(x, offset, strides, shape)
 
         member _.Embed(x, shape, offset, strides) =
-            reference.Embed(x, shape, offset, strides)
+            match x.Storage with
+            | Storage.F32 a -> {
+                Shape = shape
+                Storage = Storage.F32(Fast.embed threads a x.Shape (Shape.numel shape) offset strides)
+              }
+            | Storage.F64 _ -> reference.Embed(x, shape, offset, strides)
 
         member _.Concat(xs, axis) = reference.Concat(xs, axis)
         member _.Take(x, index, shape) = reference.Take(x, index, shape)

@@ -165,6 +165,8 @@ module Autodiff =
             let gs = shapeOf g
             Prim.pad starts (Array.init s.Length (fun d -> s.[d] - starts.[d] - gs.[d])) g
         | Pad(a, before) -> Prim.slice before (shapeOf a) g
+        | StridedView(a, offset, strides) -> Prim.stridedEmbed (shapeOf a) offset strides g
+        | StridedEmbed(a, offset, strides) -> Prim.stridedView offset strides (shapeOf a) g
         | Concat(xs, axis) ->
             let offset = xs |> Array.take i |> Array.sumBy (fun x -> (shapeOf x).[axis])
             let s = shapeOf xs.[i]

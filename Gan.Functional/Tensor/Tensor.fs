@@ -67,6 +67,13 @@ and internal Op =
     | Expand of Tensor
     | Slice of Tensor * starts: int[]
     | Pad of Tensor * before: int[]
+    /// y = the strided window (offset, strides) of x, of the node's shape, read as a contiguous
+    /// tensor; its positions are distinct (checked), so its adjoint writes g back into zeros.
+    /// Slice is the box case; this serves interleavings such as the sub-pixel convolution's.
+    | StridedView of Tensor * offset: int * strides: int[]
+    /// y = zeros of the node's shape with x written into the strided window (offset,
+    /// strides): StridedView's adjoint, as Pad is Slice's.
+    | StridedEmbed of Tensor * offset: int * strides: int[]
     | Concat of Tensor[] * axis: int
     | Take of Tensor * index: int[]
     | ScatterAdd of Tensor * index: int[]
@@ -114,6 +121,8 @@ and internal Op =
         | Expand a
         | Slice(a, _)
         | Pad(a, _)
+        | StridedView(a, _, _)
+        | StridedEmbed(a, _, _)
         | Take(a, _)
         | ScatterAdd(a, _)
         | LeakyRelu(a, _)
@@ -328,6 +337,54 @@ module internal Prim =
             let st = Shape.strides target
             let offset = Array.fold2 (fun acc a b -> acc + a * b) 0 before st
             Tape.lift [| x |] (fun r -> backend().Embed(r.[0], target, offset, st)) (fun i -> Pad(i.[0], before))
+
+    /// Throws unless the window (offset, strides, shape) lies inside `numel` elements and
+    /// its positions are distinct: with the axes of size > 1 sorted by stride, each stride
+    /// must exceed the furthest offset the smaller ones reach (sufficient, and true of every
+    /// box, permutation and interleaving of a contiguous tensor).
+    let private checkWindow op (numel: int) (offset: int) (strides: int[]) (shape: int[]) =
+        if strides.Length <> shape.Length then
+            Shape.fail op (sprintf "%d strides for %d axes" strides.Length shape.Length)
+
+        if Shape.numel shape > 0 then
+            let axes =
+                Array.init shape.Length id
+                |> Array.filter (fun a -> shape.[a] > 1)
+                |> Array.sortBy (fun a -> strides.[a])
+
+            let mutable reach = 0L
+
+            for a in axes do
+                if int64 strides.[a] <= reach then
+                    Shape.fail op (sprintf "strides %A over %s repeat positions" strides (Shape.show shape))
+
+                reach <- reach + int64 strides.[a] * int64 (shape.[a] - 1)
+
+            if offset < 0 || int64 offset + reach >= int64 numel then
+                Shape.fail
+                    op
+                    (sprintf
+                        "window at %d, strides %A, shape %s leaves the %d elements"
+                        offset
+                        strides
+                        (Shape.show shape)
+                        numel)
+
+    /// The strided window (offset, strides) of contiguous x with shape `shape`, as a new
+    /// tensor; its positions must be distinct (no broadcast: see expand).
+    let stridedView (offset: int) (strides: int[]) (shape': int[]) (x: Tensor) =
+        checkWindow "strided_view" (Shape.numel (shape x)) offset strides shape'
+
+        Tape.lift [| x |] (fun r -> backend().View(r.[0], offset, strides, shape')) (fun i ->
+            StridedView(i.[0], offset, strides))
+
+    /// Zeros of `target` with x written into the strided window (offset, strides, x's shape):
+    /// stridedView's adjoint.
+    let stridedEmbed (target: int[]) (offset: int) (strides: int[]) (x: Tensor) =
+        checkWindow "strided_embed" (Shape.numel target) offset strides (shape x)
+
+        Tape.lift [| x |] (fun r -> backend().Embed(r.[0], target, offset, strides)) (fun i ->
+            StridedEmbed(i.[0], offset, strides))
 
     /// Concatenation along a resolved axis; all other dimensions must agree.
     let concat (axis: int) (xs: Tensor[]) =
