@@ -358,6 +358,25 @@ let ``one-output-channel convolutions and both adjoints agree with the reference
         Assert.True(SingleChannelConv.applies spec ws)
         convAgrees 12UL spec xs ws)
 
+/// Kernels as large as the image, no padding, any stride: a 1×1 output.
+let private genDenseConv =
+    gen {
+        let! n = Gen.choose (1, 5)
+        let! c = Gen.choose (1, 40)
+        let! o = Gen.choose (1, 9)
+        let! h = Gen.choose (1, 5)
+        let! w = Gen.choose (1, 5)
+        let! stride = Gen.choose (1, 3)
+        return ConvSpec.create stride 0 1 1, [| n; c; h; w |], [| o; c; h; w |]
+    }
+
+[<Fact>]
+let ``whole-image convolutions and both adjoints agree with the reference`` () =
+    Prop.checkN "dense conv agrees" 60
+    <| Prop.forAll (Arb.fromGen genDenseConv) (fun (spec, xs, ws) ->
+        Assert.True(DenseConv.applies spec xs ws)
+        convAgrees 15UL spec xs ws)
+
 [<Fact>]
 let ``a convolution larger than one column chunk agrees with the reference`` () =
     // 16M-float column budget: 3 images of 64 channels · 16 taps · 128² positions need chunks

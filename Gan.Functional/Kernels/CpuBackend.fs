@@ -953,7 +953,9 @@ type CpuBackend(threads: int) =
                     Shape = outShape
                     Storage =
                         Storage.F32(
-                            if SingleChannelConv.applies spec w.Shape then
+                            if DenseConv.applies spec x.Shape w.Shape then
+                                DenseConv.conv2d xa x.Shape wa w.Shape
+                            elif SingleChannelConv.applies spec w.Shape then
                                 SingleChannelConv.conv2d threads spec xa x.Shape wa w.Shape
                             else
                                 match Dnnl.conv2d spec xa x.Shape wa w.Shape with
@@ -969,7 +971,9 @@ type CpuBackend(threads: int) =
                 Shape = xShape
                 Storage =
                     Storage.F32(
-                        if SingleChannelConv.applies spec w.Shape then
+                        if DenseConv.applies spec xShape w.Shape then
+                            DenseConv.inputGrad ga wa w.Shape xShape
+                        elif SingleChannelConv.applies spec w.Shape then
                             SingleChannelConv.conv2dInputGrad threads spec ga wa w.Shape xShape
                         else
                             match Dnnl.conv2dInputGrad spec ga g.Shape wa w.Shape xShape with
@@ -985,7 +989,9 @@ type CpuBackend(threads: int) =
                 Shape = wShape
                 Storage =
                     Storage.F32(
-                        if SingleChannelConv.applies spec wShape then
+                        if DenseConv.applies spec x.Shape wShape then
+                            DenseConv.weightGrad xa x.Shape ga wShape
+                        elif SingleChannelConv.applies spec wShape then
                             SingleChannelConv.conv2dWeightGrad threads spec xa x.Shape ga wShape
                         else
                             match Dnnl.conv2dWeightGrad spec xa x.Shape ga g.Shape wShape with
