@@ -495,16 +495,18 @@ let private run (p: Plan) (buffers: float32[][]) (offsets: int[]) =
         for h in handles do
             h.Free()
 
-/// Images per oneDNN call (`GAN_DNNL_BATCH`; by default 32 under Winograd or for images of
-/// 32K floats or more, else 64). The blocked-layout copies and Winograd's transformed tiles
+/// Images per oneDNN call (`GAN_DNNL_BATCH`; by default 32 under Winograd or when the input
+/// or output image has 32K floats or more, else 64). The blocked-layout copies and Winograd's transformed tiles
 /// scale with it and stay allocated between calls (Winograd on dcgan28's 128 → 64 layer at
 /// 28×28: ~88 MB for 64 images); against whole batches of 64: dcgan64 593 → 570 MB peak at the
 /// same speed, dcgan28 with Winograd 530 → 450–470 MB; small images (mbd28) gain nothing.
-let private chunkFor (spec: ConvSpec) (xShape: int[]) (wShape: int[]) =
+let private chunkFor (spec: ConvSpec) (xShape: int[]) (yShape: int[]) (wShape: int[]) =
+    let perImage (s: int[]) = Shape.numel s / max 1 s.[0]
+
     match Int32.TryParse(Environment.GetEnvironmentVariable "GAN_DNNL_BATCH") with
     | true, v when v > 0 -> v
     | _ ->
-        if usesWinograd spec wShape || Shape.numel xShape / max 1 xShape.[0] >= 32768 then
+        if usesWinograd spec wShape || max (perImage xShape) (perImage yShape) >= 32768 then
             32
         else
             64
@@ -542,7 +544,7 @@ let private batchMajor kind spec (src: float32[]) (srcShape: int[]) (w: float32[
     let dst = BufferPool.rent (Shape.numel dstShape)
 
     let ok =
-        inChunks (chunkFor spec (if kind = Forward then srcShape else dstShape) wShape) srcShape.[0] (fun n0 nb ->
+        inChunks (chunkFor spec srcShape dstShape wShape) srcShape.[0] (fun n0 nb ->
             let s, d = withBatch nb srcShape, withBatch nb dstShape
             // a plan is keyed by (x, w, y) shapes: the input gradient's x is its result
             let xs, ys = if kind = Forward then s, d else d, s
@@ -580,14 +582,14 @@ let conv2dWeightGrad (spec: ConvSpec) (x: float32[]) (xShape: int[]) (g: float32
         let dw = BufferPool.rent k
 
         let part =
-            if xShape.[0] > chunkFor spec xShape wShape then
+            if xShape.[0] > chunkFor spec xShape gShape wShape then
                 Array.zeroCreate<float32> k
             else
                 dw
 
         // chunks as for the other two (smaller blocked copies); their weight gradients add up
         let ok =
-            inChunks (chunkFor spec xShape wShape) xShape.[0] (fun n0 nb ->
+            inChunks (chunkFor spec xShape gShape wShape) xShape.[0] (fun n0 nb ->
                 let xs, gs = withBatch nb xShape, withBatch nb gShape
 
                 plan BackwardWeights spec xs wShape gs
