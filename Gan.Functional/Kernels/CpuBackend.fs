@@ -572,52 +572,6 @@ module internal Fast =
 
             j <- j + 1
 
-    /// How `view` and `embed` walk a strided window of `shape` (n elements) in row-major order:
-    /// dimensions merged, and a short innermost run (nearest upsampling's ×2 broadcast, an
-    /// interleaving's pairs) taken together with the dimension outside it, so that the index
-    /// arithmetic is paid once per block of Mid × Inner elements, not per run.
-    [<Struct>]
-    type private WindowWalk = {
-        /// Elements of the innermost run and their stride.
-        Inner: int
-        Si: int
-        /// Runs per block (1 unless blocked) and their stride.
-        Mid: int
-        Sm: int
-        Blocked: bool
-    }
-
-    /// Calls `body walk windowOffset denseOffset` for every block of the window, blocks split
-    /// across threads when the window is large.
-    let private walkWindow threads (n: int) (shape: int[]) (offset: int) (strides: int[]) body =
-        let dims, st = merge shape [| strides |]
-        let r = dims.Length
-        let inner = dims.[r - 1]
-        let blocked = inner < 16 && r >= 2
-        let outerDims = if blocked then r - 2 else r - 1
-
-        let walk = {
-            Inner = inner
-            Si = st.[0].[r - 1]
-            Mid = (if blocked then dims.[r - 2] else 1)
-            Sm = (if blocked then st.[0].[r - 2] else 0)
-            Blocked = blocked
-        }
-
-        let block = inner * walk.Mid
-
-        split (if n >= parallelThreshold then threads else 1) (n / block) (fun r0 r1 ->
-            for row in r0 .. r1 - 1 do
-                let mutable rem = row
-                let mutable w = offset
-
-                for d in outerDims - 1 .. -1 .. 0 do
-                    let c = rem % dims.[d]
-                    rem <- rem / dims.[d]
-                    w <- w + c * st.[0].[d]
-
-                body walk w (row * block))
-
     /// Contiguous copy of a strided view: after merging, the innermost run is a copy (stride 1),
     /// a fill (stride 0, a broadcast) or a strided gather; rows split across threads.
     let view threads (x: float32[]) (offset: int) (strides: int[]) (shape: int[]) : float32[] =
@@ -625,49 +579,97 @@ module internal Fast =
         let y = BufferPool.rent n
 
         if n > 0 then
-            walkWindow threads n shape offset strides (fun k px o ->
-                let inner, si = k.Inner, k.Si
+            let dims, st = merge shape [| strides |]
+            let r = dims.Length
+            let inner = dims.[r - 1]
+            let si = st.[0].[r - 1]
 
-                if not k.Blocked && si = 1 then
-                    Array.Copy(x, px, y, o, inner)
-                elif not k.Blocked && si = 0 then
-                    Span(y, o, inner).Fill x.[px]
-                elif inner = 2 && si = 0 && k.Sm = 1 && Avx2.IsSupported then
-                    // nearest ×2 upsampling along the last axis: every element written twice
-                    duplicatePairs x px y o k.Mid
-                else
-                    for m in 0 .. k.Mid - 1 do
-                        let pm = px + m * k.Sm
-                        let om = o + m * inner
+            // a short innermost run (nearest upsampling's ×2 broadcast) is handled together with
+            // the dimension outside it, so the index arithmetic is paid once per block, not per run
+            let blocked = inner < 16 && r >= 2
+            let outerDims = if blocked then r - 2 else r - 1
+            let mid = if blocked then dims.[r - 2] else 1
+            let sm = if blocked then st.[0].[r - 2] else 0
+            let block = inner * mid
+            let rows = n / block
+            // nearest ×2 upsampling along the last axis: every element written twice in a row
+            let pairs = blocked && inner = 2 && si = 0 && sm = 1 && Avx2.IsSupported
 
-                        if si = 0 then
-                            let v = x.[pm]
+            split (if n >= parallelThreshold then threads else 1) rows (fun r0 r1 ->
+                for row in r0 .. r1 - 1 do
+                    let mutable rem = row
+                    let mutable px = offset
 
-                            for j in 0 .. inner - 1 do
-                                y.[om + j] <- v
-                        else
-                            for j in 0 .. inner - 1 do
-                                y.[om + j] <- x.[pm + j * si])
+                    for d in outerDims - 1 .. -1 .. 0 do
+                        let c = rem % dims.[d]
+                        rem <- rem / dims.[d]
+                        px <- px + c * st.[0].[d]
+
+                    let o = row * block
+
+                    if not blocked && si = 1 then
+                        Array.Copy(x, px, y, o, inner)
+                    elif not blocked && si = 0 then
+                        Span(y, o, inner).Fill x.[px]
+                    else if pairs then
+                        duplicatePairs x px y o mid
+                    else
+                        for m in 0 .. mid - 1 do
+                            let pm = px + m * sm
+                            let om = o + m * inner
+
+                            if si = 0 then
+                                let v = x.[pm]
+
+                                for j in 0 .. inner - 1 do
+                                    y.[om + j] <- v
+                            else
+                                for j in 0 .. inner - 1 do
+                                    y.[om + j] <- x.[pm + j * si])
 
         y
 
     /// Zeros of `target` elements with x (contiguous, of `shape`) written into the strided
     /// window (offset, strides), whose positions are distinct (pad, concatenation, the adjoint of
-    /// a strided view), walked as `view` walks its window.
+    /// a strided view): rows of the window in parallel, a short innermost run handled together
+    /// with the dimension outside it, as in `view`.
     let embed threads (x: float32[]) (shape: int[]) (target: int) (offset: int) (strides: int[]) : float32[] =
         let y = BufferPool.rentZeroed target
+        let n = x.Length
 
-        if x.Length > 0 then
-            walkWindow threads x.Length shape offset strides (fun k py o ->
-                if not k.Blocked && k.Si = 1 then
-                    Array.Copy(x, o, y, py, k.Inner)
-                else
-                    for m in 0 .. k.Mid - 1 do
-                        let pm = py + m * k.Sm
-                        let om = o + m * k.Inner
+        if n > 0 then
+            let dims, st = merge shape [| strides |]
+            let r = dims.Length
+            let inner = dims.[r - 1]
+            let si = st.[0].[r - 1]
+            let blocked = inner < 16 && r >= 2
+            let outerDims = if blocked then r - 2 else r - 1
+            let mid = if blocked then dims.[r - 2] else 1
+            let sm = if blocked then st.[0].[r - 2] else 0
+            let block = inner * mid
+            let rows = n / block
 
-                        for j in 0 .. k.Inner - 1 do
-                            y.[pm + j * k.Si] <- x.[om + j])
+            split (if n >= parallelThreshold then threads else 1) rows (fun r0 r1 ->
+                for row in r0 .. r1 - 1 do
+                    let mutable rem = row
+                    let mutable py = offset
+
+                    for d in outerDims - 1 .. -1 .. 0 do
+                        let c = rem % dims.[d]
+                        rem <- rem / dims.[d]
+                        py <- py + c * st.[0].[d]
+
+                    let o = row * block
+
+                    if not blocked && si = 1 then
+                        Array.Copy(x, o, y, py, inner)
+                    else
+                        for m in 0 .. mid - 1 do
+                            let pm = py + m * sm
+                            let om = o + m * inner
+
+                            for j in 0 .. inner - 1 do
+                                y.[pm + j * si] <- x.[om + j])
 
         y
 
