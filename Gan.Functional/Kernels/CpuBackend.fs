@@ -632,7 +632,8 @@ module internal Fast =
     /// Zeros of `target` elements with x (contiguous, of `shape`) written into the strided
     /// window (offset, strides), whose positions are distinct (pad, concatenation, the adjoint of
     /// a strided view): rows of the window in parallel, a short innermost run handled together
-    /// with the dimension outside it, as in `view`.
+    /// with the dimension outside it, as in `view` (the walk is written out in both: shared
+    /// through a closure per block, the two ran 3–4 ms a step slower on dcgan28).
     let embed threads (x: float32[]) (shape: int[]) (target: int) (offset: int) (strides: int[]) : float32[] =
         let y = BufferPool.rentZeroed target
         let n = x.Length
