@@ -358,20 +358,23 @@ let ``one-output-channel convolutions and both adjoints agree with the reference
         Assert.True(SingleChannelConv.applies spec ws)
         convAgrees 12UL spec xs ws)
 
-/// Kernels as large as the image, no padding, any stride: a 1×1 output.
+/// No padding and a 1×1 output: kernels as large as the image, or smaller by less than the
+/// stride (one window at the top left; valid64's 5×5 stride-3 layer on 6×6).
 let private genDenseConv =
     gen {
         let! n = Gen.choose (1, 5)
         let! c = Gen.choose (1, 40)
         let! o = Gen.choose (1, 9)
-        let! h = Gen.choose (1, 5)
-        let! w = Gen.choose (1, 5)
+        let! kh = Gen.choose (1, 5)
+        let! kw = Gen.choose (1, 5)
         let! stride = Gen.choose (1, 3)
-        return ConvSpec.create stride 0 1 1, [| n; c; h; w |], [| o; c; h; w |]
+        let! extraH = Gen.choose (0, stride - 1)
+        let! extraW = Gen.choose (0, stride - 1)
+        return ConvSpec.create stride 0 1 1, [| n; c; kh + extraH; kw + extraW |], [| o; c; kh; kw |]
     }
 
 [<Fact>]
-let ``whole-image convolutions and both adjoints agree with the reference`` () =
+let ``one-window convolutions and both adjoints agree with the reference`` () =
     Prop.checkN "dense conv agrees" 60
     <| Prop.forAll (Arb.fromGen genDenseConv) (fun (spec, xs, ws) ->
         Assert.True(DenseConv.applies spec xs ws)
