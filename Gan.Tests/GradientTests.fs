@@ -758,6 +758,30 @@ let ``matmul primitive with transposed operands matches finite differences`` () 
         matmulCheck c a b (fun x y -> Prim.matmulT x c.TransA y c.TransB))
     |> Prop.checkN "matmulT" cases
 
+[<Fact>]
+let ``stridedView and stridedEmbed match finite differences`` () =
+    // x [2, 3, 4]: a transposed window with an offset, and the interleaving of two 2×2 planes
+    // (the sub-pixel convolution's kind of window); each primitive is the other's adjoint
+    let x = tensor Smooth 5 [| 2; 3; 4 |]
+    checkOutput 6 (Prim.stridedView 1 [| 12; 1; 4 |] [| 2; 3; 2 |]) x
+    checkOutput 7 (Prim.stridedView 0 [| 12; 4; 6; 1; 2 |] [| 2; 2; 2; 2; 1 |]) x
+    let small = tensor Smooth 8 [| 2; 3; 2 |]
+    checkOutput 9 (Prim.stridedEmbed [| 2; 3; 4 |] 1 [| 12; 1; 4 |]) small
+
+[<Fact>]
+let ``stridedView rejects windows that repeat or leave their tensor`` () =
+    let x = tensor Smooth 10 [| 2; 3 |]
+
+    let throws f =
+        Assert.Throws<ShapeMismatchException>(Action(fun () -> f () |> ignore))
+        |> ignore
+
+    // stride 1 over three columns and two rows: position 1 twice
+    throws (fun () -> Prim.stridedView 0 [| 1; 1 |] [| 2; 3 |] x)
+    // the window's last position is 6, past the 6 elements
+    throws (fun () -> Prim.stridedView 1 [| 3; 1 |] [| 2; 3 |] x)
+    throws (fun () -> Prim.stridedEmbed [| 2; 2 |] 0 [| 2; 1 |] x)
+
 /// Random [G, P, C] and [G, R, C] operands of cdistL1.
 type PairwiseCase = {
     G: int
