@@ -47,19 +47,22 @@ let private windows (x: float32[]) (xShape: int[]) (wShape: int[]) =
 
         xw, true
 
+/// Runs `f` on the windows of x, then gives a copied one back.
+let private withWindows (x: float32[]) (xShape: int[]) (wShape: int[]) (f: float32[] -> unit) =
+    let xw, owned = windows x xShape wShape
+    f xw
+
+    if owned then
+        BufferPool.give xw
+
 let private dims (xShape: int[]) (wShape: int[]) =
     xShape.[0], wShape.[0], Shape.numel wShape / wShape.[0]
 
 /// y [N, O] = X [N, K] · w [O, K]ᵀ.
 let conv2d (x: float32[]) (xShape: int[]) (w: float32[]) (wShape: int[]) =
     let n, o, k = dims xShape wShape
-    let xw, owned = windows x xShape wShape
     let y = BufferPool.rent (n * o)
-    Blas.sgemm false true n o k xw 0 w 0 y 0 false
-
-    if owned then
-        BufferPool.give xw
-
+    withWindows x xShape wShape (fun xw -> Blas.sgemm false true n o k xw 0 w 0 y 0 false)
     y
 
 /// dx: dX [N, K] = g [N, O] · w [O, K], placed in the windows of zeros [N, C, H, W].
@@ -87,11 +90,6 @@ let inputGrad (g: float32[]) (w: float32[]) (wShape: int[]) (xShape: int[]) =
 /// dw [O, K] = g [N, O]ᵀ · X [N, K].
 let weightGrad (x: float32[]) (xShape: int[]) (g: float32[]) (wShape: int[]) =
     let n, o, k = dims xShape wShape
-    let xw, owned = windows x xShape wShape
     let dw = BufferPool.rent (o * k)
-    Blas.sgemm true false o k n g 0 xw 0 dw 0 false
-
-    if owned then
-        BufferPool.give xw
-
+    withWindows x xShape wShape (fun xw -> Blas.sgemm true false o k n g 0 xw 0 dw 0 false)
     dw
