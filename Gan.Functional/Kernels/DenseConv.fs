@@ -68,14 +68,12 @@ let conv2d (x: float32[]) (xShape: int[]) (w: float32[]) (wShape: int[]) =
 /// dx: dX [N, K] = g [N, O] · w [O, K], placed in the windows of zeros [N, C, H, W].
 let inputGrad (g: float32[]) (w: float32[]) (wShape: int[]) (xShape: int[]) =
     let n, o, k = dims xShape wShape
+    let dxw = BufferPool.rent (n * k)
+    Blas.sgemm false false n k o g 0 w 0 dxw 0 false
 
     if whole xShape wShape then
-        let dx = BufferPool.rent (n * k)
-        Blas.sgemm false false n k o g 0 w 0 dx 0 false
-        dx
+        dxw
     else
-        let dxw = BufferPool.rent (n * k)
-        Blas.sgemm false false n k o g 0 w 0 dxw 0 false
         let c, h, wd = xShape.[1], xShape.[2], xShape.[3]
         let kh, kw = wShape.[2], wShape.[3]
         let dx = BufferPool.rentZeroed (n * c * h * wd)

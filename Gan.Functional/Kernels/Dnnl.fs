@@ -495,14 +495,14 @@ let private run (p: Plan) (buffers: float32[][]) (offsets: int[]) =
         for h in handles do
             h.Free()
 
+let private perImage (shape: int[]) = Shape.numel shape / max 1 shape.[0]
+
 /// Images per oneDNN call (`GAN_DNNL_BATCH`; by default 32 under Winograd or when the input
 /// or output image has 32K floats or more, else 64). The blocked-layout copies and Winograd's transformed tiles
 /// scale with it and stay allocated between calls (Winograd on dcgan28's 128 → 64 layer at
 /// 28×28: ~88 MB for 64 images); against whole batches of 64: dcgan64 593 → 570 MB peak at the
 /// same speed, dcgan28 with Winograd 530 → 450–470 MB; small images (mbd28) gain nothing.
 let private chunkFor (spec: ConvSpec) (xShape: int[]) (yShape: int[]) (wShape: int[]) =
-    let perImage (s: int[]) = Shape.numel s / max 1 s.[0]
-
     match Int32.TryParse(Environment.GetEnvironmentVariable "GAN_DNNL_BATCH") with
     | true, v when v > 0 -> v
     | _ ->
@@ -512,7 +512,6 @@ let private chunkFor (spec: ConvSpec) (xShape: int[]) (yShape: int[]) (wShape: i
             64
 
 let private withBatch (nb: int) (shape: int[]) = Array.append [| nb |] shape.[1..]
-let private perImage (shape: int[]) = Shape.numel shape / shape.[0]
 
 /// Runs `body n0 nb` over the batch in chunks of at most `chunk` images; false as soon as a
 /// chunk's primitive cannot be built (nothing has been written that the fallback would miss:
