@@ -106,7 +106,7 @@ public class DataTests
             }
         }
 
-        File.WriteAllBytes(dir["a.png"], Png.Encode(new RasterImage(40, 30, 3, pixels)));
+        File.WriteAllBytes(dir["a.png"], ImageCodec.EncodePng(new RasterImage(40, 30, 3, pixels)));
         var boxes = new Dictionary<string, (int, int, int, int)> { ["a.png"] = (20, 5, 10, 10) };
 
         var cropped = ImageFolder.Decode(dir["a.png"], "a.png", 1, 4, boxes, "bbox.txt");
@@ -122,7 +122,7 @@ public class DataTests
     public void An_image_missing_from_the_bounding_box_list_is_named()
     {
         using var dir = new TempDir();
-        File.WriteAllBytes(dir["b.png"], Png.Encode(new RasterImage(4, 4, 1, new byte[16])));
+        File.WriteAllBytes(dir["b.png"], ImageCodec.EncodePng(new RasterImage(4, 4, 1, new byte[16])));
 
         var e = Assert.Throws<UserError>(() => ImageFolder.Decode(dir["b.png"], "b.png", 1, 4, new Dictionary<string, (int, int, int, int)> { ["a.png"] = (0, 0, 2, 2) }, "bbox.txt"));
 

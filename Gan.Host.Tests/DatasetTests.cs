@@ -45,7 +45,7 @@ public class DatasetTests
 
         Assert.True(r.Code == 0, r.Err + r.Out);
         Assert.Contains("data stacked-mnist: 8 images", r.Out);
-        var grid = Png.Decode(File.ReadAllBytes(Path.Combine(run, "samples", "epoch-0001.png")));
+        var grid = ImageCodec.Read(Path.Combine(run, "samples", "epoch-0001.png"));
         Assert.Equal(3, grid.Channels);
         Assert.True(e.Code == 0, e.Err + e.Out);
         Assert.Contains("modes covered (of 1,000)", e.Out);
@@ -70,7 +70,7 @@ public class DatasetTests
         var lines = File.ReadAllLines(Path.Combine(run, "metrics.csv"));
         Assert.Equal("epoch,modes_covered,modes_covered_20,high_quality_share,kl", lines[0]);
         Assert.Equal(3, lines.Length);
-        var plot = Png.Decode(File.ReadAllBytes(Path.Combine(run, "samples", "epoch-0002.png")));
+        var plot = ImageCodec.Read(Path.Combine(run, "samples", "epoch-0002.png"));
         Assert.Equal((320, 320, 3), (plot.Width, plot.Height, plot.Channels));
         Assert.Contains(plot.Pixels, p => p < 100); // dots and mode marks on white
 
@@ -84,7 +84,7 @@ public class DatasetTests
         Assert.Equal(2500, m.GetProperty("samples").GetInt32());
 
         Assert.True(s.Code == 0, s.Err);
-        Assert.Equal(320, Png.Decode(File.ReadAllBytes(sandbox["s.png"])).Width);
+        Assert.Equal(320, ImageCodec.Read(sandbox["s.png"]).Width);
         var walk = Host.Run(sandbox, "interpolate", "--run", run, "--out", sandbox["i.png"]);
         Assert.Equal(2, walk.Code);
         Assert.Contains("toy2d generates 2-D points", walk.Error);
@@ -116,7 +116,7 @@ public class DatasetTests
         Directory.CreateDirectory(sandbox["imgs"]);
         for (var i = 0; i < 4; i++)
         {
-            File.WriteAllBytes(sandbox[$"imgs/{i}.png"], Png.Encode(new RasterImage(28, 28, 1, new byte[784])));
+            File.WriteAllBytes(sandbox[$"imgs/{i}.png"], ImageCodec.EncodePng(new RasterImage(28, 28, 1, new byte[784])));
         }
 
         var r = Host.Run(sandbox, "train", "--dataset", "images:" + sandbox["imgs"], "--eval-every", "1", "--out", sandbox["run"]);

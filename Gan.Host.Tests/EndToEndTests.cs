@@ -79,7 +79,7 @@ public class EndToEndTests
         // samples: a 4×4 grid of 28×28 images with 2-pixel borders after every epoch
         foreach (var e in new[] { 1, 2 })
         {
-            var png = Png.Decode(File.ReadAllBytes(Path.Combine(run, "samples", $"epoch-000{e}.png")));
+            var png = ImageCodec.Read(Path.Combine(run, "samples", $"epoch-000{e}.png"));
             Assert.Equal((122, 122, 1), (png.Width, png.Height, png.Channels));
             Assert.Contains(png.Pixels, p => p > 0);
         }
@@ -199,7 +199,7 @@ public class EndToEndTests
 
         Assert.True(fromRun.Code == 0, fromRun.Err);
         Assert.True(fromFile.Code == 0, fromFile.Err);
-        var png = Png.Decode(File.ReadAllBytes(sandbox["grid.png"]));
+        var png = ImageCodec.Read(sandbox["grid.png"]);
         Assert.Equal((4 * 30) + 2, png.Width);
         Assert.Equal((3 * 30) + 2, png.Height);
         Assert.Equal(File.ReadAllBytes(sandbox["grid.png"]), File.ReadAllBytes(sandbox["again.png"]));
@@ -216,7 +216,7 @@ public class EndToEndTests
         {
             var pixels = new byte[40 * 30 * 3];
             rng.NextBytes(pixels);
-            File.WriteAllBytes(Path.Combine(images, i % 2 == 0 ? "sub" : "", $"img{i:D2}.png"), Png.Encode(new RasterImage(40, 30, 3, pixels)));
+            File.WriteAllBytes(Path.Combine(images, i % 2 == 0 ? "sub" : "", $"img{i:D2}.png"), ImageCodec.EncodePng(new RasterImage(40, 30, 3, pixels)));
         }
 
         var first = Host.Run(sandbox, "train", "--dataset", "images:pngs", "--out", "run1", "--epochs", "1", "--batch-size", "10");

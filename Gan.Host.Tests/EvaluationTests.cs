@@ -104,8 +104,8 @@ public class EvaluationTests
         for (var i = 0; i < 30; i++)
         {
             var pixels = test.Data.AsSpan(i * 784, 784).ToArray();
-            File.WriteAllBytes(sandbox[$"real/sub/{i:D3}.png"], Png.Encode(new RasterImage(28, 28, 1, pixels)));
-            File.WriteAllBytes(sandbox[$"blank/{i:D3}.png"], Png.Encode(new RasterImage(28, 28, 1, new byte[784])));
+            File.WriteAllBytes(sandbox[$"real/sub/{i:D3}.png"], ImageCodec.EncodePng(new RasterImage(28, 28, 1, pixels)));
+            File.WriteAllBytes(sandbox[$"blank/{i:D3}.png"], ImageCodec.EncodePng(new RasterImage(28, 28, 1, new byte[784])));
         }
 
         var real = Host.Run(sandbox, "evaluate", "--images", sandbox["real"], "--dataset", "mnist", "--data-dir", sandbox["data"], "--json", sandbox["real.json"]);
@@ -190,7 +190,7 @@ public class EvaluationTests
         Directory.CreateDirectory(sandbox["few"]);
         for (var i = 0; i < 3; i++)
         {
-            File.WriteAllBytes(sandbox[$"few/{i}.png"], Png.Encode(new RasterImage(28, 28, 1, new byte[784])));
+            File.WriteAllBytes(sandbox[$"few/{i}.png"], ImageCodec.EncodePng(new RasterImage(28, 28, 1, new byte[784])));
         }
 
         Directory.CreateDirectory(sandbox["empty"]);
@@ -214,7 +214,7 @@ public class EvaluationTests
         Directory.CreateDirectory(sandbox["imgs"]);
         for (var i = 0; i < 8; i++)
         {
-            File.WriteAllBytes(sandbox[$"imgs/{i}.png"], Png.Encode(new RasterImage(28, 28, 1, Enumerable.Repeat((byte)(i * 30), 784).ToArray())));
+            File.WriteAllBytes(sandbox[$"imgs/{i}.png"], ImageCodec.EncodePng(new RasterImage(28, 28, 1, Enumerable.Repeat((byte)(i * 30), 784).ToArray())));
         }
 
         var run = sandbox["run"];

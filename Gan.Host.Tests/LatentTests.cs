@@ -17,7 +17,7 @@ public class LatentTests
         return tile;
     }
 
-    private static RasterImage Read(string path) => Png.Decode(File.ReadAllBytes(path));
+    private static RasterImage Read(string path) => ImageCodec.Read(path);
 
     [Fact]
     public void Interpolate_draws_rows_of_walks_that_start_and_end_at_the_samples_of_the_same_seed()

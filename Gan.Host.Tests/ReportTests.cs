@@ -137,7 +137,7 @@ public class ReportTests
         var console = Chromium.Render(Path.Combine(run, "report.html"), screenshot, sandbox);
 
         Assert.Empty(console);
-        var png = Gan.Host.Io.Png.Decode(File.ReadAllBytes(screenshot));
+        var png = Gan.Host.Io.ImageCodec.Read(screenshot);
         Assert.Equal((1400, 2400), (png.Width, png.Height));
         // not a blank page: the charts and samples put plenty of non-white pixels on it
         var dark = 0;

@@ -112,7 +112,7 @@ internal static class LatentCommands
         var grid = Grid.Make(images, count, s[0], s[1], s[2], gen.Info.OutputsZeroToOne, columns);
         try
         {
-            AtomicFile.WriteAllBytes(outPath, Png.Encode(grid));
+            AtomicFile.WriteAllBytes(outPath, ImageCodec.EncodePng(grid));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

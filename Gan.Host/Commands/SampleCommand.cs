@@ -46,7 +46,7 @@ internal static class SampleCommand
             : Grid.Make(images, req.Count, info.ImageShape[0], info.ImageShape[1], info.ImageShape[2], info.OutputsZeroToOne);
         try
         {
-            AtomicFile.WriteAllBytes(outPath, Png.Encode(grid));
+            AtomicFile.WriteAllBytes(outPath, ImageCodec.EncodePng(grid));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

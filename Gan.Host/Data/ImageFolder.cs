@@ -116,47 +116,22 @@ internal static class ImageFolder
             box = b;
         }
 
-        RasterImage image;
-        double scale = 1;
+        byte[] bytes;
         try
         {
-            var bytes = File.ReadAllBytes(path);
-            if (Png.HasSignature(bytes))
-            {
-                image = Png.Decode(bytes);
-            }
-            else if (TurboJpeg.HasSignature(bytes))
-            {
-                if (!TurboJpeg.Available)
-                {
-                    throw new UserError($"Cannot read the image {path}: {TurboJpeg.MissingMessage}.");
-                }
-
-                var (img, num, den) = TurboJpeg.Decode(bytes, 3, (w, h) =>
-                {
-                    var (cw, ch) = box is { } bb ? (bb.W, bb.H) : (w, h);
-                    return (double)size / Math.Max(1, Math.Min(cw, ch));
-                });
-                image = img;
-                scale = (double)num / den;
-            }
-            else
-            {
-                throw new Png.PngException("not a PNG or JPEG file (unrecognised signature)");
-            }
-        }
-        catch (Png.PngException e)
-        {
-            throw new UserError($"Cannot read the image {path}: {e.Message}. Remove or replace it, then run again.");
-        }
-        catch (InvalidDataException e)
-        {
-            throw new UserError($"Cannot read the image {path}: corrupt JPEG ({e.Message.TrimEnd('.')}). Remove or replace it, then run again.");
+            bytes = File.ReadAllBytes(path);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new UserError($"Cannot read the image {path}: {e.Message.TrimEnd('.')}.");
         }
+
+        // a JPEG decodes scaled down (1/8 steps) as far as the crop still covers `size` pixels
+        var (image, scale) = ImageCodec.Decode(bytes, path, minScale: (w, h) =>
+        {
+            var (cw, ch) = box is { } bb ? (bb.W, bb.H) : (w, h);
+            return (double)size / Math.Max(1, Math.Min(cw, ch));
+        });
 
         // the window: the bounding box (scaled like the decode) or the whole image, then its central square
         int x0 = 0, y0 = 0, ww = image.Width, wh = image.Height;

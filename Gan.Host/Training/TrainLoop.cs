@@ -131,7 +131,7 @@ internal sealed class TrainLoop(RunConfig config, RunDirectory run, BatchSource 
         var samplePath = run.SamplePath(number);
         try
         {
-            AtomicFile.WriteAllBytes(samplePath, Png.Encode(grid));
+            AtomicFile.WriteAllBytes(samplePath, ImageCodec.EncodePng(grid));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
