@@ -102,7 +102,7 @@ module CommandLine =
     let private checkDataset (spec: string) =
         let s = spec.Trim()
 
-        if List.contains s [ "mnist"; "fashion-mnist"; "ring8"; "grid25"; "stacked-mnist" ] then
+        if List.contains s [ "mnist"; "fashion-mnist"; "ring8"; "grid25"; "stacked-mnist"; "emoji" ] then
             s
         elif s.StartsWith("images:", StringComparison.Ordinal) then
             if s.Length = "images:".Length then
@@ -111,7 +111,7 @@ module CommandLine =
             s
         else
             fail
-                "Unknown dataset '%s'; known: mnist, fashion-mnist, stacked-mnist, ring8, grid25 (2-D mixtures), images:DIR (a folder of PNG/JPEG files)."
+                "Unknown dataset '%s'; known: mnist, fashion-mnist, stacked-mnist, emoji (64×64 colour), ring8, grid25 (2-D mixtures), images:DIR (a folder of PNG/JPEG files)."
                 spec
 
     let private trainRequest (r: ParseResults<TrainArgs>) =

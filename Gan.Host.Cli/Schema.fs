@@ -40,7 +40,7 @@ type TrainArgs =
             | Model _ ->
                 "zoo model: mlp (default), dcgan28, dcgan64, mbd28, valid64; toy2d (default on ring8/grid25), toy2d-mbd (see the models command)."
             | Dataset _ ->
-                "mnist (default), fashion-mnist, stacked-mnist (3 digits as 3 channels), ring8 or grid25 (2-D Gaussian mixtures, for toy2d/toy2d-mbd), or images:DIR (a folder tree of PNG/JPEG files)."
+                "mnist (default), fashion-mnist, stacked-mnist (3 digits as 3 channels), emoji (3,786 Noto emoji, 64x64 colour, fetched with npm), ring8 or grid25 (2-D Gaussian mixtures, for toy2d/toy2d-mbd), or images:DIR (a folder tree of PNG/JPEG files)."
             | Epochs _ ->
                 "total epochs of the run (default 10, a quick look of a few minutes; the seed's full schedule is the model's default, e.g. --epochs 120 for mlp). With --resume: the new total."
             | Batch_Size _ -> "examples per step (model default: mlp 256, mbd28 64, ...)."

@@ -43,7 +43,7 @@ public class BadInputTests
     {
         using var sandbox = new TempDir();
 
-        AssertParagraph(Host.Run(sandbox, "train", "--dataset", "cifar10"), 2, "Unknown dataset 'cifar10'; known: mnist, fashion-mnist, stacked-mnist, ring8, grid25 (2-D mixtures), images:DIR");
+        AssertParagraph(Host.Run(sandbox, "train", "--dataset", "cifar10"), 2, "Unknown dataset 'cifar10'; known: mnist, fashion-mnist, stacked-mnist, emoji (64×64 colour), ring8, grid25 (2-D mixtures), images:DIR");
     }
 
     [Fact]

@@ -137,7 +137,7 @@ public class CommandLineTests
     [InlineData("train --threads -1", "--threads must be between 0 and 1024 (got -1).")]
     [InlineData("train --lr-decay-epochs 10,x", "--lr-decay-epochs takes epoch numbers of at least 1 separated by commas, e.g. 10,20,25, or none (got '10,x').")]
     [InlineData("train --lr-decay-epochs 20,10", "--lr-decay-epochs must list epochs in increasing order (got '20,10').")]
-    [InlineData("train --dataset cifar10", "Unknown dataset 'cifar10'; known: mnist, fashion-mnist, stacked-mnist, ring8, grid25 (2-D mixtures), images:DIR (a folder of PNG/JPEG files).")]
+    [InlineData("train --dataset cifar10", "Unknown dataset 'cifar10'; known: mnist, fashion-mnist, stacked-mnist, emoji (64×64 colour), ring8, grid25 (2-D mixtures), images:DIR (a folder of PNG/JPEG files).")]
     [InlineData("train --dataset images:", "--dataset images:DIR needs a folder after the colon, e.g. images:/data/celeba.")]
     [InlineData("train --bbox b.txt", "--bbox crops the images of --dataset images:DIR; it does not apply to mnist.")]
     [InlineData("sample --out x.png", "sample needs --run DIR or --checkpoint FILE.")]

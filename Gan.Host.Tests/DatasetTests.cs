@@ -96,7 +96,7 @@ public class DatasetTests
     [InlineData("train --dataset stacked-mnist", "No zoo model makes 3×28×28 images; dcgan64 (--channels 3) and valid64 train on Stacked MNIST resized to 64×64")]
     [InlineData("train --dataset stacked-mnist --model dcgan64 --channels 1", "stacked-mnist has 3 channels")]
     [InlineData("train --dataset ring8 --model mlp", "ring8 is a mixture of 2-D points; mlp generates images. Train it with toy2d or toy2d-mbd")]
-    [InlineData("train --dataset cifar10", "Unknown dataset 'cifar10'; known: mnist, fashion-mnist, stacked-mnist, ring8, grid25")]
+    [InlineData("train --dataset cifar10", "Unknown dataset 'cifar10'; known: mnist, fashion-mnist, stacked-mnist, emoji (64×64 colour), ring8, grid25")]
     [InlineData("train --eval-every -1", "--eval-every must be between 0 and 1000000 (got -1)")]
     [InlineData("train --eval-samples 3", "--eval-samples must be between 10 and 1000000 (got 3)")]
     public void Datasets_that_do_not_fit_the_model_are_refused_with_the_models_that_fit(string line, string expected)

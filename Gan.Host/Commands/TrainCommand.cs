@@ -179,7 +179,7 @@ internal static class TrainCommand
         }
         else if (Zoo.TakesChannels(model))
         {
-            channels = req.Channels ?? (isImages || stacked ? 3 : 1);
+            channels = req.Channels ?? (isImages || stacked || dataset == "emoji" ? 3 : 1);
             if (stacked && channels != 3)
             {
                 throw new UserError("stacked-mnist has 3 channels (one digit each); drop --channels 1 or pass --channels 3.", ExitCodes.Usage);
@@ -437,6 +437,8 @@ internal static class TrainCommand
                 return Mnist.LoadMnist(config.DataDir, ctx);
             case "stacked-mnist":
                 return StackedMnist.Build(Mnist.LoadMnist(config.DataDir, ctx), config.TrainSize ?? StackedImages, RunRandom.DatasetSeed(config.Seed));
+            case "emoji":
+                return Emoji.Load(config.DataDir, heldOut: false, ctx);
             case "fashion-mnist":
                 config.DataDir = Mnist.LocateFashion(config.DataDir.Length > 0 ? config.DataDir : null, ctx);
                 return Mnist.Read(Mnist.FindTrainImages(config.DataDir)!);

