@@ -13,8 +13,17 @@ open Gan.Functional.Nn
 
 // ------------------------------------------------------------------------------ helpers
 
-let private trainCtx (seed: uint64) = { Mode = Train; Key = Random.key seed }
-let private evalCtx = { Mode = Eval; Key = Random.key 0UL }
+let private trainCtx (seed: uint64) = {
+    Mode = Train
+    Key = Random.key seed
+    Shard = None
+}
+
+let private evalCtx = {
+    Mode = Eval
+    Key = Random.key 0UL
+    Shard = None
+}
 
 let private f64 (t: Tensor) = Tensor.cast Float64 t
 

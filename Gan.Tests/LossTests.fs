@@ -365,7 +365,16 @@ let private criticParams =
     (critic.Init(Random.key 5UL)).Params |> Map.map (fun _ t -> f64 t)
 
 let private criticOf (ps: Map<string, Tensor>) (x: Tensor) =
-    fst (critic.Apply { Params = ps; State = Map.empty } { Mode = Train; Key = Random.key 0UL } x)
+    fst (
+        critic.Apply
+            { Params = ps; State = Map.empty }
+            {
+                Mode = Train
+                Key = Random.key 0UL
+                Shard = None
+            }
+            x
+    )
 
 [<Fact>]
 let ``the gradient penalty is differentiable in the critic's weights (matches finite differences)`` () =

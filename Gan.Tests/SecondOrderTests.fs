@@ -489,6 +489,7 @@ let ``gradient penalty through a train-mode BatchNorm (the fused primitive) matc
     let ctx: Gan.Functional.Nn.Context = {
         Mode = Gan.Functional.Nn.Train
         Key = Random.key 0UL
+        Shard = None
     }
 
     let critic (p: Map<string, Tensor>) (x: Tensor) =

@@ -59,7 +59,12 @@ let private accuracy (model: GanModel) (state: TrainState) =
     let fake =
         Sampling.generate model state.G (Training.noise model (Random.key 54321UL) 256)
 
-    let ctx = { Mode = Eval; Key = Random.key 0UL }
+    let ctx = {
+        Mode = Eval
+        Key = Random.key 0UL
+        Shard = None
+    }
+
     let r, _ = model.Discriminator.Apply state.D ctx real
     let f, _ = model.Discriminator.Apply state.D ctx fake
     // a logit of exactly 0 is a coin toss: half right

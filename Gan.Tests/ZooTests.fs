@@ -9,8 +9,17 @@ open Gan.Functional
 open Gan.Functional.Nn
 open Gan.Functional.Gan
 
-let private trainCtx = { Mode = Train; Key = Random.key 3UL }
-let private evalCtx = { Mode = Eval; Key = Random.key 0UL }
+let private trainCtx = {
+    Mode = Train
+    Key = Random.key 3UL
+    Shard = None
+}
+
+let private evalCtx = {
+    Mode = Eval
+    Key = Random.key 0UL
+    Shard = None
+}
 
 /// Variables of each network, initialised once (mbd28's discriminator alone has 13M parameters).
 let private initCache =

@@ -114,7 +114,13 @@ check (sprintf "parameter count %d, expected 7577" count) (count = 7577)
 // ---------------------------------------------------------------------------------------------
 
 let z = Tensor.randn noiseKey [| batch; noiseDim |]
-let ctx = { Mode = Train; Key = applyKey }
+
+let ctx = {
+    Mode = Train
+    Key = applyKey
+    Shard = None
+}
+
 let images, newState = generator.Apply vars ctx z
 
 printfn "\nz: %s → images: %s" (showShape (Tensor.shape z)) (showShape (Tensor.shape images))
@@ -184,7 +190,14 @@ check (sprintf "the step did not lower the loss (%g → %g)" l0 l1) (l1 < l0)
 let _, trained = Layer.run generator { vars with Params = stepped } ctx z
 
 let one, _ =
-    generator.Apply trained { Mode = Eval; Key = applyKey } (Tensor.randn sampleKey [| 1; noiseDim |])
+    generator.Apply
+        trained
+        {
+            Mode = Eval
+            Key = applyKey
+            Shard = None
+        }
+        (Tensor.randn sampleKey [| 1; noiseDim |])
 
 printfn "eval-mode sample: %s" (showShape (Tensor.shape one))
 checkShape "eval-mode G(z)" [| 1; 1; 14; 14 |] one

@@ -196,7 +196,12 @@ module Classifier =
             invalidArg "labels" (sprintf "Classifier.step: %d images but %d labels" n labels.Length)
 
         let kStep, kNext = Random.split state.Key
-        let ctx = { Mode = Train; Key = kStep }
+
+        let ctx = {
+            Mode = Train
+            Key = kStep
+            Shard = None
+        }
 
         let result =
             Autodiff.valueAndGradsWithAux
@@ -297,7 +302,11 @@ module Classifier =
     let trainEpoch (r: ClassifierRecipe) (epoch: int) (images: Tensor) (labels: int[]) (state: ClassifierState) =
         trainEpochWith (learningRate r epoch) r.BatchSize r.MaxShift images labels state
 
-    let private evalCtx = { Mode = Eval; Key = Random.key 0UL }
+    let private evalCtx = {
+        Mode = Eval
+        Key = Random.key 0UL
+        Shard = None
+    }
 
     /// Runs `f` on consecutive batches of at most 500 images and concatenates the rows.
     let private batched (f: Tensor -> float[][]) (images: Tensor) =

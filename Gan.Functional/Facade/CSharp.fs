@@ -235,6 +235,36 @@ type GanTrainer private (info: ModelInfo, options: TrainOptions, config: TrainCo
         state <- next
         StepResult metrics
 
+    /// One data-parallel training step (see <c>Training.stepShard</c>): this rank's `count`
+    /// real images, rows `offset` … `offset + count − 1` of a global batch of `total` spread over
+    /// the ranks of `reducer`'s job; every rank calls it together. With `syncBatchNorm`,
+    /// BatchNorm uses the whole batch's statistics, so the ranks compute what one process
+    /// computes on the whole batch.
+    member this.StepShard
+        (images: float32[], count: int, epoch: int, reducer: IReducer, offset: int, total: int, syncBatchNorm: bool)
+        =
+        let real = Tensor.ofArray (Array.append [| count |] info.ImageShape) images
+
+        let shard = {
+            Reducer = reducer
+            Offset = offset
+            Total = total
+            SyncBatchNorm = syncBatchNorm
+        }
+
+        let next, metrics =
+            Training.stepShardDonated
+                shard
+                info.Model
+                config
+                (this.GeneratorLearningRate epoch)
+                (this.DiscriminatorLearningRate epoch)
+                real
+                state
+
+        state <- next
+        StepResult metrics
+
     /// `count` latent vectors z ~ N(0, 1) from `seed`, [count, NoiseDim] flat.
     member _.Noise(count: int, seed: uint64) =
         Tensor.toArray (Training.noise info.Model (Random.key seed) count)
@@ -255,7 +285,14 @@ type GanTrainer private (info: ModelInfo, options: TrainOptions, config: TrainCo
         let x = Tensor.ofArray (Array.append [| count |] info.ImageShape) images
 
         let y, _ =
-            info.Model.Discriminator.Apply state.D { Mode = Eval; Key = Random.key 0UL } x
+            info.Model.Discriminator.Apply
+                state.D
+                {
+                    Mode = Eval
+                    Key = Random.key 0UL
+                    Shard = None
+                }
+                x
 
         Tensor.toArray y
 

@@ -8,7 +8,16 @@ module Sampling =
 
     /// G(z) in eval mode (running BatchNorm statistics), [N, C, H, W].
     let generate (model: GanModel) (g: Variables) (z: Tensor) =
-        let y, _ = model.Generator.Apply g { Mode = Eval; Key = Random.key 0UL } z
+        let y, _ =
+            model.Generator.Apply
+                g
+                {
+                    Mode = Eval
+                    Key = Random.key 0UL
+                    Shard = None
+                }
+                z
+
         Tensor.detach y
 
     /// `steps` points on the segment from z0 to z1 (rows [steps, D]), ends included.

@@ -91,8 +91,70 @@ module Training =
             State = Map.fold (fun acc k v -> Map.add k (Tensor.detach v) acc) vars.State s
     }
 
+    /// Tensors summed across ranks in one allreduce over a flat buffer, each scaled by
+    /// `weight` first: gradients, statistics and metrics of a step travel together.
+    let private reduceFlat (reducer: IReducer) (weight: float) (parts: Tensor[]) =
+        let raws = parts |> Array.map Tape.raw
+        let offsets = Array.scan (fun acc (r: RawTensor) -> acc + r.Numel) 0 raws
+        let total = offsets.[raws.Length]
+
+        if raws |> Array.forall (fun r -> r.DType = Float32) then
+            let buf = Array.zeroCreate<float32> total
+            let w = float32 weight
+
+            raws
+            |> Array.iteri (fun i r ->
+                match r.Storage with
+                | Storage.F32 a ->
+                    for j in 0 .. r.Numel - 1 do
+                        buf.[offsets.[i] + j] <- a.[j] * w
+                | Storage.F64 _ -> ())
+
+            reducer.SumInPlace(System.Span<float32> buf)
+
+            raws
+            |> Array.mapi (fun i r -> Tensor.ofRaw (RawTensor.ofFloat32 r.Shape (Array.sub buf offsets.[i] r.Numel)))
+        else
+            let buf = Array.zeroCreate<float> total
+
+            raws
+            |> Array.iteri (fun i r ->
+                let a = RawTensor.toFloat64Array r
+
+                for j in 0 .. a.Length - 1 do
+                    buf.[offsets.[i] + j] <- a.[j] * weight)
+
+            reducer.SumInPlace(System.Span<float> buf)
+
+            raws
+            |> Array.mapi (fun i r ->
+                Tensor.ofRaw (RawTensor.cast r.DType (RawTensor.ofFloat64 r.Shape (Array.sub buf offsets.[i] r.Numel))))
+
+    /// `reduceFlat` over named groups and loose scalars; the same names and order on every rank
+    /// (maps iterate in key order).
+    let private reduceNamed (reducer: IReducer) (maps: Map<string, Tensor> list) (scalars: float list) =
+        let keys = maps |> List.map (fun m -> m |> Map.toArray |> Array.map fst)
+
+        let parts =
+            Array.append
+                (List.toArray maps |> Array.collect (fun m -> m |> Map.toArray |> Array.map snd))
+                (scalars |> List.toArray |> Array.map Tensor.scalar)
+
+        let summed = reduceFlat reducer (1.0 / float reducer.Ranks) parts
+        let mutable at = 0
+
+        let maps =
+            keys
+            |> List.map (fun names ->
+                let m = names |> Array.mapi (fun i k -> k, summed.[at + i]) |> Map.ofArray
+                at <- at + names.Length
+                m)
+
+        maps, summed.[at..] |> Array.map Tensor.item |> Array.toList
+
     let private stepWith
         (donate: bool)
+        (shard: Shard option)
         (model: GanModel)
         (config: TrainConfig)
         (gLr: float)
@@ -103,9 +165,52 @@ module Training =
         let optimize = if donate then Optimizer.updateDonated else Optimizer.update
 
         let n = (Tensor.shape real).[0]
+        // a job of one rank is a plain step: nothing to gather or reduce
+        let shard =
+            match shard with
+            | Some sh when sh.Reducer.Ranks > 1 -> Some sh
+            | _ -> None
+
+        match shard with
+        | Some sh when sh.Offset < 0 || sh.Offset + n > sh.Total ->
+            invalidArg
+                "real"
+                (sprintf "rows %d..%d are outside a global batch of %d" sh.Offset (sh.Offset + n - 1) sh.Total)
+        | _ -> ()
+
+        // whole-batch draws (noise, penalty mixes), this rank's rows of them
+        let rows (draw: int -> Tensor) =
+            match shard with
+            | Some sh -> Tensor.narrow 0 sh.Offset n (draw sh.Total)
+            | None -> draw n
+
+        // the whole batch's logits on every rank: losses and scores are the one-process ones
+        let gather (logits: Tensor) =
+            match shard with
+            | Some sh -> Tensor.allGather sh.Reducer sh.Offset sh.Total logits
+            | None -> logits
+
+        // a per-row penalty's mean over this rank's rows, weighted so that the ranks' sum,
+        // divided by the rank count, is its mean over the whole batch
+        let penaltyScale =
+            match shard with
+            | Some sh -> float sh.Reducer.Ranks * float n / float sh.Total
+            | None -> 1.0
+
+        let perRankState =
+            match shard with
+            | Some sh -> not sh.SyncBatchNorm
+            | None -> false
+
         let ks = Random.splitN 7 state.Key
-        let ctx i = { Mode = Train; Key = ks.[i] }
-        let z = noise model ks.[0] n
+
+        let ctx i = {
+            Mode = Train
+            Key = ks.[i]
+            Shard = shard
+        }
+
+        let z = rows (fun m -> noise model ks.[0] m)
         let updateG = (state.Step + 1) % (max 1 config.DSteps) = 0
         // G forward, taped against G's parameters only when G will be updated
         let fake, gState, pullbackG =
@@ -131,6 +236,7 @@ module Training =
                     let realLogits, s1 = model.Discriminator.Apply dv (ctx 2) real
                     let dv = withState dv s1
                     let fakeLogits, s2 = model.Discriminator.Apply dv (ctx 3) fakeC
+                    let realLogits, fakeLogits = gather realLogits, gather fakeLogits
 
                     let critic x =
                         fst (model.Discriminator.Apply { dv with Params = p } (ctx 4) x)
@@ -138,18 +244,40 @@ module Training =
                     let mutable loss = Losses.discriminator config.Loss realLogits fakeLogits
 
                     if config.GpWeight > 0.0 then
-                        loss <- loss + Losses.gradientPenalty critic ks.[5] real fakeC * config.GpWeight
+                        let alpha = rows (fun m -> Losses.penaltyMix ks.[5] m real)
+
+                        loss <-
+                            loss
+                            + Losses.gradientPenaltyAt critic alpha real fakeC
+                              * (config.GpWeight * penaltyScale)
 
                     if config.R1Weight > 0.0 then
-                        loss <- loss + Losses.r1Penalty critic real * config.R1Weight
+                        loss <- loss + Losses.r1Penalty critic real * (config.R1Weight * penaltyScale)
 
                     loss, (Tensor.detach realLogits, Tensor.detach fakeLogits, (withState dv s2).State))
                 state.D.Params
 
         let realLogits, fakeLogits, dState = dResult.Aux
 
-        let dParams, dOpt =
-            optimize config.DOptimizer dLr dResult.Grads state.DOpt state.D.Params
+        // one allreduce for D: its gradients averaged over ranks (the gathered loss is the whole
+        // batch's on every rank, so each rank's gradient is the rank count times its rows'
+        // share), with the loss and, under per-rank BatchNorm, both networks' statistics
+        let dGrads, dState, gStateNow, dLoss =
+            match shard with
+            | None -> dResult.Grads, dState, g.State, Tensor.item dResult.Loss
+            | Some sh ->
+                let states = if perRankState then [ dState; g.State ] else []
+
+                match reduceNamed sh.Reducer (dResult.Grads :: states) [ Tensor.item dResult.Loss ] with
+                | grads :: rest, [ loss ] ->
+                    match rest with
+                    | [ ds; gs ] -> grads, ds, gs, loss
+                    | _ -> grads, dState, g.State, loss
+                | _ -> invalidOp "reduceNamed returned other groups than it was given"
+
+        let g = { g with State = gStateNow }
+
+        let dParams, dOpt = optimize config.DOptimizer dLr dGrads state.DOpt state.D.Params
 
         let d = { Params = dParams; State = dState }
         // generator update through the updated discriminator
@@ -170,10 +298,21 @@ module Training =
                         (fun f ->
                             let logits, s = model.Discriminator.Apply dForG (ctx 6) f
                             dAfter <- (withState d s).State
-                            Losses.generator config.Loss realLogits logits)
+                            Losses.generator config.Loss realLogits (gather logits))
                         fakeC
 
                 let grads = pullback dFake
+
+                // one allreduce for G: its gradients and, under per-rank BatchNorm, D's
+                // statistics from this pass
+                let grads, dAfter =
+                    match shard with
+                    | None -> grads, dAfter
+                    | Some sh ->
+                        match reduceNamed sh.Reducer [ grads; (if perRankState then dAfter else Map.empty) ] [] with
+                        | [ grads; ds ], _ -> grads, (if perRankState then ds else dAfter)
+                        | _ -> invalidOp "reduceNamed returned other groups than it was given"
+
                 let gParams, gOpt = optimize config.GOptimizer gLr grads state.GOpt g.Params
                 { g with Params = gParams }, gOpt, Tensor.item gLossValue, { d with State = dAfter }
 
@@ -184,7 +323,7 @@ module Training =
                 state.GEma
 
         let metrics = {
-            DLoss = Tensor.item dResult.Loss
+            DLoss = dLoss
             GLoss = gLoss
             RealScore = Tensor.item (Tensor.mean (Tensor.sigmoid realLogits))
             FakeScore = Tensor.item (Tensor.mean (Tensor.sigmoid fakeLogits))
@@ -208,11 +347,28 @@ module Training =
     /// networks are updated by each forward pass in train mode, as in PyTorch. Pure: `state` is
     /// unchanged and can be stepped again.
     let step model config gLr dLr real state =
-        stepWith false model config gLr dLr real state
+        stepWith false None model config gLr dLr real state
 
     /// As <c>step</c>, but `state` is donated: the optimizers' moment buffers are overwritten
     /// (<c>Optimizer.updateDonated</c>), so peak memory holds one copy of them, as PyTorch's
     /// in-place optimizers do. The same result as <c>step</c>; `state` must not be used after the
     /// call. For training loops that own their state (the C# <c>GanTrainer</c> uses it).
     let stepDonated model config gLr dLr real state =
-        stepWith true model config gLr dLr real state
+        stepWith true None model config gLr dLr real state
+
+    /// One data-parallel step: this rank's rows `real` of the global batch (where they sit:
+    /// `shard`). Every rank draws the whole batch's noise (and penalty mixes) and takes its rows;
+    /// D's loss and G's loss are computed on the whole batch's logits (gathered); the gradients
+    /// of each network are averaged over the ranks in one allreduce of a flat buffer, so every
+    /// rank applies the same update and the variables stay identical. With
+    /// <c>Shard.SyncBatchNorm</c>, N ranks compute what <c>step</c> computes on the whole batch
+    /// (up to float summation order); without it BatchNorm normalises with each rank's own
+    /// rows (PyTorch DDP's default) and the running statistics are averaged over the ranks.
+    /// The step calls the reducer a fixed number of times in a fixed order, the same on every
+    /// rank. A job of one rank is <c>step</c> exactly.
+    let stepShard (shard: Shard) model config gLr dLr real state =
+        stepWith false (Some shard) model config gLr dLr real state
+
+    /// <c>stepShard</c> with `state` donated (see <c>stepDonated</c>).
+    let stepShardDonated (shard: Shard) model config gLr dLr real state =
+        stepWith true (Some shard) model config gLr dLr real state

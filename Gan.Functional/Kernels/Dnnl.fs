@@ -230,7 +230,13 @@ type private Kind =
     | BackwardData
     | BackwardWeights
 
-let private plans = Dictionary<struct (Kind * string), Plan option>()
+// one cache per calling thread: a primitive built on one thread (Winograd's at least) crashed
+// when another thread ran it, as when a step runs on a second thread
+let private threadPlans =
+    new System.Threading.ThreadLocal<Dictionary<struct (Kind * string), Plan option>>(
+        (fun () -> Dictionary<struct (Kind * string), Plan option>()),
+        true
+    )
 
 /// Winograd F(4, 3) for 3×3 stride-1 forward passes and input gradients (`GAN_DNNL_WINOGRAD=0`
 /// turns it off): about 2.25× fewer multiplies.
@@ -395,6 +401,8 @@ let private plan kind (spec: ConvSpec) (xShape: int[]) (wShape: int[]) (yShape: 
                     spec.DilationH
                     spec.DilationW
                     spec.Groups)
+
+    let plans = threadPlans.Value
 
     lock plans (fun () ->
         match plans.TryGetValue key with
@@ -603,9 +611,13 @@ let conv2dWeightGrad (spec: ConvSpec) (x: float32[]) (xShape: int[]) (g: float32
 
 /// The oneDNN implementation chosen for each convolution built so far (for the profile).
 let implementations () =
-    lock plans (fun () ->
-        plans
-        |> Seq.choose (fun kv ->
-            let struct (k, shapes) = kv.Key
-            kv.Value |> Option.map (fun p -> sprintf "%A %s: %s" k shapes p.Impl))
-        |> Seq.toList)
+    threadPlans.Values
+    |> Seq.toList
+    |> List.collect (fun plans ->
+        lock plans (fun () ->
+            plans
+            |> Seq.choose (fun kv ->
+                let struct (k, shapes) = kv.Key
+                kv.Value |> Option.map (fun p -> sprintf "%A %s: %s" k shapes p.Impl))
+            |> Seq.toList))
+    |> List.distinct

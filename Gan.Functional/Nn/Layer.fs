@@ -7,9 +7,32 @@ type Mode =
     | Train
     | Eval
 
-/// What a forward pass needs besides parameters: the mode, and a key for stochastic layers
-/// (each layer of a <c>Layer.sequential</c> gets its own key folded from this one).
-type Context = { Mode: Mode; Key: Key }
+/// Where one rank's rows sit in the global batch of a data-parallel step: the ranks' slices
+/// tile rows 0 … Total − 1 in rank order. Layers that look across the batch use it.
+type Shard = {
+    /// Sums across the job's ranks.
+    Reducer: IReducer
+    /// The global index of this rank's first row.
+    Offset: int
+    /// The rows of all ranks together.
+    Total: int
+    /// BatchNorm normalises with the whole batch's mean and variance (allreduced; the
+    /// gradients flow through them) instead of this rank's, so N ranks compute what one process
+    /// computes on the whole batch.
+    SyncBatchNorm: bool
+}
+
+/// What a forward pass needs besides parameters: the mode, a key for stochastic layers (each
+/// layer of a <c>Layer.sequential</c> gets its own key folded from this one), and, in a
+/// data-parallel step, where this rank's rows sit in the global batch (None: the batch is
+/// whole here). Dropout draws its mask for the whole batch and takes this rank's rows, so it
+/// depends on the global row index only; BatchNorm (with SyncBatchNorm) and minibatch
+/// discrimination see the whole batch.
+type Context = {
+    Mode: Mode
+    Key: Key
+    Shard: Shard option
+}
 
 /// A model's variables by hierarchical name ("0.weight", "3.running_mean", …), laid out as
 /// PyTorch's state_dict: `Params` are trained by the optimizer; `State` is carried along

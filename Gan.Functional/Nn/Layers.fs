@@ -305,7 +305,9 @@ module Layers =
             (Tensor.pad2d left right top bottom)
 
     /// Dropout: in train mode zeroes each element with probability p and scales the rest by
-    /// 1/(1 − p), from the context's key; the identity in eval mode.
+    /// 1/(1 − p), from the context's key; the identity in eval mode. In a data-parallel step the
+    /// mask is drawn for the whole batch and this rank takes its rows, so a row's mask depends on
+    /// its global index only (N ranks drop what one process drops).
     let dropout (p: float) =
         if p < 0.0 || p >= 1.0 then
             invalidArg "p" (sprintf "dropout probability must be in [0, 1), got %g" p)
@@ -319,8 +321,18 @@ module Layers =
                     | Eval -> x, Map.empty
                     | Train when p = 0.0 -> x, Map.empty
                     | Train ->
-                        let keep =
-                            Tensor.cast (Tensor.dtype x) (Tensor.bernoulli ctx.Key (1.0 - p) (Tensor.shape x))
+                        let s = Tensor.shape x
+
+                        // in a data-parallel step, this rank's rows of the whole batch's mask
+                        let mask =
+                            match ctx.Shard with
+                            | Some sh when sh.Total <> s.[0] ->
+                                let whole = Array.copy s
+                                whole.[0] <- sh.Total
+                                Tensor.narrow 0 sh.Offset s.[0] (Tensor.bernoulli ctx.Key (1.0 - p) whole)
+                            | _ -> Tensor.bernoulli ctx.Key (1.0 - p) s
+
+                        let keep = Tensor.cast (Tensor.dtype x) mask
 
                         x * (keep * (1.0 / (1.0 - p))), Map.empty
         }

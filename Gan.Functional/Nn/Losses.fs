@@ -79,21 +79,26 @@ module Losses =
     let private inputGradients (critic: Tensor -> Tensor) (x: Tensor) =
         Autodiff.grad (fun x -> Tensor.sum (critic x)) x
 
-    /// WGAN-GP (Gulrajani et al. 2017): mean((‖∇D(x̂)‖₂ − 1)²) at x̂ = αx + (1 − α)x̃ with
-    /// α ~ U(0, 1) drawn per example from `key`.
-    let gradientPenalty (critic: Tensor -> Tensor) (key: Key) (real: Tensor) (fake: Tensor) =
+    /// The WGAN-GP mixing weights α ~ U(0, 1), one per example: [n, 1, …] like `real`'s rank.
+    let penaltyMix (key: Key) (n: int) (real: Tensor) =
         let s = Tensor.shape real
 
-        let alpha =
-            Tensor.cast
-                (Tensor.dtype real)
-                (Tensor.rand key (Array.init s.Length (fun i -> if i = 0 then s.[0] else 1)))
+        Tensor.cast (Tensor.dtype real) (Tensor.rand key (Array.init s.Length (fun i -> if i = 0 then n else 1)))
+
+    /// WGAN-GP at given mixing weights `alpha` ([N, 1, …]): see <c>gradientPenalty</c>.
+    let gradientPenaltyAt (critic: Tensor -> Tensor) (alpha: Tensor) (real: Tensor) (fake: Tensor) =
+        let s = Tensor.shape real
 
         let xhat = alpha * Tensor.detach real + (1.0 - alpha) * Tensor.detach fake
         let g = inputGradients critic xhat
         let axes = Array.init (s.Length - 1) (fun i -> i + 1)
         let norm = Tensor.sqrt (Tensor.sumAxes axes false (g * g) + 1e-12)
         Tensor.mean (Tensor.square (norm - 1.0))
+
+    /// WGAN-GP (Gulrajani et al. 2017): mean((‖∇D(x̂)‖₂ − 1)²) at x̂ = αx + (1 − α)x̃ with
+    /// α ~ U(0, 1) drawn per example from `key`.
+    let gradientPenalty (critic: Tensor -> Tensor) (key: Key) (real: Tensor) (fake: Tensor) =
+        gradientPenaltyAt critic (penaltyMix key (Tensor.shape real).[0] real) real fake
 
     /// R1 (Mescheder et al. 2018): mean over the batch of ‖∇D(x)‖² on real data; the usual
     /// γ/2 factor is the caller's weight.

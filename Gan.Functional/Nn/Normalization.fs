@@ -81,8 +81,52 @@ module Normalization =
                         | Some t -> t
                         | None -> invalidArg "vars" (sprintf "%s: state '%s' is missing" describe name)
 
-                    match ctx.Mode with
-                    | Train ->
+                    let updated (mean: Tensor) (batchVar: Tensor) (n: int) =
+                        let batchVar =
+                            if c.UnbiasedRunningVar then
+                                batchVar * (float n / float (n - 1))
+                            else
+                                batchVar
+
+                        let m = c.Momentum
+                        let rm = state "running_mean" * (1.0 - m) + mean * m
+                        let rv = state "running_var" * (1.0 - m) + batchVar * m
+                        Map.ofList [ "running_mean", rm; "running_var", rv ]
+
+                    match ctx.Mode, ctx.Shard with
+                    | Train, Some sh when sh.SyncBatchNorm && sh.Reducer.Ranks > 1 ->
+                        // the whole batch's statistics: per-channel sums allreduced (two passes,
+                        // as one process computes them), composed so gradients flow through them
+                        let n = Shape.numel s / c.Features / s.[0] * sh.Total
+
+                        if n < 2 then
+                            Shape.fail
+                                describe
+                                (sprintf "train mode needs more than one value per channel, got %d in the whole batch" n)
+
+                        let axes = Array.init s.Length id |> Array.filter (fun a -> a <> 1)
+                        let count = float n
+                        let mean = Tensor.allReduce sh.Reducer (Tensor.sumAxes axes true x) / count
+                        let centered = x - mean
+
+                        let var =
+                            Tensor.allReduce sh.Reducer (Tensor.sumAxes axes true (centered * centered))
+                            / count
+
+                        let xhat = centered / Tensor.sqrt (var + c.Eps)
+
+                        let y =
+                            if c.Affine then
+                                xhat * Tensor.reshape bshape vars.Params.["weight"]
+                                + Tensor.reshape bshape vars.Params.["bias"]
+                            else
+                                xhat
+
+                        let flat t =
+                            Tensor.reshape [| c.Features |] (Tensor.detach t)
+
+                        y, updated (flat mean) (flat var) n
+                    | Train, _ ->
                         let n = Shape.numel s / c.Features
 
                         if n < 2 then
@@ -100,19 +144,8 @@ module Normalization =
                                 Tensor.fullAs dt [| c.Features |] 1.0, Tensor.fullAs dt [| c.Features |] 0.0
 
                         let y, mean, var = Prim.batchNorm c.Eps x gamma beta
-                        let batchVar = Tensor.ofRaw var
-
-                        let batchVar =
-                            if c.UnbiasedRunningVar then
-                                batchVar * (float n / float (n - 1))
-                            else
-                                batchVar
-
-                        let m = c.Momentum
-                        let rm = state "running_mean" * (1.0 - m) + Tensor.ofRaw mean * m
-                        let rv = state "running_var" * (1.0 - m) + batchVar * m
-                        y, Map.ofList [ "running_mean", rm; "running_var", rv ]
-                    | Eval ->
+                        y, updated (Tensor.ofRaw mean) (Tensor.ofRaw var) n
+                    | Eval, _ ->
                         // y = (x − μ)·(weight/√(σ² + ε)) + bias: the per-channel factor is folded
                         // before touching the full-size tensor
                         let mean = Tensor.reshape bshape (state "running_mean")

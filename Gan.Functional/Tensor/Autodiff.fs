@@ -218,6 +218,8 @@ module Autodiff =
                 // the same rule with the roles of x and y swapped: d[p, r] = d'[r, p]
                 pairwiseL1Adjoint (Prim.permute [| 0; 2; 1 |] g) (p b) (p a)
         | LeakyRelu(a, alpha) -> leakyReluAdjoint alpha g (p a)
+        // every rank's output depends on every rank's input: the adjoint sums over ranks too
+        | AllReduce(_, reducer) -> Prim.allReduce reducer g
         | BatchNorm(x, gamma, _, eps, mean, var) -> batchNormRule n g i x gamma eps mean var
         | BatchNormAct(x, gamma, _, eps, mean, var, alpha) ->
             // the activation's adjoint first (sign(y) = sign of the normalised value for α ≥ 0),

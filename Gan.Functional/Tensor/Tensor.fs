@@ -102,6 +102,9 @@ and internal Op =
         mean: RawTensor *
         var: RawTensor *
         alpha: float
+    /// y = the elementwise sum of x over the ranks of a data-parallel job (every rank gets
+    /// it); its adjoint is the same sum of the ranks' adjoints.
+    | AllReduce of Tensor * IReducer
 
     /// The tensors a primitive consumed, in argument order.
     member op.Inputs =
@@ -126,6 +129,7 @@ and internal Op =
         | Take(a, _)
         | ScatterAdd(a, _)
         | LeakyRelu(a, _)
+        | AllReduce(a, _)
         | Cast a -> [| a |]
         | Add(a, b)
         | Sub(a, b)
@@ -588,6 +592,25 @@ module internal Prim =
 
         let m, v = stats.Value
         y, m, v
+
+    /// The elementwise sum of `x` over the ranks of `reducer`'s job: a collective, so every rank
+    /// must call it at the same point with the same shape (a fresh buffer; x is not touched).
+    let allReduce (reducer: IReducer) (x: Tensor) =
+        Tape.lift
+            [| x |]
+            (fun r ->
+                let v = r.[0]
+
+                match v.Storage with
+                | Storage.F32 a ->
+                    let b = Array.sub a 0 v.Numel
+                    reducer.SumInPlace(System.Span<float32> b)
+                    RawTensor.ofFloat32 v.Shape b
+                | Storage.F64 a ->
+                    let b = Array.sub a 0 v.Numel
+                    reducer.SumInPlace(System.Span<float> b)
+                    RawTensor.ofFloat64 v.Shape b)
+            (fun i -> AllReduce(i.[0], reducer))
 
     /// Sums `x` down to `target`, undoing a broadcast (sum over added and stretched axes).
     let sumTo (target: int[]) (x: Tensor) =

@@ -533,6 +533,29 @@ module Tensor =
     /// with the sign flipped (sign 0 = 0, as the derivative of |·| at 0 in the composed form).
     let cdistL1 (x: Tensor) (y: Tensor) = Prim.pairwiseL1 x y
 
+    /// The elementwise sum of `x` over the ranks of `reducer`'s data-parallel job (MPI's
+    /// allreduce), differentiable: its adjoint is the sum of the ranks' adjoints. A collective:
+    /// every rank must call it at the same point with the same shape.
+    let allReduce (reducer: IReducer) (x: Tensor) = Prim.allReduce reducer x
+
+    /// The rows of every rank, in rank order: this rank's `x` [n, …] are rows offset … offset + n − 1
+    /// of the result [total, …] (the ranks' rows must tile 0 … total − 1). Zero padding and one
+    /// allreduce, so the adjoint of a rank's rows sums what every rank's use of them contributed.
+    let allGather (reducer: IReducer) (offset: int) (total: int) (x: Tensor) =
+        let s = Prim.shape x
+
+        if s.Length = 0 || offset < 0 || offset + s.[0] > total then
+            Shape.fail
+                "all_gather"
+                (sprintf "rows %d.. of %s do not fit a total of %d rows" offset (Shape.show s) total)
+
+        let before = Array.init s.Length (fun a -> if a = 0 then offset else 0)
+
+        let after =
+            Array.init s.Length (fun a -> if a = 0 then total - offset - s.[0] else 0)
+
+        Prim.allReduce reducer (Prim.pad before after x)
+
     /// Σ aᵢbᵢ of two vectors (rank 0).
     let dot (a: Tensor) (b: Tensor) =
         if (Prim.shape a).Length <> 1 || Prim.shape a <> Prim.shape b then
