@@ -190,6 +190,11 @@ module CommandLine =
                 |> Option.map (between "--eval-every" 0 1_000_000)
             )
 
+        req.NoEval <- r.Contains TrainArgs.No_Eval
+
+        if req.NoEval && req.EvalEvery.HasValue && req.EvalEvery.Value > 0 then
+            fail "--no-eval turns the metrics off; it cannot be combined with --eval-every %d." req.EvalEvery.Value
+
         req.EvalSamples <-
             nullable (
                 r.TryGetResult TrainArgs.Eval_Samples

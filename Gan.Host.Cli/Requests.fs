@@ -35,6 +35,8 @@ type TrainRequest() =
     member val Resume = false with get, set
     member val EvalEvery = Nullable<int>() with get, set
     member val EvalSamples = Nullable<int>() with get, set
+    /// --no-eval: no metrics at all (not even after the last epoch).
+    member val NoEval = false with get, set
 
 /// What `sample` was asked for.
 [<Sealed>]

@@ -33,6 +33,7 @@ type TrainArgs =
     | [<Unique>] Resume
     | [<Unique>] Eval_Every of epochs: int
     | [<Unique>] Eval_Samples of count: int
+    | [<Unique>] No_Eval
 
     interface IArgParserTemplate with
         member a.Usage =
@@ -72,9 +73,10 @@ type TrainArgs =
             | Out _ -> "run directory (default: runs/<model>-<dataset>-<time> under the current directory)."
             | Resume -> "continue the run in --out (default: the newest run under runs/) from its last checkpoint."
             | Eval_Every _ ->
-                "every N epochs (and after the last), score the generator as evaluate does and append the metrics to metrics.csv (default 0: off)."
+                "every N epochs (and after the last), score the generator as evaluate does and append the metrics to metrics.csv (default 0: after the last epoch only, on datasets that have metrics)."
             | Eval_Samples _ ->
-                "samples scored by --eval-every (default 5000 images, 2500 points for ring8/grid25, 26000 for stacked-mnist)."
+                "samples scored after an epoch (default 5000 images, 2500 points for ring8/grid25, 26000 for stacked-mnist)."
+            | No_Eval -> "skip the metrics, even after the last epoch."
 
 /// `sample`: renders a grid of generated images from a run or a checkpoint.
 [<RequireQualifiedAccess>]

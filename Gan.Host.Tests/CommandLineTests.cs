@@ -111,7 +111,7 @@ public class CommandLineTests
         {
             "--model", "--dataset", "--epochs", "--batch-size", "--lr ", "--g-lr-scale", "--beta1", "--noise-dim", "--loss",
             "--d-steps", "--gp-weight", "--ema", "--lr-decay-epochs", "--image-size", "--channels", "--checkpoint-every",
-            "--seed", "--threads", "--device", "--data-dir", "--out", "--resume", "--bbox", "--eval-every", "--eval-samples",
+            "--seed", "--threads", "--device", "--data-dir", "--out", "--resume", "--bbox", "--eval-every", "--eval-samples", "--no-eval",
         })
         {
             Assert.Contains(flag, text);

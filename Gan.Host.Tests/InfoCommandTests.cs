@@ -54,7 +54,7 @@ public class InfoCommandTests
         var result = sink.Run(() =>
         {
             sink.StartEpoch(1, 3, 10, 0);
-            sink.Step(new StepStats(4, 10, 12.5, 1.3241, 0.6922, 0.61, 0.55));
+            sink.Step(new StepStats(4, 10, 12.5, 800, 1.3241, 0.6922, 0.61, 0.55));
             Thread.Sleep(250); // one refresh of the display (every 100 ms)
             sink.Line("a log line");
             return 42;
@@ -63,7 +63,7 @@ public class InfoCommandTests
         Assert.Equal(42, result);
         var text = Regex.Replace(writer.ToString(), @"\x1b\[[0-9;?]*[A-Za-z]", "");
         Assert.Contains("epoch 1/3", text);
-        Assert.Contains("4/10 12.5 it/s D 1.324 G 0.692 D(x) 0.61 D(G(z)) 0.55", text);
+        Assert.Contains("4/10 12.5 it/s 800 img/s D 1.324 G 0.692 D(x) 0.61 D(G(z)) 0.55", text);
         Assert.Contains("a log line", text);
     }
 

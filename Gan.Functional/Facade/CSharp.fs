@@ -57,8 +57,10 @@ type ModelInfo internal (model: GanModel, gParams: int, dParams: int) =
     member _.DefaultGeneratorLrScale = model.Defaults.GLrScale
     /// Default Adam β1.
     member _.DefaultBeta1 = model.Defaults.Beta1
-    /// Default number of epochs.
+    /// Default number of epochs: the seed's full schedule.
     member _.DefaultEpochs = model.Defaults.Epochs
+    /// Epochs of a first look (what `train` runs when no epochs are given).
+    member _.QuickEpochs = model.Defaults.QuickEpochs
     /// Default checkpoint interval in epochs.
     member _.DefaultCheckpointEvery = model.Defaults.CheckpointEvery
     /// Default epochs at which the learning rate is halved.

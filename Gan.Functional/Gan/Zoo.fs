@@ -17,7 +17,11 @@ type ModelDefaults = {
     /// The generator's learning rate is Lr × this (S1 trains G at 5×).
     GLrScale: float
     Beta1: float
+    /// The seed's full schedule.
     Epochs: int
+    /// Epochs of a first look when none are asked for: the model's samples become legible in
+    /// minutes on 2 cores (docs/quality.md has the measurements).
+    QuickEpochs: int
     CheckpointEvery: int
     /// Epochs at which the learning rate is halved (S3: 10, 20, 25); empty for none.
     LrDecayEpochs: int list
@@ -48,6 +52,7 @@ module Zoo =
         GLrScale = 1.0
         Beta1 = 0.5
         Epochs = 20
+        QuickEpochs = 2
         CheckpointEvery = 5
         LrDecayEpochs = []
         SimultaneousUpdates = false
@@ -92,6 +97,7 @@ module Zoo =
                 GLrScale = 5.0
                 Beta1 = 0.5
                 Epochs = 120
+                QuickEpochs = 10
                 CheckpointEvery = 15
                 LrDecayEpochs = []
                 SimultaneousUpdates = true
@@ -227,6 +233,7 @@ module Zoo =
             Defaults = {
                 gan 2e-4 with
                     Epochs = 30
+                    QuickEpochs = 1
                     LrDecayEpochs = [ 10; 20; 25 ]
             }
         }
@@ -346,7 +353,7 @@ module Zoo =
                     Layers.flatten
                     Layers.linear 256 1
                 ]
-            Defaults = gan 2e-4
+            Defaults = { gan 2e-4 with QuickEpochs = 1 }
         }
 
     /// An MLP GAN for 2-D points (the Gaussian mixtures ring8 and grid25), in the spirit of
@@ -403,7 +410,11 @@ module Zoo =
             Range = MinusOneToOne
             Generator = Layer.sequential (hidden noiseDim Layers.relu @ [ Layers.linear width 2 ])
             Discriminator = Layer.sequential (hidden 2 (Layers.leakyRelu 0.2) @ head)
-            Defaults = { gan 1e-3 with BatchSize = 100 }
+            Defaults = {
+                gan 1e-3 with
+                    BatchSize = 100
+                    QuickEpochs = 10
+            }
         }
 
     /// toy2d: <see cref="toy2dWith"/> with z of 2 dimensions (PacGAN's) and 3 hidden layers of

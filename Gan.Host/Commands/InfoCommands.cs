@@ -14,7 +14,7 @@ internal static class InfoCommands
         {
             var shape = string.Join("x", m.ImageShape);
             ctx.Out.WriteLine(string.Create(c,
-                $"{m.Name,-8} G {m.GeneratorParameters,10:N0}  D {m.DiscriminatorParameters,10:N0}  output {shape,-8}  z {m.NoiseDim,-3}  batch {m.DefaultBatchSize,-3}  epochs {m.DefaultEpochs,-3}  {m.Summary}"));
+                $"{m.Name,-8} G {m.GeneratorParameters,10:N0}  D {m.DiscriminatorParameters,10:N0}  output {shape,-8}  z {m.NoiseDim,-3}  batch {m.DefaultBatchSize,-3}  epochs {m.DefaultEpochs,-3} (quick look {m.QuickEpochs,2})  {m.Summary}"));
         }
 
         return ExitCodes.Ok;

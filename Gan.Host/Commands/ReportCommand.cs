@@ -49,4 +49,23 @@ internal static class ReportCommand
         ctx.Info($"wrote {outPath} ({html.Length / 1024:N0} KiB, self-contained: open it in any browser, offline)");
         return ExitCodes.Ok;
     }
+
+    /// <summary>
+    /// Writes <c>report.html</c> at the end of a training run and returns its path; a report that
+    /// cannot be written is a warning there (the run itself is saved), not a failure.
+    /// </summary>
+    public static string? TryWrite(RunDirectory run, HostContext ctx)
+    {
+        var path = Path.Combine(run.Root, "report.html");
+        try
+        {
+            AtomicFile.WriteAllText(path, ReportPage.Build(run));
+            return path;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Text.Json.JsonException)
+        {
+            ctx.Info($"warning: could not write {path} ({e.Message.TrimEnd('.')}); `report --run {run.Root}` tries again.");
+            return null;
+        }
+    }
 }

@@ -11,12 +11,6 @@ namespace Gan.Host.Commands;
 /// <summary>`train`: resolves the settings, prepares the run directory and data, and runs the loop.</summary>
 internal static class TrainCommand
 {
-    /// <summary>
-    /// Epochs when --epochs is not given: a quick look that ends in a few minutes on 2 cores (the
-    /// seeds' full schedules, e.g. 120 epochs for mlp, are one flag away).
-    /// </summary>
-    public const int DefaultEpochs = 10;
-
     public static int Run(TrainRequest req, HostContext ctx, ProgressSink sink)
     {
         RunConfig config;
@@ -37,7 +31,7 @@ internal static class TrainCommand
         var trainer = resumeFrom is not null ? CheckpointFile.Restore(resumeFrom, config) : GanTrainer.Create(config.ToTrainOptions());
         using var data = LoadData(config, ctx);
         var usable = LoadSource(config, data, trainer.Model, ctx);
-        var scorer = config.EvalEvery > 0 ? Eval.Scorer.For(config.Dataset, EvaluateCommand.ClassifierDataDir(config.Dataset, config.DataDir), ctx) : null;
+        var scorer = LoadScorer(config, ctx);
 
         // Only now, with data and model ready, does the run directory get written.
         try
@@ -82,7 +76,7 @@ internal static class TrainCommand
         else if (req.Epochs is null && !req.Resume)
         {
             var full = Zoo.Model(config.Model, config.Channels).DefaultEpochs;
-            header.Add($"(a quick run of {DefaultEpochs} epochs; the seed's full schedule is --epochs {full})");
+            header.Add($"(a quick look of {config.Epochs} epoch(s); the seed's full schedule is --epochs {full})");
         }
 
         foreach (var line in header)
@@ -131,16 +125,58 @@ internal static class TrainCommand
         ctx.Info(IsMixture(config.Dataset)
             ? $"  samples/    a scatter plot of {config.SampleCount:N0} points per epoch from fixed noise over the modes (latest: {last})"
             : $"  samples/    a {Math.Ceiling(Math.Sqrt(config.SampleCount))}×{Math.Ceiling(Math.Sqrt(config.SampleCount))} grid per epoch from fixed noise (latest: {last})");
-        if (config.EvalEvery > 0)
+        if (scorer is not null)
         {
-            ctx.Info($"  metrics.csv the metrics every {config.EvalEvery} epoch(s) (evaluate's, on fixed noise)");
+            ctx.Info(config.EvalEvery > 0
+                ? $"  metrics.csv the metrics every {config.EvalEvery} epoch(s) and after the last (evaluate's, on fixed noise)"
+                : "  metrics.csv the metrics after the last epoch (evaluate's, on fixed noise)");
         }
 
         ctx.Info("  loss.csv    epoch,Real_P,Fake_P,Gen_loss,Dis_loss;  steps.csv  one row per step;  train.log  this output");
         ctx.Info($"  checkpoints/  {(loop.LastCheckpoint is { } ck ? Path.GetFileName(ck) : "none")} (safetensors);  config.json  every setting");
+        var report = ReportCommand.TryWrite(run, ctx);
+        if (loop.LastMetrics is { } metrics)
+        {
+            ctx.Info($"The final generator{(config.Ema > 0 ? " (EMA weights)" : "")}, scored as `evaluate` does:");
+            foreach (var row in metrics.Table())
+            {
+                ctx.Info("  " + row);
+            }
+        }
+
+        ctx.Info($"Look at: {last} (the latest samples){(report is not null ? $" and {report} (losses, metrics and every epoch's samples; open it in a browser)" : "")}");
         ctx.Info($"More epochs: {self} train --resume --out {run.Root} --epochs {config.Epochs * 2}");
         ctx.Info($"New samples: {self} sample --run {run.Root} --count {(IsMixture(config.Dataset) ? Mixture.DefaultSamples : 64)} --out samples.png");
         return code;
+    }
+
+    /// <summary>
+    /// The scorer of the run's metrics: asked for with --eval-every (an error where the dataset has
+    /// none), or by default after the last epoch wherever the dataset has metrics; a default one that
+    /// cannot be had (e.g. no labelled test set for the classifier) is a note, not a failure.
+    /// </summary>
+    private static Eval.Scorer? LoadScorer(RunConfig config, HostContext ctx)
+    {
+        var dataDir = EvaluateCommand.ClassifierDataDir(config.Dataset, config.DataDir);
+        if (config.EvalEvery > 0)
+        {
+            return Eval.Scorer.For(config.Dataset, dataDir, ctx);
+        }
+
+        if (!config.Evaluate || !Eval.Scorer.CanScore(config.Dataset))
+        {
+            return null;
+        }
+
+        try
+        {
+            return Eval.Scorer.For(config.Dataset, dataDir, ctx);
+        }
+        catch (UserError e)
+        {
+            ctx.Info($"note: this run ends without metrics: {e.Message}");
+            return null;
+        }
     }
 
     /// <summary>The settings of a new run: the request over the model's SEEDS.md defaults.</summary>
@@ -239,7 +275,7 @@ internal static class TrainCommand
             Channels = channels,
             ImageSize = size,
             NoiseDim = info.NoiseDim,
-            Epochs = req.Epochs ?? DefaultEpochs,
+            Epochs = req.Epochs ?? info.QuickEpochs,
             BatchSize = req.BatchSize ?? info.DefaultBatchSize,
             LearningRate = req.LearningRate ?? info.DefaultLearningRate,
             GeneratorLrScale = req.GeneratorLrScale ?? info.DefaultGeneratorLrScale,
@@ -260,6 +296,7 @@ internal static class TrainCommand
             DataDir = req.DataDir is { } d ? ctx.Resolve(d) : dataset == "fashion-mnist" || IsMixture(dataset) ? "" : defaultDataDir,
             SampleCount = pointModel ? Mixture.DefaultSamples : 16,
             EvalEvery = req.EvalEvery ?? 0,
+            Evaluate = !req.NoEval,
             EvalSamples = req.EvalSamples,
         };
     }
@@ -390,7 +427,8 @@ internal static class TrainCommand
             Threads = req.Threads ?? stored.Threads,
             Device = req.Device ?? stored.Device,
             DataDir = req.DataDir ?? stored.DataDir,
-            EvalEvery = req.EvalEvery ?? stored.EvalEvery,
+            EvalEvery = req.NoEval ? 0 : req.EvalEvery ?? stored.EvalEvery,
+            NoEval = req.NoEval || (!stored.Evaluate && req.EvalEvery is null),
             EvalSamples = req.EvalSamples ?? stored.EvalSamples,
         };
         var resolved = Resolve(over, ctx);

@@ -33,7 +33,7 @@ internal static class ClassifierCache
     private static ClassifierRecipeOptions Recipe(HostContext ctx, string dataset) =>
         ctx.ClassifierRecipe?.Invoke(dataset) ?? ClassifierRecipeOptions.For(dataset);
 
-    private static JsonObject RecipeJson(ClassifierRecipeOptions r) => new()
+    internal static JsonObject RecipeJson(ClassifierRecipeOptions r) => new()
     {
         ["seed"] = r.Seed,
         ["epochs"] = r.Epochs,
@@ -52,8 +52,31 @@ internal static class ClassifierCache
             return loaded;
         }
 
+        if (ShippedBackbone.Find(dataset) is { } shipped && JsonNode.DeepEquals(shipped.Recipe, RecipeJson(Recipe(ctx, dataset))))
+        {
+            ctx.Info($"The {dataset} classifier backbone (for the metrics) is {reason}; installing the weights shipped with Gan.Host (trained by the same fixed recipe) into {Dir(ctx)}.");
+            return Install(dataset, dataDir, shipped, ctx);
+        }
+
         ctx.Info($"The {dataset} classifier backbone (for the metrics) is {reason}; training it now with its fixed recipe (once; it is cached in {Dir(ctx)}).");
         return Train(dataset, dataDir, ctx);
+    }
+
+    /// <summary>
+    /// Caches the weights shipped with the host: measures them on the test set and computes the
+    /// test features there (seconds), instead of training for minutes.
+    /// </summary>
+    private static LoadedBackbone Install(string dataset, string? dataDir, ShippedBackbone shipped, HostContext ctx)
+    {
+        var dir = LabeledDigits.Locate(dataset, dataDir, ctx);
+        var test = LabeledDigits.Read(dir, "t10k");
+        var watch = Stopwatch.StartNew();
+        var net = Backbone.Load(Safetensors.Read(shipped.Weights).Tensors);
+        var accuracy = net.Accuracy(test.Pixels, test.Count, test.Labels);
+        var feats = net.Features(test.Pixels, test.Count);
+        ctx.Info(string.Create(CultureInfo.InvariantCulture,
+            $"classifier {dataset}: test accuracy {accuracy:P2} on {test.Count:N0} images (shipped weights; {watch.Elapsed.TotalSeconds:0.0} s)"));
+        return Cache(dataset, net, accuracy, feats, test.Count, shipped.TrainImages, shipped.Recipe.DeepClone(), shipped.Seconds, "shipped with Gan.Host", dir, ctx);
     }
 
     /// <summary>Loads the cached backbone, or says why it cannot ("not cached yet", …).</summary>
@@ -124,6 +147,14 @@ internal static class ClassifierCache
         ctx.Info(string.Create(c,
             $"classifier {dataset}: test accuracy {accuracy:P2} on {test.Count:N0} images ({(accuracy >= bar ? "meets" : "BELOW")} the {bar:P0} bar) after {total.Elapsed.TotalSeconds:0} s"));
 
+        return Cache(dataset, net, accuracy, feats, test.Count, train.Count, RecipeJson(recipe), Math.Round(total.Elapsed.TotalSeconds, 1), "trained here", dir, ctx);
+    }
+
+    /// <summary>Writes the backbone's three cache files (the JSON last) and returns it loaded.</summary>
+    private static LoadedBackbone Cache(
+        string dataset, Backbone net, double accuracy, double[][] feats, int testImages, int trainImages, JsonNode recipe, double seconds, string source, string dir, HostContext ctx)
+    {
+        var c = CultureInfo.InvariantCulture;
         var weightsPath = WeightsPath(ctx, dataset);
         var infoPath = InfoPath(ctx, dataset);
         try
@@ -141,11 +172,12 @@ internal static class ClassifierCache
                 ["format"] = 1,
                 ["dataset"] = dataset,
                 ["test_accuracy"] = accuracy,
-                ["test_images"] = test.Count,
-                ["train_images"] = train.Count,
-                ["recipe"] = RecipeJson(recipe),
-                ["seconds"] = Math.Round(total.Elapsed.TotalSeconds, 1),
-                ["trained_at"] = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", c),
+                ["test_images"] = testImages,
+                ["train_images"] = trainImages,
+                ["recipe"] = recipe,
+                ["seconds"] = seconds,
+                ["source"] = source,
+                ["cached_at"] = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", c),
                 ["data_dir"] = dir,
             };
             AtomicFile.WriteAllText(infoPath, info.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");

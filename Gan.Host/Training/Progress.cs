@@ -6,18 +6,18 @@ using Spectre.Console.Rendering;
 namespace Gan.Host.Training;
 
 /// <summary>Live numbers of the epoch in progress.</summary>
-internal readonly record struct StepStats(int Step, int Steps, double ItPerSecond, double D, double G, double Real, double Fake)
+internal readonly record struct StepStats(int Step, int Steps, double ItPerSecond, double ImagesPerSecond, double D, double G, double Real, double Fake)
 {
     public TimeSpan? Eta => ItPerSecond > 0 ? TimeSpan.FromSeconds((Steps - Step) / ItPerSecond) : null;
 
-    /// <summary>"12/235 9.7 it/s D 1.324 G 0.692 D(x) 0.60 D(G(z)) 0.55".</summary>
+    /// <summary>"12/235 9.7 it/s 621 img/s D 1.324 G 0.692 D(x) 0.60 D(G(z)) 0.55".</summary>
     public string Compact() =>
-        string.Create(CultureInfo.InvariantCulture, $"{Step}/{Steps} {ItPerSecond:0.0} it/s D {D:0.000} G {G:0.000} D(x) {Real:0.00} D(G(z)) {Fake:0.00}");
+        string.Create(CultureInfo.InvariantCulture, $"{Step}/{Steps} {ItPerSecond:0.0} it/s {ImagesPerSecond:0} img/s D {D:0.000} G {G:0.000} D(x) {Real:0.00} D(G(z)) {Fake:0.00}");
 
     public string Describe(int epoch, int epochs)
     {
         var c = CultureInfo.InvariantCulture;
-        return string.Create(c, $"epoch {epoch}/{epochs}  step {Step}/{Steps}  {ItPerSecond:0.00} it/s  D {D:0.0000}  G {G:0.0000}  D(x) {Real:0.000}  D(G(z)) {Fake:0.000}");
+        return string.Create(c, $"epoch {epoch}/{epochs}  step {Step}/{Steps}  {ItPerSecond:0.00} it/s  {ImagesPerSecond:0} img/s  D {D:0.0000}  G {G:0.0000}  D(x) {Real:0.000}  D(G(z)) {Fake:0.000}");
     }
 }
 

@@ -35,7 +35,11 @@ internal sealed class RunConfig
     public string Device { get; set; } = "auto";
     public string DataDir { get; set; } = "";
     public int SampleCount { get; set; } = 16;
+    /// <summary>Score G after every <see cref="EvalEvery"/> epochs (0: none) and after the last.</summary>
     public int EvalEvery { get; set; }
+
+    /// <summary>Whether G is scored at all (after the last epoch at least) where the dataset has metrics; false with --no-eval.</summary>
+    public bool Evaluate { get; set; } = true;
     public int? EvalSamples { get; set; }
 
     private static readonly JsonSerializerOptions Json = new()

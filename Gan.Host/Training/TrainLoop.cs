@@ -17,6 +17,15 @@ internal sealed class TrainLoop(RunConfig config, RunDirectory run, BatchSource 
 
     public string? LastCheckpoint { get; private set; }
 
+    /// <summary>The metrics of the last evaluation of this run's process, if any.</summary>
+    public Eval.EvalResult? LastMetrics { get; private set; }
+
+    /// <summary>Steps after which the whole run's time is estimated (the first steps run slower: JIT, buffer pools).</summary>
+    private const int EstimateAfterSteps = 10;
+
+    /// <summary>Seconds of stepping after which the whole run's time is estimated.</summary>
+    private const double EstimateAfterSeconds = 5;
+
     public int Run(LoadedCheckpoint? from)
     {
         var n = data.Count;
@@ -51,6 +60,10 @@ internal sealed class TrainLoop(RunConfig config, RunDirectory run, BatchSource 
         }
 
         var buffer = new float[batch * loader.ImageSize];
+        var runSteps = ((long)(config.Epochs - epoch) * stepsPerEpoch) - step;
+        var runWatch = Stopwatch.StartNew();
+        var stepsDone = 0L;
+        var estimated = false;
         for (; epoch < config.Epochs; epoch++, step = 0, sums = EpochSums.Empty)
         {
             var order = RunRandom.Permutation(n, config.Seed, epoch);
@@ -94,7 +107,16 @@ internal sealed class TrainLoop(RunConfig config, RunDirectory run, BatchSource 
                     r.FakeScore.ToString("G7", C),
                     seconds.ToString("0.0000", C)));
                 var rate = (step + 1 - firstStep) / Math.Max(1e-9, watch.Elapsed.TotalSeconds);
-                sink.Step(new StepStats(step + 1, stepsPerEpoch, rate, sums.MeanD, sums.MeanG, sums.MeanReal, sums.MeanFake));
+                sink.Step(new StepStats(step + 1, stepsPerEpoch, rate, rate * batch, sums.MeanD, sums.MeanG, sums.MeanReal, sums.MeanFake));
+                stepsDone++;
+                if (!estimated && stepsDone >= EstimateAfterSteps && runWatch.Elapsed.TotalSeconds >= EstimateAfterSeconds && stepsDone < runSteps)
+                {
+                    estimated = true;
+                    var perStep = runWatch.Elapsed.TotalSeconds / stepsDone;
+                    Log(string.Create(C,
+                        $"estimate from the first {stepsDone} steps: {perStep * 1000:0} ms a step ({batch / perStep:0} images/s), about {PlainProgress.Format(TimeSpan.FromSeconds(perStep * runSteps))} for the run's {runSteps:N0} steps{(scorer is not null ? ", plus the metrics at the end" : "")}"));
+                }
+
                 ctx.AfterStep?.Invoke(trainer.StepCount);
             }
 
@@ -145,7 +167,7 @@ internal sealed class TrainLoop(RunConfig config, RunDirectory run, BatchSource 
         }
 
         log(line);
-        if (scorer is not null && config.EvalEvery > 0 && (number % config.EvalEvery == 0 || number == config.Epochs))
+        if (scorer is not null && ((config.EvalEvery > 0 && number % config.EvalEvery == 0) || number == config.Epochs))
         {
             Evaluate(number, log);
         }
@@ -159,6 +181,7 @@ internal sealed class TrainLoop(RunConfig config, RunDirectory run, BatchSource 
         var watch = Stopwatch.StartNew();
         var output = Eval.Scorer.Generate(trainer, n, seed, useEma: true);
         var result = scorer!.ScoreGenerated(output, n, trainer.Model.ImageShape, trainer.Model.OutputsZeroToOne, seed);
+        LastMetrics = result;
         var columns = result.Columns().ToList();
         try
         {
