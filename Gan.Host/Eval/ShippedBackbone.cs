@@ -9,7 +9,7 @@ namespace Gan.Host.Eval;
 /// training. The JSON records the recipe; a cache made from these weights is used only while it
 /// equals the recipe in force.
 /// </summary>
-internal sealed record ShippedBackbone(string Dataset, byte[] Weights, JsonNode Recipe, int TrainImages, double Seconds)
+internal sealed record ShippedBackbone(string Dataset, byte[] Weights, JsonNode Recipe, int TrainImages, double Seconds, double TestAccuracy)
 {
     /// <summary>The shipped backbone of <paramref name="dataset"/>, or null when none ships.</summary>
     public static ShippedBackbone? Find(string dataset)
@@ -30,6 +30,7 @@ internal sealed record ShippedBackbone(string Dataset, byte[] Weights, JsonNode 
             bytes,
             json["recipe"]!,
             json["train_images"]!.GetValue<int>(),
-            json["seconds"]!.GetValue<double>());
+            json["seconds"]!.GetValue<double>(),
+            json["test_accuracy"]!.GetValue<double>());
     }
 }
