@@ -79,4 +79,7 @@ public class BackboneAccuracyTests
 
     [TestSetFact("mnist")]
     public void The_shipped_MNIST_backbone_classifies_at_least_99_percent_of_the_test_set() => ShippedAccuracy("mnist", 0.99);
+
+    [TestSetFact("fashion-mnist")]
+    public void The_shipped_Fashion_MNIST_backbone_classifies_at_least_90_percent_of_the_test_set() => ShippedAccuracy("fashion-mnist", 0.90);
 }

@@ -69,6 +69,7 @@ public class FirstRunTests
 
     [Theory]
     [InlineData("mnist")]
+    [InlineData("fashion-mnist")]
     public void The_shipped_backbones_were_made_by_the_recipe_in_force_and_load(string dataset)
     {
         var shipped = ShippedBackbone.Find(dataset);
