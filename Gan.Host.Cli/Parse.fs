@@ -65,6 +65,13 @@ module CommandLine =
 
         v
 
+    let private checkDecay (flag: string) (values: int array) =
+        if values |> Array.exists (fun v -> v < 1) then
+            fail "%s takes epoch numbers of at least 1 (got '%s')." flag (String.Join(",", values))
+
+        if values |> Array.pairwise |> Array.exists (fun (a, b) -> b <= a) then
+            fail "%s must list epochs in increasing order (got '%s')." flag (String.Join(",", values))
+
     /// "10,20,25" → [|10; 20; 25|]; "none" or "" → [||].
     let parseEpochList (text: string) =
         let t = text.Trim()
@@ -84,9 +91,7 @@ module CommandLine =
                             "--lr-decay-epochs takes epoch numbers of at least 1 separated by commas, e.g. 10,20,25, or none (got '%s')."
                             text)
 
-            if values |> Array.pairwise |> Array.exists (fun (a, b) -> b <= a) then
-                fail "--lr-decay-epochs must list epochs in increasing order (got '%s')." text
-
+            checkDecay "--lr-decay-epochs" values
             values
 
     let private nullable (v: 'T option) =
@@ -114,30 +119,79 @@ module CommandLine =
                 "Unknown dataset '%s'; known: mnist, fashion-mnist, stacked-mnist, emoji (64×64 colour), ring8, grid25 (2-D mixtures), images:DIR (a folder of PNG/JPEG files)."
                 spec
 
+    /// The range of --epochs (and of a run's stored epochs).
+    [<Literal>]
+    let MaxEpochs = 1_000_000
+
+    let private check (f: 'T -> 'T) (v: Nullable<'T>) =
+        if v.HasValue then
+            f v.Value |> ignore
+
+    /// Range-checks every value a train request carries; <c>name</c> turns a flag into the name a
+    /// message shows (the flag itself on the command line, the stored setting for a run's config.json).
+    let private checkTrain (name: string -> string) (req: TrainRequest) =
+        match req.Dataset with
+        | NonNull d -> checkDataset d |> ignore
+        | Null -> ()
+
+        check (between (name "--epochs") 1 MaxEpochs) req.Epochs
+        check (between (name "--batch-size") 1 65536) req.BatchSize
+        check (positive (name "--lr")) req.LearningRate
+        check (positive (name "--g-lr-scale")) req.GeneratorLrScale
+        check (unitInterval (name "--beta1")) req.Beta1
+        check (atLeast (name "--noise-dim") 1) req.NoiseDim
+        check (between (name "--d-steps") 1 1000) req.DSteps
+        check (nonNegative (name "--gp-weight")) req.GradientPenaltyWeight
+        check (nonNegative (name "--r1-weight")) req.R1Weight
+        check (unitInterval (name "--ema")) req.EmaDecay
+
+        match req.LrDecayEpochs with
+        | NonNull e -> checkDecay (name "--lr-decay-epochs") e
+        | Null -> ()
+
+        check (between (name "--image-size") 4 4096) req.ImageSize
+
+        check
+            (fun c ->
+                if c <> 1 && c <> 3 then
+                    fail "%s must be 1 (grey) or 3 (colour) (got %d)." (name "--channels") c
+
+                c)
+            req.Channels
+
+        check (atLeast (name "--train-size") 1) req.TrainSize
+        check (atLeast (name "--checkpoint-every") 1) req.CheckpointEvery
+        check (between (name "--keep-checkpoints") 1 1000) req.KeepCheckpoints
+        check (between (name "--threads") 0 1024) req.Threads
+        check (between (name "--eval-every") 0 MaxEpochs) req.EvalEvery
+        check (between (name "--eval-samples") 10 1_000_000) req.EvalSamples
+
+        match req.BoundingBoxes, req.Dataset with
+        | NonNull _, NonNull d when d.StartsWith("images:", StringComparison.Ordinal) -> ()
+        | NonNull _, d ->
+            let ds =
+                match d with
+                | NonNull d -> d
+                | Null -> "mnist"
+
+            fail "%s crops the images of --dataset images:DIR; it does not apply to %s." (name "--bbox") ds
+        | Null, _ -> ()
+
     let private trainRequest (r: ParseResults<TrainArgs>) =
         let req = TrainRequest()
         req.Model <- str (r.TryGetResult TrainArgs.Model)
-        req.Dataset <- str (r.TryGetResult TrainArgs.Dataset |> Option.map checkDataset)
-        req.Epochs <- nullable (r.TryGetResult TrainArgs.Epochs |> Option.map (between "--epochs" 1 1_000_000))
-
-        req.BatchSize <-
-            nullable (
-                r.TryGetResult TrainArgs.Batch_Size
-                |> Option.map (between "--batch-size" 1 65536)
-            )
-
-        req.LearningRate <- nullable (r.TryGetResult TrainArgs.Lr |> Option.map (positive "--lr"))
-        req.GeneratorLrScale <- nullable (r.TryGetResult TrainArgs.G_Lr_Scale |> Option.map (positive "--g-lr-scale"))
-        req.Beta1 <- nullable (r.TryGetResult TrainArgs.Beta1 |> Option.map (unitInterval "--beta1"))
-        req.NoiseDim <- nullable (r.TryGetResult TrainArgs.Noise_Dim |> Option.map (atLeast "--noise-dim" 1))
+        req.Dataset <- str (r.TryGetResult TrainArgs.Dataset |> Option.map (fun d -> d.Trim()))
+        req.Epochs <- nullable (r.TryGetResult TrainArgs.Epochs)
+        req.BatchSize <- nullable (r.TryGetResult TrainArgs.Batch_Size)
+        req.LearningRate <- nullable (r.TryGetResult TrainArgs.Lr)
+        req.GeneratorLrScale <- nullable (r.TryGetResult TrainArgs.G_Lr_Scale)
+        req.Beta1 <- nullable (r.TryGetResult TrainArgs.Beta1)
+        req.NoiseDim <- nullable (r.TryGetResult TrainArgs.Noise_Dim)
         req.Loss <- str (r.TryGetResult TrainArgs.Loss)
-        req.DSteps <- nullable (r.TryGetResult TrainArgs.D_Steps |> Option.map (between "--d-steps" 1 1000))
-
-        req.GradientPenaltyWeight <-
-            nullable (r.TryGetResult TrainArgs.Gp_Weight |> Option.map (nonNegative "--gp-weight"))
-
-        req.R1Weight <- nullable (r.TryGetResult TrainArgs.R1_Weight |> Option.map (nonNegative "--r1-weight"))
-        req.EmaDecay <- nullable (r.TryGetResult TrainArgs.Ema |> Option.map (unitInterval "--ema"))
+        req.DSteps <- nullable (r.TryGetResult TrainArgs.D_Steps)
+        req.GradientPenaltyWeight <- nullable (r.TryGetResult TrainArgs.Gp_Weight)
+        req.R1Weight <- nullable (r.TryGetResult TrainArgs.R1_Weight)
+        req.EmaDecay <- nullable (r.TryGetResult TrainArgs.Ema)
 
         let decay: int array | null =
             match r.TryGetResult TrainArgs.Lr_Decay_Epochs with
@@ -145,74 +199,37 @@ module CommandLine =
             | None -> null
 
         req.LrDecayEpochs <- decay
-
-        req.ImageSize <-
-            nullable (
-                r.TryGetResult TrainArgs.Image_Size
-                |> Option.map (between "--image-size" 4 4096)
-            )
-
-        req.Channels <-
-            nullable (
-                r.TryGetResult TrainArgs.Channels
-                |> Option.map (fun c ->
-                    if c <> 1 && c <> 3 then
-                        fail "--channels must be 1 (grey) or 3 (colour) (got %d)." c
-
-                    c)
-            )
-
+        req.ImageSize <- nullable (r.TryGetResult TrainArgs.Image_Size)
+        req.Channels <- nullable (r.TryGetResult TrainArgs.Channels)
         req.BoundingBoxes <- str (r.TryGetResult TrainArgs.Bbox)
-        req.TrainSize <- nullable (r.TryGetResult TrainArgs.Train_Size |> Option.map (atLeast "--train-size" 1))
-
-        req.CheckpointEvery <-
-            nullable (
-                r.TryGetResult TrainArgs.Checkpoint_Every
-                |> Option.map (atLeast "--checkpoint-every" 1)
-            )
-
-        req.KeepCheckpoints <-
-            nullable (
-                r.TryGetResult TrainArgs.Keep_Checkpoints
-                |> Option.map (between "--keep-checkpoints" 1 1000)
-            )
-
+        req.TrainSize <- nullable (r.TryGetResult TrainArgs.Train_Size)
+        req.CheckpointEvery <- nullable (r.TryGetResult TrainArgs.Checkpoint_Every)
+        req.KeepCheckpoints <- nullable (r.TryGetResult TrainArgs.Keep_Checkpoints)
         req.Seed <- nullable (r.TryGetResult TrainArgs.Seed)
-        req.Threads <- nullable (r.TryGetResult TrainArgs.Threads |> Option.map (between "--threads" 0 1024))
+        req.Threads <- nullable (r.TryGetResult TrainArgs.Threads)
         req.Device <- str (r.TryGetResult TrainArgs.Device)
         req.DataDir <- str (r.TryGetResult TrainArgs.Data_Dir)
         req.Out <- str (r.TryGetResult TrainArgs.Out)
         req.Resume <- r.Contains TrainArgs.Resume
-
-        req.EvalEvery <-
-            nullable (
-                r.TryGetResult TrainArgs.Eval_Every
-                |> Option.map (between "--eval-every" 0 1_000_000)
-            )
-
+        req.EvalEvery <- nullable (r.TryGetResult TrainArgs.Eval_Every)
         req.NoEval <- r.Contains TrainArgs.No_Eval
+        req.EvalSamples <- nullable (r.TryGetResult TrainArgs.Eval_Samples)
+        checkTrain id req
 
         if req.NoEval && req.EvalEvery.HasValue && req.EvalEvery.Value > 0 then
             fail "--no-eval turns the metrics off; it cannot be combined with --eval-every %d." req.EvalEvery.Value
 
-        req.EvalSamples <-
-            nullable (
-                r.TryGetResult TrainArgs.Eval_Samples
-                |> Option.map (between "--eval-samples" 10 1_000_000)
-            )
-
-        match req.BoundingBoxes, req.Dataset with
-        | NonNull _, NonNull d when d.StartsWith("images:", StringComparison.Ordinal) -> ()
-        | NonNull _, d ->
-            let name =
-                match d with
-                | NonNull d -> d
-                | Null -> "mnist"
-
-            fail "--bbox crops the images of --dataset images:DIR; it does not apply to %s." name
-        | Null, _ -> ()
-
         req
+
+    /// The command line's checks of `train`'s values, applied to a request built from stored
+    /// settings (a run's config.json on --resume): null when every value passes, else the message,
+    /// naming each setting by <paramref name="name"/> (a flag → its stored name).
+    let checkStoredTrain (req: TrainRequest) (name: Func<string, string>) : string | null =
+        try
+            checkTrain name.Invoke req
+            null
+        with BadValue message ->
+            message
 
     let private requiredOut (command: string) (ext: string) (v: string option) =
         match v with

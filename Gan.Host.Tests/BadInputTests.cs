@@ -393,12 +393,19 @@ public class BadInputTests
         var run = sandbox["run"];
         Assert.Equal(0, Host.Run(sandbox, Host.TinyTrain(sandbox, run, "--epochs", "1")).Code);
         var good = Path.Combine(run, "checkpoints", "epoch-0001.safetensors");
-        var before = File.ReadAllBytes(good);
-        // the same run continued with an absurd learning rate (set in its config, as no flag may change it)
+        // the same run continued with an absurd learning rate (set in its config and its checkpoint's,
+        // as no flag may change it and resume compares the two)
         var configPath = Path.Combine(run, "config.json");
         var config = JsonNode.Parse(File.ReadAllText(configPath))!;
         config["learningRate"] = 1e30;
         File.WriteAllText(configPath, config.ToJsonString());
+        var file = Safetensors.Read(File.ReadAllBytes(good));
+        var meta = file.Metadata.ToDictionary();
+        var inner = JsonNode.Parse(meta["config"])!;
+        inner["learningRate"] = 1e30;
+        meta["config"] = inner.ToJsonString();
+        Safetensors.WriteFile(good, file.Tensors, meta);
+        var before = File.ReadAllBytes(good);
 
         var r = Host.Run(sandbox, "train", "--resume", "--out", run, "--epochs", "3", "--checkpoint-every", "1");
 

@@ -18,7 +18,7 @@ internal static class ExitCodes
 /// A problem the user can fix: its message is one paragraph saying what is wrong and what to do,
 /// printed without a stack trace.
 /// </summary>
-internal sealed class UserError(string message, int exitCode = ExitCodes.Failed) : Exception(message)
+internal class UserError(string message, int exitCode = ExitCodes.Failed) : Exception(message)
 {
     public int ExitCode { get; } = exitCode;
 }

@@ -112,7 +112,7 @@ internal static class EvaluateCommand
         var pixels = new float[files.Count * 784];
         Parallel.For(0, files.Count, i =>
         {
-            var bytes = ImageFolder.Decode(files[i].Full, files[i].Rel, 1, 28, null, null);
+            var bytes = ImageFolder.DecodeNamed(files[i].Full, files[i].Rel, 1, 28, null, null);
             LabeledDigits.ToUnit(bytes).CopyTo(pixels, i * 784);
         });
         return (pixels, files.Count, root);

@@ -16,14 +16,15 @@ internal static class TrainCommand
         RunConfig config;
         RunDirectory run;
         LoadedCheckpoint? resumeFrom = null;
+        using var writer = new WriterLock.Holder();
         if (req.Resume)
         {
-            (config, run, resumeFrom) = PrepareResume(req, ctx);
+            (config, run, resumeFrom) = PrepareResume(req, ctx, writer);
         }
         else
         {
             config = Resolve(req, ctx);
-            run = NewRunDirectory(req, config, ctx);
+            run = NewRunDirectory(req, config, ctx, writer);
         }
 
         var kernels = Engine.ConfigureCpu(config.Threads);
@@ -33,10 +34,13 @@ internal static class TrainCommand
         var usable = LoadSource(config, data, trainer.Model, ctx);
         var scorer = LoadScorer(config, ctx);
 
-        // Only now, with data and model ready, does the run directory get written.
+        TrainLoop.CheckPosition(resumeFrom, trainer, usable.Count, config.BatchSize);
+
+        // Only now, with data and model ready and every check passed, does the run directory get written.
         try
         {
             Directory.CreateDirectory(run.Root);
+            writer.Lock ??= run.TakeLock(ctx);
             AtomicFile.CleanTemporaries(run.Root);
             AtomicFile.CleanTemporaries(run.CheckpointsDir);
             AtomicFile.CleanTemporaries(run.SamplesDir);
@@ -96,6 +100,7 @@ internal static class TrainCommand
         var startEpoch = resumeFrom?.CompletedEpochs ?? 0;
         if (startEpoch >= config.Epochs)
         {
+            run.Prune(config.KeepCheckpoints); // a run killed between its last checkpoint and the pruning
             ctx.Info($"The run already has {startEpoch} epoch(s), which meets --epochs {config.Epochs}; nothing to do. Ask for more with --epochs N.");
             return ExitCodes.Ok;
         }
@@ -301,7 +306,7 @@ internal static class TrainCommand
         };
     }
 
-    private static RunDirectory NewRunDirectory(TrainRequest req, RunConfig config, HostContext ctx)
+    private static RunDirectory NewRunDirectory(TrainRequest req, RunConfig config, HostContext ctx, WriterLock.Holder writer)
     {
         if (req.Out is { } o)
         {
@@ -311,12 +316,18 @@ internal static class TrainCommand
                 throw new UserError($"--out {dir.Root} is a file; give a directory for the run.", ExitCodes.Usage);
             }
 
+            if (Directory.Exists(dir.Root))
+            {
+                // first, so a directory another run is writing is refused naming that process
+                writer.Lock = dir.TakeLock(ctx);
+            }
+
             if (dir.HasConfig)
             {
                 string what;
                 try
                 {
-                    var other = RunConfig.FromJson(File.ReadAllText(dir.ConfigPath), dir.ConfigPath);
+                    var other = RunConfig.Load(dir.ConfigPath);
                     what = $"a run of {other.Model} on {other.Dataset}";
                 }
                 catch (UserError)
@@ -329,7 +340,7 @@ internal static class TrainCommand
                     + "or choose another --out for a new one.");
             }
 
-            if (Directory.Exists(dir.Root) && Directory.EnumerateFileSystemEntries(dir.Root).Any())
+            if (Directory.Exists(dir.Root) && !dir.HoldsOnlyLeftovers())
             {
                 throw new UserError(
                     $"The output directory {dir.Root} is not empty and is not a run directory; choose a new or empty directory for --out, so nothing in it is overwritten.");
@@ -349,7 +360,7 @@ internal static class TrainCommand
         return new RunDirectory(path);
     }
 
-    private static (RunConfig, RunDirectory, LoadedCheckpoint?) PrepareResume(TrainRequest req, HostContext ctx)
+    private static (RunConfig, RunDirectory, LoadedCheckpoint?) PrepareResume(TrainRequest req, HostContext ctx, WriterLock.Holder writer)
     {
         RunDirectory run;
         if (req.Out is { } o)
@@ -373,7 +384,9 @@ internal static class TrainCommand
             run = newest ?? throw new UserError($"There is no run to resume under {runs}; pass --out DIR with the run directory to continue.");
         }
 
-        var stored = RunConfig.FromJson(File.ReadAllText(run.ConfigPath), run.ConfigPath);
+        // before anything is read: a run directory another process is writing is refused at once
+        writer.Lock = run.TakeLock(ctx);
+        var stored = RunConfig.Load(run.ConfigPath);
         var asked = Resolve(req, ctx, stored);
         var conflicts = stored.Fixed().Zip(asked.Fixed())
             .Where(p => p.First.Value != p.Second.Value)
@@ -405,7 +418,8 @@ internal static class TrainCommand
         {
             Model = req.Model ?? stored.Model,
             Dataset = req.Dataset ?? stored.Dataset,
-            Channels = req.Channels ?? stored.Channels,
+            // points have no channels: passing the stored 1 would read as a --channels flag
+            Channels = req.Channels ?? (IsMixture(stored.Dataset) ? null : stored.Channels),
             ImageSize = req.ImageSize,
             NoiseDim = req.NoiseDim,
             Epochs = req.Epochs ?? stored.Epochs,

@@ -57,6 +57,16 @@ internal static class ImageFolder
             return cached;
         }
 
+        // one writer per cache file: another process filling it is waited for, then its result used;
+        // the temporary file of a decode that was killed (up to the whole set's size) is removed
+        using var cacheLock = WriterLock.Wait(cachePath + ".lock", $"the image cache {cachePath}", ctx.Info);
+        AtomicFile.CleanTemporaries(cacheDir);
+        if (TryOpenCache(cachePath, key, files.Count, channels, size) is { } filled)
+        {
+            ctx.Info($"images: {files.Count:N0} from {root}, cached in {cachePath}");
+            return filled;
+        }
+
         ctx.Info($"images: decoding {files.Count:N0} files from {root} to {channels}×{size}×{size} (once; cached in {cachePath}) …");
         var imageBytes = channels * size * size;
         try
@@ -78,7 +88,7 @@ internal static class ImageFolder
                     Parallel.For(0, n, i =>
                     {
                         var (full, rel) = files[start + i];
-                        Decode(full, rel, channels, size, boxes, bboxFile).CopyTo(buffer.AsSpan(i * imageBytes, imageBytes));
+                        DecodeNamed(full, rel, channels, size, boxes, bboxFile).CopyTo(buffer.AsSpan(i * imageBytes, imageBytes));
                     });
                     stream.Write(buffer, 0, n * imageBytes);
                     if (files.Count > Chunk)
@@ -99,6 +109,27 @@ internal static class ImageFolder
 
         return TryOpenCache(cachePath, key, files.Count, channels, size)
             ?? throw new UserError($"The image cache {cachePath} could not be read back after writing it.");
+    }
+
+    /// <summary>
+    /// <see cref="Decode"/> for a loop over many files (run in parallel): any failure ends in a
+    /// UserError naming the file, so a bad image is never an internal error or an out-of-memory
+    /// hint about --batch-size.
+    /// </summary>
+    public static byte[] DecodeNamed(string path, string rel, int channels, int size, IReadOnlyDictionary<string, (int X, int Y, int W, int H)>? boxes, string? bboxFile)
+    {
+        try
+        {
+            return Decode(path, rel, channels, size, boxes, bboxFile);
+        }
+        catch (OutOfMemoryException)
+        {
+            throw new UserError($"Cannot read the image {path}: decoding it needs more memory than is free (its header gives a very large image). Remove or shrink it, then run again.");
+        }
+        catch (Exception e) when (e is not UserError)
+        {
+            throw new UserError($"Cannot read the image {path}: its decoder failed ({e.GetType().Name}: {e.Message.TrimEnd('.')}). Remove or replace it, then run again.");
+        }
     }
 
     /// <summary>Decodes one file to planar (channels, size, size) bytes.</summary>
@@ -171,22 +202,43 @@ internal static class ImageFolder
         return result;
     }
 
+    /// <summary>The largest --bbox file read (CelebA's list_bbox_celeba.txt is 8.3 MB for 202,599 images).</summary>
+    public const long MaxBoundingBoxFileBytes = 256L << 20;
+
+    /// <summary>The largest coordinate or side a box may give (far beyond any real photograph).</summary>
+    public const int MaxBoxCoordinate = 1 << 20;
+
     /// <summary>
     /// Reads CelebA's list_bbox_celeba.txt: a count line, a header line ("image_id x_1 y_1 width
     /// height"), then one "name x y width height" line per image.
     /// </summary>
     public static Dictionary<string, (int X, int Y, int W, int H)> ReadBoundingBoxes(string path)
     {
-        string[] lines;
+        string text;
         try
         {
-            lines = File.ReadAllLines(path);
+            var length = new FileInfo(path).Length;
+            if (length > MaxBoundingBoxFileBytes)
+            {
+                throw new UserError(
+                    $"The bounding-box file {path} (--bbox) is {length:N0} bytes, more than the {MaxBoundingBoxFileBytes:N0} a box list may have "
+                    + "(CelebA's is 8.3 MB); check that --bbox names list_bbox_celeba.txt.");
+            }
+
+            text = File.ReadAllText(path);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new UserError($"Cannot read the bounding-box file {path} (--bbox): {e.Message.TrimEnd('.')}.");
         }
 
+        return ParseBoundingBoxes(text, path);
+    }
+
+    /// <summary>Parses the text of a box list named <paramref name="path"/> in messages (see <see cref="ReadBoundingBoxes"/>).</summary>
+    public static Dictionary<string, (int X, int Y, int W, int H)> ParseBoundingBoxes(string text, string path)
+    {
+        var lines = text.Split('\n');
         var result = new Dictionary<string, (int, int, int, int)>(StringComparer.Ordinal);
         for (var i = 0; i < lines.Length; i++)
         {
@@ -196,18 +248,30 @@ internal static class ImageFolder
                 continue;
             }
 
+            var shown = lines[i].Trim();
+            shown = shown.Length > 80 ? shown[..80] + "…" : shown;
             if (t.Length != 5
-                || !int.TryParse(t[1], NumberStyles.Integer, CultureInfo.InvariantCulture, out var x)
-                || !int.TryParse(t[2], NumberStyles.Integer, CultureInfo.InvariantCulture, out var y)
-                || !int.TryParse(t[3], NumberStyles.Integer, CultureInfo.InvariantCulture, out var w)
-                || !int.TryParse(t[4], NumberStyles.Integer, CultureInfo.InvariantCulture, out var h)
-                || x < 0 || y < 0 || w <= 0 || h <= 0)
+                || !int.TryParse(t[1], NumberStyles.None, CultureInfo.InvariantCulture, out var x)
+                || !int.TryParse(t[2], NumberStyles.None, CultureInfo.InvariantCulture, out var y)
+                || !int.TryParse(t[3], NumberStyles.None, CultureInfo.InvariantCulture, out var w)
+                || !int.TryParse(t[4], NumberStyles.None, CultureInfo.InvariantCulture, out var h)
+                || w == 0 || h == 0)
             {
                 throw new UserError(
-                    $"The bounding-box file {path} (--bbox) is not in CelebA's format at line {i + 1}: expected \"name x y width height\", got \"{lines[i].Trim()}\".");
+                    $"The bounding-box file {path} (--bbox) is not in CelebA's format at line {i + 1}: expected \"name x y width height\" "
+                    + $"(whole numbers, width and height at least 1), got \"{shown}\".");
             }
 
-            result[t[0]] = (x, y, w, h);
+            if (Math.Max(x, y) > MaxBoxCoordinate || Math.Max(w, h) > MaxBoxCoordinate)
+            {
+                throw new UserError(
+                    $"The bounding-box file {path} (--bbox) gives a box beyond {MaxBoxCoordinate:N0} pixels at line {i + 1} (\"{shown}\"); no image is that large.");
+            }
+
+            if (!result.TryAdd(t[0], (x, y, w, h)))
+            {
+                throw new UserError($"The bounding-box file {path} (--bbox) lists {t[0]} twice (again at line {i + 1}); each image may have one box.");
+            }
         }
 
         if (result.Count == 0)

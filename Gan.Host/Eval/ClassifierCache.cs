@@ -52,6 +52,14 @@ internal static class ClassifierCache
             return loaded;
         }
 
+        // one writer per cache entry: another process filling it is waited for, then its result used
+        using var cacheLock = LockEntry(dataset, ctx);
+        reason = TryLoad(dataset, ctx, out loaded);
+        if (loaded is not null)
+        {
+            return loaded;
+        }
+
         if (ShippedBackbone.Find(dataset) is { } shipped && JsonNode.DeepEquals(shipped.Recipe, RecipeJson(Recipe(ctx, dataset))))
         {
             ctx.Info($"The {dataset} classifier backbone (for the metrics) is {reason}; installing the weights shipped with Gan.Host (trained by the same fixed recipe) into {Dir(ctx)}.");
@@ -59,7 +67,7 @@ internal static class ClassifierCache
         }
 
         ctx.Info($"The {dataset} classifier backbone (for the metrics) is {reason}; training it now with its fixed recipe (once; it is cached in {Dir(ctx)}).");
-        return Train(dataset, dataDir, ctx);
+        return Train(dataset, dataDir, ctx, locked: true);
     }
 
     /// <summary>
@@ -115,8 +123,12 @@ internal static class ClassifierCache
     }
 
     /// <summary>Trains the backbone with the fixed recipe (printing progress), measures it on the test set and caches it.</summary>
-    public static LoadedBackbone Train(string dataset, string? dataDir, HostContext ctx)
+    private static WriterLock LockEntry(string dataset, HostContext ctx) =>
+        WriterLock.Wait(Path.Combine(Dir(ctx), $"{dataset}.lock"), $"the {dataset} classifier cache in {Dir(ctx)}", ctx.Info);
+
+    public static LoadedBackbone Train(string dataset, string? dataDir, HostContext ctx, bool locked = false)
     {
+        using var cacheLock = locked ? null : LockEntry(dataset, ctx);
         var recipe = Recipe(ctx, dataset);
         var dir = LabeledDigits.Locate(dataset, dataDir, ctx);
         var train = LabeledDigits.Read(dir, "train");

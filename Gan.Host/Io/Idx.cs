@@ -18,57 +18,169 @@ internal static class Idx
 {
     private const byte UnsignedByte = 0x08;
 
-    /// <summary>Reads an IDX file; a UserError says what is wrong with a bad one.</summary>
+    /// <summary>
+    /// The most data bytes one IDX file may hold (1 GiB): MNIST's and Fashion-MNIST's largest file
+    /// holds 47,040,000. Checked against the header before anything is allocated.
+    /// </summary>
+    public const long MaxDataBytes = 1L << 30;
+
+    /// <summary>Reads an IDX file (raw or gzip); a UserError says what is wrong with a bad one.</summary>
     public static IdxArray Read(string path)
     {
-        byte[] bytes;
         try
         {
-            bytes = File.ReadAllBytes(path);
+            using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+            // a compressed file is never much larger than its content, so one cap serves both kinds
+            if (file.Length > MaxDataBytes + (1 << 20))
+            {
+                throw new UserError(
+                    $"{path} is {file.Length:N0} bytes, larger than any IDX dataset file this reader takes ({MaxDataBytes:N0} bytes of data). "
+                    + "Check that --data-dir points at the dataset.");
+            }
+
+            return Read(file, path);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw IoErrors.Describe(e, "read", path);
         }
+    }
 
-        if (bytes.Length >= 2 && bytes[0] == 0x1F && bytes[1] == 0x8B)
+    /// <summary>Reads an IDX file (raw or gzip) from <paramref name="bytes"/>, named <paramref name="name"/> in messages.</summary>
+    public static IdxArray Read(byte[] bytes, string name) => Read(new MemoryStream(bytes, writable: false), name);
+
+    private static IdxArray Read(Stream stream, string name)
+    {
+        Span<byte> sig = stackalloc byte[2];
+        var got = stream.ReadAtLeast(sig, 2, throwOnEndOfStream: false);
+        stream.Position = 0;
+        if (got == 2 && sig[0] == 0x1F && sig[1] == 0x8B)
         {
             try
             {
-                using var gz = new GZipStream(new MemoryStream(bytes), CompressionMode.Decompress);
-                using var raw = new MemoryStream();
-                gz.CopyTo(raw);
-                // The gzip trailer ends with the uncompressed size mod 2^32; a cut-short file
-                // decompresses to less without an error, so compare.
-                var expected = BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(bytes.Length - 4));
-                if (bytes.Length < 18 || (uint)raw.Length != expected)
-                {
-                    throw new InvalidDataException($"it decompresses to {raw.Length:N0} bytes, not the {expected:N0} its trailer gives");
-                }
-
-                bytes = raw.ToArray();
+                using var gz = new GZipStream(stream, CompressionMode.Decompress, leaveOpen: true);
+                return ReadGzip(gz, name);
             }
             catch (InvalidDataException e)
             {
-                throw new UserError(
-                    $"{path} is a damaged gzip file ({e.Message.TrimEnd('.')}); it may be truncated. Delete it and fetch or copy it again.");
+                throw Damaged(name, e.Message.TrimEnd('.'));
             }
         }
 
-        return Parse(bytes, path);
+        var bytes = new byte[stream.Length];
+        stream.ReadExactly(bytes);
+        return Parse(bytes, name);
+    }
+
+    private static UserError Damaged(string name, string why) =>
+        new($"{name} is a damaged gzip file ({why}); it may be cut short or corrupt. Delete it and fetch or copy it again.");
+
+    /// <summary>
+    /// The IDX content of a gzip stream: the header first, then exactly the data bytes it gives
+    /// (never more out of the decompressor, and nothing allocated before the size is checked).
+    /// </summary>
+    private static IdxArray ReadGzip(Stream gz, string name)
+    {
+        var head = new byte[4 + (4 * 4)];
+        var n = gz.ReadAtLeast(head.AsSpan(0, 4), 4, throwOnEndOfStream: false);
+        CheckMagic(head.AsSpan(0, n), name);
+        var rank = head[3];
+        var headerLength = 4 + (4 * rank);
+        n += gz.ReadAtLeast(head.AsSpan(4, headerLength - 4), headerLength - 4, throwOnEndOfStream: false);
+        if (n < headerLength)
+        {
+            throw Damaged(name, $"it decompresses to {n:N0} bytes, which end inside its IDX header");
+        }
+
+        var (dims, total) = Dimensions(head, rank, name);
+        // grown as data arrives, so a header that promises much over a short stream allocates little
+        var data = new byte[Math.Min(total, 1 << 20)];
+        var read = 0;
+        while (read < total)
+        {
+            if (read == data.Length)
+            {
+                Array.Resize(ref data, (int)Math.Min(total, 2L * data.Length));
+            }
+
+            var r = gz.Read(data, read, data.Length - read);
+            if (r == 0)
+            {
+                break;
+            }
+
+            read += r;
+        }
+
+        if (read < total)
+        {
+            throw Damaged(name, $"it decompresses to {headerLength + read:N0} bytes, not the {headerLength + total:N0} its IDX header gives");
+        }
+
+        // one more byte: the end of the stream (where gzip's CRC is checked), or data the header does not cover
+        Span<byte> one = stackalloc byte[1];
+        if (gz.Read(one) != 0)
+        {
+            throw Damaged(name, $"it decompresses to more than the {headerLength + total:N0} bytes its IDX header gives");
+        }
+
+        return new IdxArray(dims, data);
+    }
+
+    private static void CheckMagic(ReadOnlySpan<byte> bytes, string name)
+    {
+        if (bytes.Length < 4 || bytes[0] != 0 || bytes[1] != 0 || bytes[2] != UnsignedByte || bytes[3] is 0 or > 4)
+        {
+            var head = Convert.ToHexString(bytes[..Math.Min(4, bytes.Length)]);
+            throw new UserError(
+                $"{name} is not an IDX file of bytes: it starts with 0x{head}, where an IDX image or label file starts with "
+                + "0x00000803 or 0x00000801 (bad magic number). Replace it with the right file.");
+        }
+    }
+
+    /// <summary>The dimensions of a header and their product, checked against <see cref="MaxDataBytes"/> without overflow.</summary>
+    private static (int[] Dims, int Total) Dimensions(ReadOnlySpan<byte> header, int rank, string name)
+    {
+        var dims = new int[rank];
+        long total = 1;
+        for (var i = 0; i < rank; i++)
+        {
+            var d = BinaryPrimitives.ReadInt32BigEndian(header[(4 + (4 * i))..]);
+            if (d < 0)
+            {
+                throw new UserError($"{name} is corrupt: dimension {i} is {d}. Replace it with a good copy.");
+            }
+
+            dims[i] = d;
+        }
+
+        // a zero dimension makes the product 0 whatever the others are; otherwise stop before it can pass the cap
+        if (!dims.Contains(0))
+        {
+            foreach (var d in dims)
+            {
+                if (total > MaxDataBytes / d)
+                {
+                    throw new UserError(
+                        $"{name} is corrupt or not a dataset this reader takes: its header gives dimensions {string.Join("×", dims)}, "
+                        + $"more than {MaxDataBytes:N0} bytes of data. Replace it with a good copy.");
+                }
+
+                total *= d;
+            }
+        }
+        else
+        {
+            total = 0;
+        }
+
+        return (dims, (int)total);
     }
 
     /// <summary>Parses the bytes of an (uncompressed) IDX file named <paramref name="name"/> in messages.</summary>
     public static IdxArray Parse(byte[] bytes, string name)
     {
-        if (bytes.Length < 4 || bytes[0] != 0 || bytes[1] != 0 || bytes[2] != UnsignedByte || bytes[3] is 0 or > 4)
-        {
-            var head = Convert.ToHexString(bytes.AsSpan(0, Math.Min(4, bytes.Length)));
-            throw new UserError(
-                $"{name} is not an IDX file of bytes: it starts with 0x{head}, where an IDX image or label file starts with "
-                + "0x00000803 or 0x00000801 (bad magic number). Replace it with the right file.");
-        }
-
+        CheckMagic(bytes, name);
         var rank = bytes[3];
         var headerLength = 4 + (4 * rank);
         if (bytes.Length < headerLength)
@@ -76,20 +188,7 @@ internal static class Idx
             throw new UserError($"{name} is truncated: it ends inside its header ({bytes.Length} bytes). Replace it with a complete copy.");
         }
 
-        var dims = new int[rank];
-        long total = 1;
-        for (var i = 0; i < rank; i++)
-        {
-            var d = BinaryPrimitives.ReadInt32BigEndian(bytes.AsSpan(4 + (4 * i)));
-            if (d < 0)
-            {
-                throw new UserError($"{name} is corrupt: dimension {i} is {d}. Replace it with a good copy.");
-            }
-
-            dims[i] = d;
-            total *= d;
-        }
-
+        var (dims, total) = Dimensions(bytes, rank, name);
         var available = bytes.Length - headerLength;
         if (available < total)
         {
@@ -98,12 +197,7 @@ internal static class Idx
                 + $"but only {available:N0} follow. Delete it and fetch or copy it again.");
         }
 
-        if (total > int.MaxValue)
-        {
-            throw new UserError($"{name} is too large ({total:N0} values) for this reader.");
-        }
-
-        var data = bytes.AsSpan(headerLength, (int)total).ToArray();
+        var data = bytes.AsSpan(headerLength, total).ToArray();
         return new IdxArray(dims, data);
     }
 

@@ -23,6 +23,15 @@ internal static class Safetensors
     private const string MetadataKey = "__metadata__";
     private const long MaxHeader = 100L << 20;
 
+    /// <summary>
+    /// The most elements one tensor may have (2^28, 1 GiB of F32): the largest tensor of a zoo
+    /// checkpoint has about 3.3 million, the classifier's test features 1.3 million.
+    /// </summary>
+    public const long MaxTensorElements = 1L << 28;
+
+    /// <summary>The largest safetensors file read (one array: 2 GiB less a little; the zoo's largest checkpoint is about 110 MB).</summary>
+    public const long MaxFileBytes = 0x7FFF_FFC7;
+
     public static void Write(Stream stream, IEnumerable<NamedTensor> tensors, IReadOnlyDictionary<string, string>? metadata)
     {
         var list = tensors.OrderBy(t => t.Name, StringComparer.Ordinal).ToList();
@@ -145,6 +154,11 @@ internal static class Safetensors
 
         var dataStart = 8 + (int)headerLength;
         var dataLength = bytes.Length - dataStart;
+        if (!System.Text.Unicode.Utf8.IsValid(bytes.AsSpan(8, (int)headerLength)))
+        {
+            throw new SafetensorsException("corrupt: its header is not valid UTF-8 text");
+        }
+
         JsonDocument doc;
         try
         {
@@ -163,9 +177,16 @@ internal static class Safetensors
             }
 
             var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
-            var entries = new List<(string Name, string DType, int[] Shape, long Begin, long End)>();
+            var entries = new List<(string Name, string DType, int[] Shape, long Count, long Begin, long End)>();
+            // JSON allows a name twice; a second tensor (or metadata entry) of the same name would silently replace the first
+            var names = new HashSet<string>(StringComparer.Ordinal);
             foreach (var p in doc.RootElement.EnumerateObject())
             {
+                if (!names.Add(p.Name))
+                {
+                    throw new SafetensorsException($"corrupt: its header names '{p.Name}' twice");
+                }
+
                 if (p.Name == MetadataKey)
                 {
                     if (p.Value.ValueKind != JsonValueKind.Object)
@@ -175,7 +196,10 @@ internal static class Safetensors
 
                     foreach (var m in p.Value.EnumerateObject())
                     {
-                        metadata[m.Name] = m.Value.ValueKind == JsonValueKind.String ? m.Value.GetString() ?? "" : m.Value.GetRawText();
+                        if (!metadata.TryAdd(m.Name, m.Value.ValueKind == JsonValueKind.String ? m.Value.GetString() ?? "" : m.Value.GetRawText()))
+                        {
+                            throw new SafetensorsException($"corrupt: its __metadata__ names '{m.Name}' twice");
+                        }
                     }
 
                     continue;
@@ -189,7 +213,7 @@ internal static class Safetensors
             foreach (var e in entries.OrderBy(e => e.Begin))
             {
                 var elemSize = e.DType == "F32" ? 4 : 8;
-                var count = e.Shape.Aggregate(1L, (a, d) => a * d);
+                var count = e.Count;
                 if (e.End - e.Begin != count * elemSize)
                 {
                     throw new SafetensorsException(
@@ -223,7 +247,7 @@ internal static class Safetensors
         }
     }
 
-    private static (string Name, string DType, int[] Shape, long Begin, long End) ParseEntry(JsonProperty p)
+    private static (string Name, string DType, int[] Shape, long Count, long Begin, long End) ParseEntry(JsonProperty p)
     {
         var v = p.Value;
         if (v.ValueKind != JsonValueKind.Object
@@ -244,7 +268,7 @@ internal static class Safetensors
         var dims = new List<int>();
         foreach (var d in shape.EnumerateArray())
         {
-            if (!d.TryGetInt32(out var n) || n < 0)
+            if (d.ValueKind != JsonValueKind.Number || !d.TryGetInt32(out var n) || n < 0)
             {
                 throw new SafetensorsException($"corrupt: tensor '{p.Name}' has a bad shape {shape.GetRawText()}");
             }
@@ -252,12 +276,26 @@ internal static class Safetensors
             dims.Add(n);
         }
 
-        if (!offsets[0].TryGetInt64(out var begin) || !offsets[1].TryGetInt64(out var end) || begin < 0 || end < begin)
+        // the element count in checked steps: a product that passes the cap is refused before it could wrap
+        long count = dims.Contains(0) ? 0 : 1;
+        foreach (var d in dims)
+        {
+            if (count != 0 && count > MaxTensorElements / d)
+            {
+                throw new SafetensorsException(
+                    $"corrupt: tensor '{p.Name}' has shape {shape.GetRawText()}, more than the {MaxTensorElements:N0} elements a tensor may have");
+            }
+
+            count *= d;
+        }
+
+        if (offsets[0].ValueKind != JsonValueKind.Number || offsets[1].ValueKind != JsonValueKind.Number
+            || !offsets[0].TryGetInt64(out var begin) || !offsets[1].TryGetInt64(out var end) || begin < 0 || end < begin)
         {
             throw new SafetensorsException($"corrupt: tensor '{p.Name}' has bad data_offsets {offsets.GetRawText()}");
         }
 
-        return (p.Name, dt, dims.ToArray(), begin, end);
+        return (p.Name, dt, dims.ToArray(), count, begin, end);
     }
 
     private static T[] ReadLittleEndian<T>(ReadOnlySpan<byte> span)

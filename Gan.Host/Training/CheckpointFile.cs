@@ -25,10 +25,14 @@ internal sealed record EpochSums(double D, double G, int GCount, double Real, do
 
     public string Serialize() => string.Join(" ", new[] { D, G, GCount, Real, Fake, Count, Seconds }.Select(v => v.ToString("R", CultureInfo.InvariantCulture)));
 
+    /// <summary>Parses <see cref="Serialize"/>'s form; a FormatException when it is not 7 numbers with whole, non-negative counts.</summary>
     public static EpochSums Parse(string text)
     {
-        var v = text.Split(' ').Select(s => double.Parse(s, CultureInfo.InvariantCulture)).ToArray();
-        return new EpochSums(v[0], v[1], (int)v[2], v[3], v[4], (int)v[5], v[6]);
+        var v = text.Split(' ').Select(s => double.Parse(s, NumberStyles.Float, CultureInfo.InvariantCulture)).ToArray();
+        static int Count(double c) => c is >= 0 and <= int.MaxValue && c == Math.Floor(c) ? (int)c : throw new FormatException($"bad count {c}");
+        return v.Length == 7
+            ? new EpochSums(v[0], v[1], Count(v[2]), v[3], v[4], Count(v[5]), v[6])
+            : throw new FormatException($"{v.Length} numbers, not 7");
     }
 }
 
@@ -80,6 +84,13 @@ internal static class CheckpointFile
         byte[] bytes;
         try
         {
+            var length = new FileInfo(path).Length;
+            if (length > Safetensors.MaxFileBytes)
+            {
+                throw new UserError(
+                    $"The checkpoint {path} is {length:N0} bytes, larger than any checkpoint this version reads ({Safetensors.MaxFileBytes:N0} bytes); it is not a checkpoint of a zoo model.");
+            }
+
             bytes = File.ReadAllBytes(path);
         }
         catch (FileNotFoundException)
@@ -112,21 +123,31 @@ internal static class CheckpointFile
         }
 
         var config = RunConfig.FromJson(configJson, $"the configuration inside {path}");
+        int completed, step, trainStep;
+        EpochSums sums;
         try
         {
-            return new LoadedCheckpoint(
-                path,
-                file.Tensors,
-                config,
-                int.Parse(m["completed_epochs"], CultureInfo.InvariantCulture),
-                int.Parse(m["step_in_epoch"], CultureInfo.InvariantCulture),
-                int.Parse(m["train_step"], CultureInfo.InvariantCulture),
-                EpochSums.Parse(m["epoch_sums"]));
+            completed = int.Parse(m["completed_epochs"], NumberStyles.None, CultureInfo.InvariantCulture);
+            step = int.Parse(m["step_in_epoch"], NumberStyles.None, CultureInfo.InvariantCulture);
+            trainStep = int.Parse(m["train_step"], NumberStyles.None, CultureInfo.InvariantCulture);
+            sums = EpochSums.Parse(m["epoch_sums"]);
         }
-        catch (Exception e) when (e is KeyNotFoundException or FormatException or IndexOutOfRangeException or OverflowException)
+        catch (Exception e) when (e is KeyNotFoundException or FormatException or OverflowException)
         {
-            throw new UserError($"The checkpoint {path} has damaged metadata (its position in the run is unreadable).");
+            throw new UserError(
+                $"The checkpoint {path} has damaged metadata: its position in the run (completed_epochs, step_in_epoch, train_step, epoch_sums) "
+                + "is missing or not a whole number of at least 0. Delete it to fall back to the one before, or use another checkpoint.");
         }
+
+        // a position the loop can reach: the steps of the epoch in progress are counted in its sums
+        if (sums.Count != step || completed > RunConfig.MaxEpochs || (long)trainStep < completed + (long)step)
+        {
+            throw new UserError(
+                $"The checkpoint {path} has damaged metadata: its position ({completed} epochs + {step} steps, step {trainStep} of the run, "
+                + $"{sums.Count} steps summed) is not one a run reaches. Delete it to fall back to the one before, or use another checkpoint.");
+        }
+
+        return new LoadedCheckpoint(path, file.Tensors, config, completed, step, trainStep, sums);
     }
 
     /// <summary>Restores a trainer, with a clear error when the tensors do not fit the model.</summary>
@@ -137,6 +158,19 @@ internal static class CheckpointFile
             throw new UserError(
                 $"The checkpoint {ckpt.Path} belongs to model {ckpt.Config.Model} ({ckpt.Config.Channels} channel(s)), "
                 + $"but this run trains {config.Model} ({config.Channels} channel(s)). Use a checkpoint of this run, or start a new run.");
+        }
+
+        // every setting that decides the weights, not only the model: a checkpoint continued with
+        // another seed, learning rate or loss would give weights no uninterrupted run gives
+        var changed = ckpt.Config.Fixed().Zip(config.Fixed())
+            .Where(p => p.First.Value != p.Second.Value)
+            .Select(p => $"{RunConfig.SettingName(p.First.Flag)} ({p.First.Flag}) {p.First.Value} in the checkpoint, {p.Second.Value} in the run's configuration")
+            .ToList();
+        if (changed.Count > 0)
+        {
+            throw new UserError(
+                $"The checkpoint {ckpt.Path} was written with other settings than this run has: {string.Join("; ", changed)}. "
+                + "Restore the run's config.json, or delete that checkpoint to fall back to the one before, or start a new run.");
         }
 
         try

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Gan.Functional.CSharp;
+using Gan.Host.Cli;
 
 namespace Gan.Host.Training;
 
@@ -8,6 +9,15 @@ namespace Gan.Host.Training;
 internal sealed class RunConfig
 {
     public const int CurrentFormat = 1;
+
+    /// <summary>The largest config.json read (a real one is under 1 KB).</summary>
+    public const long MaxFileBytes = 1 << 20;
+
+    /// <summary>The most epochs a run can have (the command line's range of --epochs).</summary>
+    public const int MaxEpochs = CommandLine.MaxEpochs;
+
+    /// <summary>The most sample images or points per epoch (a real run has 16 images or 2,500 points).</summary>
+    public const int MaxSampleCount = 100_000;
 
     public int Format { get; set; } = CurrentFormat;
     public string Model { get; set; } = "mlp";
@@ -52,6 +62,33 @@ internal sealed class RunConfig
 
     public string ToJson() => JsonSerializer.Serialize(this, Json) + "\n";
 
+    /// <summary>Reads and checks a run's config.json (see <see cref="FromJson"/>).</summary>
+    public static RunConfig Load(string path)
+    {
+        string json;
+        try
+        {
+            var length = new FileInfo(path).Length;
+            if (length > MaxFileBytes)
+            {
+                throw new UserError($"{path} is {length:N0} bytes, not a run configuration (one is under 1 KB). Restore it, or start a new run with another --out.");
+            }
+
+            json = File.ReadAllText(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw IoErrors.Describe(e, "read", path);
+        }
+
+        return FromJson(json, path);
+    }
+
+    /// <summary>
+    /// Parses a run configuration and checks every value as the command line checks its flags
+    /// (<see cref="CommandLine.checkStoredTrain"/>), so a hand-edited or damaged file ends in one
+    /// message naming the setting instead of a crash or a run that deletes its own checkpoints.
+    /// </summary>
     public static RunConfig FromJson(string json, string source)
     {
         RunConfig? c;
@@ -59,18 +96,84 @@ internal sealed class RunConfig
         {
             c = JsonSerializer.Deserialize<RunConfig>(json, Json);
         }
-        catch (JsonException e)
+        catch (Exception e) when (e is JsonException or NotSupportedException or ArgumentException or InvalidOperationException)
         {
             throw new UserError($"{source} is not a valid run configuration ({e.Message.TrimEnd('.')}). Restore it, or start a new run with another --out.");
         }
 
-        if (c is null || c.Format != CurrentFormat || c.Epochs < 1 || c.BatchSize < 1)
+        if (c is null || c.Format != CurrentFormat)
         {
             throw new UserError($"{source} is not a run configuration this version understands (format {c?.Format}). Start a new run with another --out.");
         }
 
+        string? problem = null;
+        foreach (var (name, value) in new (string, object?)[]
+        {
+            ("model", c.Model), ("dataset", c.Dataset), ("loss", c.Loss), ("device", c.Device), ("dataDir", c.DataDir), ("lrDecayEpochs", c.LrDecayEpochs),
+        })
+        {
+            if (value is null)
+            {
+                problem ??= $"{name} is null; it must be given";
+            }
+        }
+
+        problem ??= CommandLine.checkStoredTrain(c.ToRequest(), new Func<string, string>(flag => $"{SettingName(flag)} ({flag})"))?.TrimEnd('.');
+        if (problem is null && c.SampleCount is < 1 or > MaxSampleCount)
+        {
+            problem = $"sampleCount must be between 1 and {MaxSampleCount:N0} (got {c.SampleCount})";
+        }
+
+        if (problem is not null)
+        {
+            throw new UserError(
+                $"{source} has a setting the command line would refuse: {problem}. Restore the file (or fix that value), or start a new run with another --out.");
+        }
+
         return c;
     }
+
+    /// <summary>Every stored setting as a train request (for the command line's checks).</summary>
+    private TrainRequest ToRequest() => new()
+    {
+        Model = Model,
+        Dataset = Dataset,
+        Channels = Channels,
+        ImageSize = ImageSize == 0 ? null : ImageSize,
+        NoiseDim = NoiseDim,
+        Epochs = Epochs,
+        BatchSize = BatchSize,
+        LearningRate = LearningRate,
+        GeneratorLrScale = GeneratorLrScale,
+        Beta1 = Beta1,
+        Loss = Loss,
+        DSteps = DSteps,
+        GradientPenaltyWeight = GpWeight,
+        R1Weight = R1Weight,
+        EmaDecay = Ema,
+        LrDecayEpochs = LrDecayEpochs,
+        BoundingBoxes = Bbox,
+        TrainSize = TrainSize,
+        CheckpointEvery = CheckpointEvery,
+        KeepCheckpoints = KeepCheckpoints,
+        Seed = Seed,
+        Threads = Threads,
+        Device = Device,
+        DataDir = DataDir,
+        EvalEvery = EvalEvery,
+        EvalSamples = EvalSamples,
+    };
+
+    /// <summary>The name in config.json of the setting a flag sets.</summary>
+    public static string SettingName(string flag) => flag switch
+    {
+        "--lr" => "learningRate",
+        "--g-lr-scale" => "generatorLrScale",
+        "--gp-weight" => "gpWeight",
+        "--r1-weight" => "r1Weight",
+        "--bbox" => "bbox",
+        _ => JsonNamingPolicy.CamelCase.ConvertName(string.Concat(flag.TrimStart('-').Split('-').Select(w => char.ToUpperInvariant(w[0]) + w[1..]))),
+    };
 
     /// <summary>The training options of the engine.</summary>
     public TrainOptions ToTrainOptions()

@@ -24,6 +24,19 @@ internal sealed partial class RunDirectory(string root)
 
     public bool HasConfig => File.Exists(ConfigPath);
 
+    /// <summary>The one-writer lock of the run directory (see <see cref="WriterLock"/>).</summary>
+    public string LockPath => Path.Combine(Root, "run.lock");
+
+    /// <summary>Takes the run directory's lock, or refuses naming the process that holds it.</summary>
+    public WriterLock TakeLock(HostContext ctx) => WriterLock.Acquire(LockPath, $"the run directory {Root}", ctx.Info);
+
+    /// <summary>
+    /// True when the directory holds nothing but what an interrupted start leaves (the lock file,
+    /// temporary files): a new run may use it.
+    /// </summary>
+    public bool HoldsOnlyLeftovers() => Directory.EnumerateFileSystemEntries(Root).All(e =>
+        Path.GetFileName(e) is var n && (n == "run.lock" || n.StartsWith("run.lock.stale-", StringComparison.Ordinal) || n.Contains(AtomicFile.TempMarker, StringComparison.Ordinal)));
+
     public string SamplePath(int epoch) => Path.Combine(SamplesDir, $"epoch-{epoch:D4}.png");
 
     /// <summary>
@@ -75,7 +88,10 @@ internal sealed partial class RunDirectory(string root)
         }
     }
 
-    /// <summary>Keeps the header and the rows whose first column is at most <paramref name="last"/>.</summary>
+    /// <summary>
+    /// Keeps the header and the rows whose first column is at most <paramref name="last"/>; a last
+    /// row without its newline (cut off by a crash mid-append) is dropped too.
+    /// </summary>
     public static void TruncateCsv(string path, long last)
     {
         if (!File.Exists(path))
@@ -83,13 +99,23 @@ internal sealed partial class RunDirectory(string root)
             return;
         }
 
-        var lines = File.ReadAllLines(path);
+        var text = File.ReadAllText(path);
+        var complete = text.LastIndexOf('\n') + 1;
+        var lines = text[..complete].Split('\n', StringSplitOptions.RemoveEmptyEntries);
         var kept = lines.Take(1).Concat(lines.Skip(1).Where(l =>
         {
             var first = l.Split(',')[0];
             return long.TryParse(first, NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) && v <= last;
-        }));
-        AtomicFile.WriteAllText(path, string.Join("\n", kept) + "\n");
+        })).ToList();
+        AtomicFile.WriteAllText(path, kept.Count == 0 ? "" : string.Join("\n", kept) + "\n");
+    }
+
+    /// <summary>Flushes the run's logs to disk, so the rows a checkpoint covers survive a power cut with it.</summary>
+    public void SyncLogs()
+    {
+        AtomicFile.SyncFile(LossCsv);
+        AtomicFile.SyncFile(StepsCsv);
+        AtomicFile.SyncFile(MetricsCsv);
     }
 
     public static void AppendLine(string path, string header, string line)

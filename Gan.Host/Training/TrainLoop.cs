@@ -26,6 +26,8 @@ internal sealed class TrainLoop(RunConfig config, RunDirectory run, BatchSource 
     /// <summary>Seconds of stepping after which the whole run's time is estimated.</summary>
     private const double EstimateAfterSeconds = 5;
 
+    private StreamWriter? stepsLog;
+
     public int Run(LoadedCheckpoint? from)
     {
         var n = data.Count;
@@ -36,13 +38,7 @@ internal sealed class TrainLoop(RunConfig config, RunDirectory run, BatchSource 
         var sums = from?.Sums ?? EpochSums.Empty;
         LastCheckpoint = from?.Path;
 
-        if (trainer.StepCount != ((long)epoch * stepsPerEpoch) + step || step >= stepsPerEpoch)
-        {
-            throw new UserError(
-                $"The checkpoint {from?.Path} was written {trainer.StepCount} steps into the run ({epoch} epochs + {step} steps), "
-                + $"which does not fit {n:N0} images at batch size {batch} ({stepsPerEpoch} steps per epoch): the dataset is not the one this run was trained on. "
-                + "Point --data-dir at the original data, or start a new run.");
-        }
+        CheckPosition(from, trainer, n, batch);
 
         var loader = data;
         var fixedNoise = trainer.Noise(config.SampleCount, RunRandom.SampleNoiseSeed(config.Seed));
@@ -50,6 +46,7 @@ internal sealed class TrainLoop(RunConfig config, RunDirectory run, BatchSource 
         Directory.CreateDirectory(run.SamplesDir);
         Directory.CreateDirectory(run.CheckpointsDir);
         using var stepsLog = OpenStepsLog();
+        this.stepsLog = stepsLog;
         using var textLog = new StreamWriter(run.TrainLog, append: true, new System.Text.UTF8Encoding(false)) { NewLine = "\n" };
 
         void Log(string line)
@@ -128,6 +125,25 @@ internal sealed class TrainLoop(RunConfig config, RunDirectory run, BatchSource 
         return ExitCodes.Ok;
     }
 
+    /// <summary>
+    /// Refuses a checkpoint whose position (epochs, steps, the engine's step count) does not fit
+    /// <paramref name="n"/> examples at batch <paramref name="batch"/>; called before anything in
+    /// the run directory is rewritten.
+    /// </summary>
+    public static void CheckPosition(LoadedCheckpoint? from, GanTrainer trainer, int n, int batch)
+    {
+        var stepsPerEpoch = (n + batch - 1) / batch;
+        var epoch = from?.CompletedEpochs ?? 0;
+        var step = from?.StepInEpoch ?? 0;
+        if (trainer.StepCount != ((long)epoch * stepsPerEpoch) + step || step >= stepsPerEpoch || (from is not null && from.TrainStep != trainer.StepCount))
+        {
+            throw new UserError(
+                $"The checkpoint {from?.Path} was written {trainer.StepCount} steps into the run ({epoch} epochs + {step} steps), "
+                + $"which does not fit {n:N0} images at batch size {batch} ({stepsPerEpoch} steps per epoch): the dataset is not the one this run was trained on. "
+                + "Point --data-dir at the original data, or start a new run.");
+        }
+    }
+
     private void EndEpoch(int epoch, EpochSums sums, float[] fixedNoise, Action<string> log)
     {
         var number = epoch + 1;
@@ -161,20 +177,25 @@ internal sealed class TrainLoop(RunConfig config, RunDirectory run, BatchSource 
         }
 
         var line = string.Create(C, $"epoch {number}/{config.Epochs}  D {sums.MeanD:0.0000}  G {sums.MeanG:0.0000}  D(x) {sums.MeanReal:0.000}  D(G(z)) {sums.MeanFake:0.000}  {sums.Seconds:0.0} s in steps  → {Rel(samplePath)}");
+        // the metrics row before the checkpoint, so every row up to a checkpoint exists once it does
+        // (a crash between them would otherwise lose the row for good: resume starts after it)
+        var metrics = scorer is not null && ((config.EvalEvery > 0 && number % config.EvalEvery == 0) || number == config.Epochs)
+            ? Evaluate(number)
+            : null;
         if (number % config.CheckpointEvery == 0 || number == config.Epochs)
         {
             line += $", {Rel(SaveCheckpoint(number, 0, EpochSums.Empty))}";
         }
 
         log(line);
-        if (scorer is not null && ((config.EvalEvery > 0 && number % config.EvalEvery == 0) || number == config.Epochs))
+        if (metrics is not null)
         {
-            Evaluate(number, log);
+            log(metrics);
         }
     }
 
-    /// <summary>Scores the generator on a fixed noise batch and appends a row to metrics.csv.</summary>
-    private void Evaluate(int number, Action<string> log)
+    /// <summary>Scores the generator on a fixed noise batch and appends a row to metrics.csv; returns the line to log.</summary>
+    private string Evaluate(int number)
     {
         var n = config.EvalSamples ?? scorer!.DefaultTrainingSamples;
         var seed = RunRandom.EvalSeed(config.Seed);
@@ -195,8 +216,8 @@ internal sealed class TrainLoop(RunConfig config, RunDirectory run, BatchSource 
             throw IoErrors.Describe(e, "write", run.MetricsCsv);
         }
 
-        log(string.Create(C, $"metrics after epoch {number} ({n:N0} samples, {watch.Elapsed.TotalSeconds:0.0} s): ")
-            + string.Join("  ", columns.Where(c => !c.Key.EndsWith("_std", StringComparison.Ordinal)).Select(c => $"{c.Key} {Eval.EvalResult.Show(c.Value)}")));
+        return string.Create(C, $"metrics after epoch {number} ({n:N0} samples, {watch.Elapsed.TotalSeconds:0.0} s): ")
+            + string.Join("  ", columns.Where(c => !c.Key.EndsWith("_std", StringComparison.Ordinal)).Select(c => $"{c.Key} {Eval.EvalResult.Show(c.Value)}"));
     }
 
     private string SaveCheckpoint(int completedEpochs, int stepInEpoch, EpochSums sums)
@@ -210,6 +231,16 @@ internal sealed class TrainLoop(RunConfig config, RunDirectory run, BatchSource 
         if (!trainer.IsFinite())
         {
             throw Diverged($"the weights are no longer finite at epoch {completedEpochs + (stepInEpoch > 0 ? 1 : 0)} (step {trainer.StepCount} of the run)");
+        }
+
+        try
+        {
+            stepsLog?.Flush();
+            run.SyncLogs();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw IoErrors.Describe(e, "flush the logs in", run.Root);
         }
 
         CheckpointFile.Write(path, trainer, config, completedEpochs, stepInEpoch, sums);

@@ -1,0 +1,190 @@
+using System.Diagnostics;
+using System.Globalization;
+using Xunit.Abstractions;
+
+namespace Gan.Host.Tests;
+
+/// <summary>
+/// kill -9 anywhere (issue 15): a small run is killed with SIGKILL many times, at random moments
+/// (start-up, the first epoch before any checkpoint, later epochs) and at named points inside
+/// atomic writes (a checkpoint's temporary file complete but not renamed; renamed but the directory
+/// not yet flushed and old checkpoints not yet pruned), resumed after each kill (or started afresh
+/// when there is no run yet), and must end bit-identical to an uninterrupted run.
+/// </summary>
+public class CrashTests(ITestOutputHelper output)
+{
+    private static readonly string[] Settings =
+    [
+        "--dataset", "ring8", "--train-size", "1000", "--epochs", "16", "--checkpoint-every", "1", "--keep-checkpoints", "2",
+        "--eval-every", "2", "--eval-samples", "200", "--threads", "1", "--seed", "11",
+    ];
+
+    private static string DotnetHost() =>
+        Environment.ProcessPath is { } p && Path.GetFileNameWithoutExtension(p) == "dotnet" ? p : "dotnet";
+
+    /// <summary>Starts Gan.Host as a child process in <paramref name="dir"/>.</summary>
+    private static Process Start(TempDir sandbox, string? crashAt, IEnumerable<string> args) => Start(sandbox, crashAt, args, new System.Text.StringBuilder());
+
+    private static Process Start(TempDir sandbox, string? crashAt, IEnumerable<string> args, System.Text.StringBuilder errors, Action<string>? line = null)
+    {
+        var psi = new ProcessStartInfo(DotnetHost())
+        {
+            UseShellExecute = false,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            WorkingDirectory = sandbox.Path,
+        };
+        psi.ArgumentList.Add(typeof(App).Assembly.Location);
+        foreach (var a in args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        psi.Environment["CI"] = "true";
+        psi.Environment["XDG_CACHE_HOME"] = sandbox["cache"];
+        if (crashAt is not null)
+        {
+            psi.Environment["GAN_HOST_CRASH_AT"] = crashAt;
+        }
+
+        var p = Process.Start(psi)!;
+        p.OutputDataReceived += (_, e) =>
+        {
+            if (e.Data is { } l)
+            {
+                line?.Invoke(l);
+            }
+        };
+        p.ErrorDataReceived += (_, e) =>
+        {
+            lock (errors)
+            {
+                errors.AppendLine(e.Data);
+            }
+        };
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        return p;
+    }
+
+    private static string[] StepsWithoutSeconds(string run) =>
+        File.ReadAllLines(Path.Combine(run, "steps.csv")).Select(l => string.Join(",", l.Split(',')[..^1])).ToArray();
+
+    private static string[] Names(string dir) =>
+        Directory.GetFiles(dir).Select(f => Path.GetFileName(f)).Order(StringComparer.Ordinal).ToArray();
+
+    [Fact]
+    public void A_run_killed_with_SIGKILL_many_times_and_resumed_ends_bit_identical_to_an_uninterrupted_one()
+    {
+        using var sandbox = new TempDir();
+        var straight = sandbox["straight"];
+        var crashed = sandbox["crashed"];
+        var watch = Stopwatch.StartNew();
+
+        var firstEpoch = TimeSpan.Zero;
+        using (var reference = Start(sandbox, null, ["train", .. Settings, "--out", straight], new System.Text.StringBuilder(), l =>
+        {
+            if (l.StartsWith("epoch 1/", StringComparison.Ordinal))
+            {
+                firstEpoch = watch.Elapsed;
+            }
+        }))
+        {
+            reference.WaitForExit();
+            Assert.Equal(0, reference.ExitCode);
+        }
+
+        // Random kills, placed by the child's progress rather than by the clock alone (the machine
+        // may be slow or busy): one in five at a random time in the start-up (before training, at
+        // times before config.json exists), the rest a random time (up to an epoch's length) after the
+        // run printed its j-th epoch line, j from 0 (training has just begun) to 2.
+        var full = watch.Elapsed;
+        var epochMs = (full - firstEpoch).TotalMilliseconds / 15;
+        var rng = new Random(15);
+        // the named points: inside and just after the first and second checkpoint writes,
+        // config.json's, a sample grid's, and a log's repair on resume
+        var named = new Queue<string>(
+        [
+            "before-rename.safetensors:1", "after-rename.safetensors:1", "before-rename.safetensors:2", "after-rename.safetensors:2",
+            "after-rename.json:1", "before-rename.png:1", "after-rename.csv:1",
+        ]);
+        int killed = 0, beforeCheckpoint = 0, beforeConfig = 0, attempts = 0;
+        var done = false;
+        while (!done && attempts < 60)
+        {
+            attempts++;
+            // first three random kills in the start-up and the first epoch (no checkpoint yet), then the named points
+            var crashAt = attempts > 3 && named.Count > 0 ? named.Dequeue() : null;
+            var early = attempts == 1 || rng.Next(5) == 0;
+            var j = attempts <= 3 ? 0 : rng.Next(3);
+            var delay = TimeSpan.FromMilliseconds(early ? rng.NextDouble() * firstEpoch.TotalMilliseconds / 2 : rng.NextDouble() * epochMs);
+            var hasConfig = File.Exists(Path.Combine(crashed, "config.json"));
+            var checkpoints = Directory.Exists(Path.Combine(crashed, "checkpoints")) ? Names(Path.Combine(crashed, "checkpoints")).Count(n => n.EndsWith(".safetensors", StringComparison.Ordinal)) : 0;
+            string[] args = hasConfig ? ["train", "--resume", "--out", crashed] : ["train", .. Settings, "--out", crashed];
+            var errors = new System.Text.StringBuilder();
+            using var reached = new ManualResetEventSlim(early);
+            var epochsSeen = 0;
+            using var p = Start(sandbox, crashAt, args, errors, l =>
+            {
+                if (l.StartsWith("run directory:", StringComparison.Ordinal) && j == 0)
+                {
+                    reached.Set();
+                }
+                else if (l.StartsWith("epoch ", StringComparison.Ordinal) && Interlocked.Increment(ref epochsSeen) == j)
+                {
+                    reached.Set();
+                }
+            });
+            if (crashAt is null)
+            {
+                while (!reached.Wait(50) && !p.HasExited)
+                {
+                }
+
+                if (!p.WaitForExit(delay))
+                {
+                    p.Kill();
+                }
+            }
+
+            p.WaitForExit();
+            Assert.True(p.ExitCode is 0 or 128 + 9, $"a run failed with exit {p.ExitCode} ({crashAt ?? delay.ToString()}), not 0 or 137 (SIGKILL): {errors}");
+            var wasKilled = p.ExitCode != 0;
+            killed += wasKilled ? 1 : 0;
+            beforeCheckpoint += wasKilled && checkpoints == 0 ? 1 : 0;
+            beforeConfig += wasKilled && !hasConfig ? 1 : 0;
+            done = !wasKilled;
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{crashAt ?? (early ? $"kill {delay.TotalMilliseconds:0} ms after start" : $"kill {delay.TotalMilliseconds:0} ms after epoch line {j}"),-36} {(hasConfig ? "resume" : "fresh "),-6} with {checkpoints} checkpoint(s): exit {p.ExitCode}"));
+        }
+
+        using (var last = Start(sandbox, null, File.Exists(Path.Combine(crashed, "config.json")) ? ["train", "--resume", "--out", crashed] : ["train", .. Settings, "--out", crashed]))
+        {
+            last.WaitForExit();
+            Assert.Equal(0, last.ExitCode);
+        }
+
+        output.WriteLine($"{killed} kills ({beforeCheckpoint} before any checkpoint, {beforeConfig} before config.json) in {attempts} starts; uninterrupted run {full.TotalSeconds:0.0} s (first epoch done at {firstEpoch.TotalSeconds:0.0} s), whole test {watch.Elapsed.TotalSeconds:0} s");
+        Assert.True(killed >= 15, $"only {killed} kills before the run was complete");
+        Assert.True(beforeCheckpoint >= 1, "no kill landed before the first checkpoint");
+
+        // weights, logs and sample grids: bit for bit
+        Assert.Equal(Names(Path.Combine(straight, "checkpoints")), Names(Path.Combine(crashed, "checkpoints")));
+        foreach (var name in Names(Path.Combine(straight, "checkpoints")))
+        {
+            Assert.True(File.ReadAllBytes(Path.Combine(straight, "checkpoints", name)).SequenceEqual(File.ReadAllBytes(Path.Combine(crashed, "checkpoints", name))), $"{name} differs");
+        }
+
+        Assert.Equal(File.ReadAllText(Path.Combine(straight, "loss.csv")), File.ReadAllText(Path.Combine(crashed, "loss.csv")));
+        Assert.Equal(File.ReadAllText(Path.Combine(straight, "metrics.csv")), File.ReadAllText(Path.Combine(crashed, "metrics.csv")));
+        Assert.Equal(StepsWithoutSeconds(straight), StepsWithoutSeconds(crashed));
+        Assert.Equal(Names(Path.Combine(straight, "samples")), Names(Path.Combine(crashed, "samples")));
+        foreach (var name in Names(Path.Combine(straight, "samples")))
+        {
+            Assert.True(File.ReadAllBytes(Path.Combine(straight, "samples", name)).SequenceEqual(File.ReadAllBytes(Path.Combine(crashed, "samples", name))), $"{name} differs");
+        }
+
+        Assert.Empty(Directory.GetFiles(crashed, "*.tmp-*", SearchOption.AllDirectories));
+        Assert.False(File.Exists(Path.Combine(crashed, "run.lock")));
+    }
+}
