@@ -22,8 +22,11 @@ public class FuzzTests(ITestOutputHelper output)
     private static readonly int Cases = int.TryParse(Environment.GetEnvironmentVariable("GAN_FUZZ_CASES"), out var n) && n > 0 ? n : 10_000;
     private static readonly int Seed = int.TryParse(Environment.GetEnvironmentVariable("GAN_FUZZ_SEED"), out var s) ? s : 15;
 
-    /// <summary>The largest allocation one small fuzz input may cause (far below every reader's limit).</summary>
+    /// <summary>The largest allocation one small fuzz input may cause (far below every reader's limit but the image reader's).</summary>
     private const long AllocationBound = 64L << 20;
+
+    /// <summary>The image reader may allocate what its pixel limit allows (RGBA) before it finds the data missing.</summary>
+    private const long ImageAllocationBound = (ImageCodec.MaxPixels * 4) + (64L << 20);
 
     private static readonly long[] Extremes =
     [
@@ -122,7 +125,7 @@ public class FuzzTests(ITestOutputHelper output)
     /// Runs <paramref name="read"/> on <see cref="Cases"/> inputs; each must return or throw an
     /// exception <paramref name="expected"/> accepts, and allocate less than <see cref="AllocationBound"/>.
     /// </summary>
-    private (int Ok, int Refused, long MaxAllocated) Fuzz(string reader, Func<Random, byte[]> generate, Action<byte[]> read, Func<Exception, bool> expected)
+    private (int Ok, int Refused, long MaxAllocated) Fuzz(string reader, Func<Random, byte[]> generate, Action<byte[]> read, Func<Exception, bool> expected, long bound = AllocationBound)
     {
         var rng = new Random(Seed);
         int ok = 0, refused = 0;
@@ -150,7 +153,7 @@ public class FuzzTests(ITestOutputHelper output)
 
             var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
             maxAllocated = Math.Max(maxAllocated, allocated);
-            Assert.True(allocated < AllocationBound, $"{reader}: input {i} (GAN_FUZZ_SEED={Seed}) allocated {allocated:N0} bytes");
+            Assert.True(allocated < bound, $"{reader}: input {i} (GAN_FUZZ_SEED={Seed}) allocated {allocated:N0} bytes");
         }
 
         output.WriteLine($"{reader}: {Cases:N0} inputs, {ok:N0} read, {refused:N0} refused, at most {maxAllocated:N0} bytes allocated by one");
@@ -347,5 +350,39 @@ public class FuzzTests(ITestOutputHelper output)
             var boxes = ImageFolder.ParseBoundingBoxes(Encoding.UTF8.GetString(input), "fuzz/list_bbox_celeba.txt");
             Assert.All(boxes.Values, b => Assert.True(b.X >= 0 && b.Y >= 0 && b.W >= 1 && b.H >= 1 && b.W <= ImageFolder.MaxBoxCoordinate));
         }, e => e is UserError);
+    }
+
+    private static RasterImage Picture(int w, int h, int channels)
+    {
+        var pixels = new byte[w * h * channels];
+        for (var i = 0; i < pixels.Length; i++)
+        {
+            pixels[i] = (byte)((i * 29) ^ (i / 7));
+        }
+
+        return new RasterImage(w, h, channels, pixels);
+    }
+
+    [Fact]
+    public void PNG_and_JPEG_files_give_their_image_or_a_clear_error()
+    {
+        // through ImageCodec.Decode, the one reader of outside images (as ImageFolder and evaluate
+        // --images call it); JPEG also with a scale request, as --bbox data is decoded
+        byte[][] seeds =
+        [
+            ImageCodec.EncodePng(Picture(13, 9, 3)), ImageCodec.EncodePng(Picture(8, 8, 1)),
+            ImageCodec.EncodeJpeg(Picture(24, 16, 3), 90), ImageCodec.EncodeJpeg(Picture(16, 16, 1), 75),
+        ];
+        var result = Fuzz("PNG/JPEG", rng =>
+        {
+            var seed = seeds[rng.Next(seeds.Length)];
+            return Mutate(rng, seed, Math.Min(seed.Length, 40));
+        }, bytes =>
+        {
+            var (image, _) = ImageCodec.Decode(bytes, "fuzz.img", minScale: bytes.Length % 2 == 0 ? (w, h) => 0.3 : null);
+            Assert.True(image.Width > 0 && image.Height > 0 && (long)image.Width * image.Height <= ImageCodec.MaxPixels);
+            Assert.Equal((long)image.Width * image.Height * image.Channels, image.Pixels.LongLength);
+        }, e => e is UserError, ImageAllocationBound);
+        Assert.True(result.Ok > 0);
     }
 }

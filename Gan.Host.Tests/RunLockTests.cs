@@ -211,4 +211,63 @@ public class RunLockTests(ITestOutputHelper output)
         AssertRefused(r, 1, $"The checkpoint {path} has damaged metadata", expected);
         Assert.Equal(before, Snapshot(run));
     }
+
+    [Fact]
+    public void The_temporary_file_of_an_interrupted_image_cache_decode_is_removed_at_the_next_start()
+    {
+        using var sandbox = new TempDir();
+        var images = sandbox["pngs"];
+        Directory.CreateDirectory(images);
+        var rng = new Random(4);
+        for (var i = 0; i < 8; i++)
+        {
+            var pixels = new byte[20 * 20 * 3];
+            rng.NextBytes(pixels);
+            File.WriteAllBytes(Path.Combine(images, $"img{i}.png"), ImageCodec.EncodePng(new RasterImage(20, 20, 3, pixels)));
+        }
+
+        // what a decode killed part-way leaves: its cache file's temporary (as large as the set, for a real one) and its lock
+        var cache = sandbox["cache/images"];
+        Directory.CreateDirectory(cache);
+        var dead = DeadPid();
+        var leftover = Path.Combine(cache, $"images-0123456789abcdef-1x28.u8{AtomicFile.TempMarker}{dead}-0f0f");
+        File.WriteAllBytes(leftover, new byte[1 << 20]);
+
+        var r = Host.Run(sandbox, "train", "--dataset", "images:pngs", "--out", "run", "--epochs", "1", "--batch-size", "4");
+
+        Assert.True(r.Code == 0, r.Err + r.Out);
+        Assert.False(File.Exists(leftover), "the dead decode's temporary file is still there");
+        Assert.Single(Directory.GetFiles(cache, "*.u8"));
+        Assert.Empty(Directory.GetFiles(cache, "*.lock"));
+    }
+
+    [Fact]
+    public async Task A_cache_lock_held_by_a_live_process_is_waited_for_then_taken()
+    {
+        using var dir = new TempDir();
+        var path = dir["images-x.u8.lock"];
+        var messages = new List<string>();
+        var held = WriterLock.Acquire(path, "the image cache x", _ => { });
+        var waiter = Task.Run(() =>
+        {
+            using var mine = WriterLock.Wait(path, "the image cache x", m =>
+            {
+                lock (messages)
+                {
+                    messages.Add(m);
+                }
+            });
+            return File.ReadAllText(path);
+        });
+        await Task.Delay(1000);
+        Assert.False(waiter.IsCompleted, "the lock was taken while another holder had it");
+        held.Dispose();
+
+        var content = await waiter;
+
+        Assert.Contains($"pid={Environment.ProcessId}", content);
+        output.WriteLine(messages[0]);
+        Assert.Contains(messages, m => m.StartsWith($"Waiting for process {Environment.ProcessId} on {Environment.MachineName}", StringComparison.Ordinal) && m.Contains("which is writing the image cache x"));
+        Assert.False(File.Exists(path));
+    }
 }
