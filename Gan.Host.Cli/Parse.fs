@@ -211,6 +211,7 @@ module CommandLine =
         req.DataDir <- str (r.TryGetResult TrainArgs.Data_Dir)
         req.Out <- str (r.TryGetResult TrainArgs.Out)
         req.Resume <- r.Contains TrainArgs.Resume
+        req.SyncBatchNorm <- r.Contains TrainArgs.Sync_Batchnorm
         req.EvalEvery <- nullable (r.TryGetResult TrainArgs.Eval_Every)
         req.NoEval <- r.Contains TrainArgs.No_Eval
         req.EvalSamples <- nullable (r.TryGetResult TrainArgs.Eval_Samples)
@@ -417,6 +418,8 @@ module CommandLine =
 
         req.ProfileShapes <- r.Contains BenchArgs.Profile_Shapes
         req.Profile <- r.Contains BenchArgs.Profile || req.ProfileShapes
+        req.SyncBatchNorm <- r.Contains BenchArgs.Sync_Batchnorm
+        req.Check <- r.Contains BenchArgs.Check
         req
 
     let private error (command: string option) (message: string) =

@@ -37,6 +37,8 @@ type TrainRequest() =
     member val EvalSamples = Nullable<int>() with get, set
     /// --no-eval: no metrics at all (not even after the last epoch).
     member val NoEval = false with get, set
+    /// Under mpirun: BatchNorm with the whole global batch's statistics.
+    member val SyncBatchNorm = false with get, set
 
 /// What `sample` was asked for.
 [<Sealed>]
@@ -60,6 +62,10 @@ type BenchRequest() =
     member val Profile = false with get, set
     /// Split the profile by operand shapes (implies Profile).
     member val ProfileShapes = false with get, set
+    /// Under mpirun: synchronised BatchNorm.
+    member val SyncBatchNorm = false with get, set
+    /// Under mpirun: check the ranks against one process.
+    member val Check = false with get, set
 
 /// Which command a command line asks for.
 type CommandKind =

@@ -34,6 +34,7 @@ type TrainArgs =
     | [<Unique>] Eval_Every of epochs: int
     | [<Unique>] Eval_Samples of count: int
     | [<Unique>] No_Eval
+    | [<Unique>] Sync_Batchnorm
 
     interface IArgParserTemplate with
         member a.Usage =
@@ -77,6 +78,8 @@ type TrainArgs =
             | Eval_Samples _ ->
                 "samples scored after an epoch (default 5000 images, 2500 points for ring8/grid25, 26000 for stacked-mnist)."
             | No_Eval -> "skip the metrics, even after the last epoch."
+            | Sync_Batchnorm ->
+                "under mpirun: BatchNorm uses the whole global batch's statistics (one allreduce per layer), so N ranks train as one process does; default: each rank's own rows (see docs/distributed.md)."
 
 /// `sample`: renders a grid of generated images from a run or a checkpoint.
 [<RequireQualifiedAccess>]
@@ -130,6 +133,8 @@ type BenchArgs =
     | [<Unique>] Threads of count: int
     | [<Unique>] Profile
     | [<Unique>] Profile_Shapes
+    | [<Unique>] Sync_Batchnorm
+    | [<Unique>] Check
 
     interface IArgParserTemplate with
         member a.Usage =
@@ -141,6 +146,9 @@ type BenchArgs =
             | Threads _ -> "CPU worker threads (default 0: one per core)."
             | Profile -> "also print, on stderr, where the time of a step goes, kernel by kernel."
             | Profile_Shapes -> "like --profile, with each kernel split by its operands' shapes."
+            | Sync_Batchnorm -> "under mpirun: synchronised BatchNorm (as train --sync-batchnorm)."
+            | Check ->
+                "under mpirun: also check that the ranks' weights after --steps SGD steps are identical and equal one process's on the whole batch (with --sync-batchnorm); exit 1 if not."
 
 /// The command line of Gan.Host.
 [<RequireQualifiedAccess>]

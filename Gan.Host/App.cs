@@ -13,6 +13,13 @@ internal static class App
         var parsed = CommandLine.parse(args);
         try
         {
+            // under mpirun, the commands that are not data-parallel run on rank 0 alone
+            if (ctx.World.Distributed && !ctx.World.IsRoot
+                && parsed.Kind is not (CommandKind.Train or CommandKind.Bench or CommandKind.Devices or CommandKind.Help or CommandKind.Error))
+            {
+                return ExitCodes.Ok;
+            }
+
             switch (parsed.Kind)
             {
                 case CommandKind.Help:
@@ -38,6 +45,8 @@ internal static class App
                     return SampleCommand.Run(parsed.Sample!, ctx);
                 case CommandKind.Bench:
                     return BenchCommand.Run(parsed.Bench!, ctx);
+                case CommandKind.Train when !ctx.World.IsRoot:
+                    return Distributed.DistributedTrain.RunReplica(parsed.Train!, ctx);
                 case CommandKind.Train:
                     ProgressSink sink = ctx.Interactive ? new SpectreProgress(AnsiConsole.Console) : new PlainProgress(ctx.Out);
                     return TrainCommand.Run(parsed.Train!, ctx, sink);
@@ -78,7 +87,17 @@ internal static class App
 
     private static int Fail(HostContext ctx, string message, int code)
     {
-        ctx.Err.WriteLine($"error: {message}");
+        var world = ctx.World;
+        if (!world.Distributed)
+        {
+            ctx.Err.WriteLine($"error: {message}");
+            return code;
+        }
+
+        // the other ranks may be waiting for this one in a collective: end the whole job
+        ctx.Err.WriteLine($"error (rank {world.Rank} of {world.Size}): {message}");
+        ctx.Err.Flush();
+        world.Abort(code);
         return code;
     }
 }

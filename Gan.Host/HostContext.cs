@@ -33,6 +33,9 @@ internal sealed class HostContext
     /// <summary>The classifier backbone's recipe per dataset (null: the library's fixed one); tests shorten it for tiny data.</summary>
     public Func<string, Gan.Functional.CSharp.ClassifierRecipeOptions>? ClassifierRecipe { get; init; }
 
+    /// <summary>The processes of this run: one, or the ranks of an MPI job (Program.cs starts MPI under mpirun).</summary>
+    public Distributed.World World { get; init; } = Distributed.World.Single;
+
     /// <summary>Set while a training loop can stop cleanly (so Ctrl-C waits for it).</summary>
     public volatile bool TrainingActive;
 

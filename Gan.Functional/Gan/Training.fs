@@ -135,10 +135,18 @@ module Training =
     let private reduceNamed (reducer: IReducer) (maps: Map<string, Tensor> list) (scalars: float list) =
         let keys = maps |> List.map (fun m -> m |> Map.toArray |> Array.map fst)
 
+        let tensors =
+            List.toArray maps |> Array.collect (fun m -> m |> Map.toArray |> Array.map snd)
+
+        // loose values travel in the tensors' dtype (one buffer type)
+        let dt =
+            if tensors.Length > 0 then
+                Tensor.dtype tensors.[0]
+            else
+                Float32
+
         let parts =
-            Array.append
-                (List.toArray maps |> Array.collect (fun m -> m |> Map.toArray |> Array.map snd))
-                (scalars |> List.toArray |> Array.map Tensor.scalar)
+            Array.append tensors (scalars |> List.toArray |> Array.map (Tensor.scalarAs dt))
 
         let summed = reduceFlat reducer (1.0 / float reducer.Ranks) parts
         let mutable at = 0
@@ -210,7 +218,8 @@ module Training =
             Shard = shard
         }
 
-        let z = rows (fun m -> noise model ks.[0] m)
+        // in the real batch's dtype (float64 runs check the float32 ones)
+        let z = rows (fun m -> Tensor.cast (Tensor.dtype real) (noise model ks.[0] m))
         let updateG = (state.Step + 1) % (max 1 config.DSteps) = 0
         // G forward, taped against G's parameters only when G will be updated
         let fake, gState, pullbackG =

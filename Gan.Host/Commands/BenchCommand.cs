@@ -23,6 +23,11 @@ internal static class BenchCommand
     {
         if (req.Model == "all")
         {
+            if (ctx.World.Size > 1 || req.Check)
+            {
+                throw new UserError("bench under mpirun (and --check) times one model: give --model mlp, dcgan28, mbd28, dcgan64 or valid64.", ExitCodes.Usage);
+            }
+
             return RunAll(req, ctx);
         }
 
@@ -118,9 +123,22 @@ internal static class BenchCommand
         // PyTorch's loop: G is differentiated through the D that was just updated
         options.SimultaneousUpdates = false;
         var trainer = GanTrainer.Create(options);
+        var world = ctx.World;
+        world.SyncBatchNorm = req.SyncBatchNorm;
+        if (req.Check)
+        {
+            return Check(req, ctx, batch);
+        }
 
+        if (world.Distributed)
+        {
+            Distributed.DistributedTrain.CheckSplit(world.Size, batch, batch);
+        }
+
+        // under mpirun this rank's rows of the global batch
+        var (offset, local) = world.Slice(batch);
         var shape = trainer.Model.ImageShape;
-        var real = new float[batch * shape.Aggregate(1, (a, s) => a * s)];
+        var real = new float[local * shape.Aggregate(1, (a, s) => a * s)];
         var rng = new System.Random(0);
         for (var i = 0; i < real.Length; i++)
         {
@@ -129,8 +147,11 @@ internal static class BenchCommand
 
         for (var i = 0; i < req.Warmup; i++)
         {
-            trainer.Step(real, batch, 0);
+            world.Step(trainer, real, local, offset, batch, 0);
         }
+
+        var mpi = world.Distributed ? world.Mpi : null;
+        var (reduceTime, reduceBytes, reduceCalls) = mpi is null ? (TimeSpan.Zero, 0L, 0L) : (mpi.AllreduceTime, mpi.AllreduceBytes, mpi.AllreduceCalls);
 
         profiler?.Reset();
         var times = new double[req.Steps];
@@ -140,7 +161,7 @@ internal static class BenchCommand
         for (var i = 0; i < req.Steps; i++)
         {
             var t0 = Stopwatch.GetTimestamp();
-            trainer.Step(real, batch, 0);
+            world.Step(trainer, real, local, offset, batch, 0);
             times[i] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
         }
 
@@ -157,9 +178,41 @@ internal static class BenchCommand
             PrintProfile(profiler, req.Steps, times.Sum(), ctx.Err);
         }
 
-        ctx.Out.WriteLine(string.Create(c,
-            $"model={req.Model} batch={batch} median_ms={median:F1} min_ms={times[0]:F1} peak_rss_mb={PeakRssMb():F0}"));
+        var line = string.Create(c, $"model={req.Model} batch={batch} median_ms={median:F1} min_ms={times[0]:F1} peak_rss_mb={PeakRssMb():F0}");
+        if (mpi is not null)
+        {
+            // rank 0's view: the time this rank spent inside MPI_Allreduce (waiting for the others
+            // included) and the bytes it gave to allreduce, per step
+            var ms = (mpi.AllreduceTime - reduceTime).TotalMilliseconds / req.Steps;
+            var mb = (mpi.AllreduceBytes - reduceBytes) / 1e6 / req.Steps;
+            var calls = (mpi.AllreduceCalls - reduceCalls) / (double)req.Steps;
+            line += string.Create(c, $" ranks={world.Size} sync_batchnorm={(world.SyncBatchNorm ? 1 : 0)} allreduce_ms={ms:F2} allreduce_mb={mb:F3} allreduce_calls={calls:F0}");
+        }
+
+        ctx.Out.WriteLine(line);
         return ExitCodes.Ok;
+    }
+
+    /// <summary>
+    /// bench --check: the ranks' variables after --steps SGD steps in float64 must be identical,
+    /// and with --sync-batchnorm within 1e-8 of one process's on the whole batch (see DataParallelCheck).
+    /// </summary>
+    private static int Check(BenchRequest req, HostContext ctx, int batch)
+    {
+        var world = ctx.World;
+        var c = CultureInfo.InvariantCulture;
+        const double tolerance = 1e-8; // float64 (see DataParallelCheck)
+        var r = DataParallelCheck.Run(req.Model, 3, world.Reducer, batch, req.Steps, world.SyncBatchNorm);
+        // rank 0 compares with one process; the others only take part
+        var equivalent = !world.IsRoot || !world.SyncBatchNorm || r.LargestDistance <= tolerance;
+        ctx.Out.WriteLine(string.Create(c,
+            $"check model={req.Model} ranks={world.Size} batch={batch} steps={r.Steps} sync_batchnorm={(world.SyncBatchNorm ? 1 : 0)} ranks_identical={(r.RanksIdentical ? "yes" : "no")} largest_distance={r.LargestDistance:G3} worst={r.WorstVariable} {(r.RanksIdentical && equivalent ? "OK" : "FAILED")}"));
+        if (!world.SyncBatchNorm)
+        {
+            ctx.Out.WriteLine("(per-rank BatchNorm: one process is not expected to match; only the ranks' agreement is checked)");
+        }
+
+        return r.RanksIdentical && equivalent ? ExitCodes.Ok : ExitCodes.Failed;
     }
 
     private static void PrintProfile(ProfilingBackend profiler, int steps, double totalMs, TextWriter err)

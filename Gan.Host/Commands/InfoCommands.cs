@@ -30,6 +30,18 @@ internal static class InfoCommands
             ? " (a GPU device node exists on this machine, but nothing here can drive it)"
             : "";
         ctx.Out.WriteLine($"gpu   none       Gan.Functional's tensor engine has CPU kernels only (managed code and BLAS); there is no CUDA, ROCm or Metal backend{gpuHint}");
+        var world = ctx.World;
+        if (world.Mpi is { } mpi)
+        {
+            var hosts = world.HostNames();
+            var ranks = string.Join(", ", hosts.Select((h, r) => $"rank {r} on {h}"));
+            ctx.Out.WriteLine($"mpi   world      {world.Size} rank(s) (Open MPI, libmpi.so.40): {ranks}; train and bench split each batch over them");
+        }
+        else
+        {
+            ctx.Out.WriteLine("mpi   not started  run under mpirun (Open MPI) to train data-parallel over processes and machines (docs/distributed.md)");
+        }
+
         ctx.Out.WriteLine($"--device accepts: {string.Join(", ", Zoo.Devices)} (auto = cpu)");
         return ExitCodes.Ok;
     }

@@ -32,6 +32,13 @@ internal static class TrainCommand
         var trainer = resumeFrom is not null ? CheckpointFile.Restore(resumeFrom, config) : GanTrainer.Create(config.ToTrainOptions());
         using var data = LoadData(config, ctx);
         var usable = LoadSource(config, data, trainer.Model, ctx);
+        var world = ctx.World;
+        if (world.Distributed)
+        {
+            world.SyncBatchNorm = req.SyncBatchNorm;
+            Distributed.DistributedTrain.Share(world, config, trainer, resumeFrom, usable.Count);
+        }
+
         var scorer = LoadScorer(config, ctx);
 
         TrainLoop.CheckPosition(resumeFrom, trainer, usable.Count, config.BatchSize);
@@ -73,6 +80,11 @@ internal static class TrainCommand
             string.Create(c, $"{config.Epochs} epoch(s) of {steps} steps at batch {config.BatchSize}; lr {config.LearningRate} (G ×{config.GeneratorLrScale}), β1 {config.Beta1}, loss {config.Loss}, seed {config.Seed}"),
             $"run directory: {run.Root}",
         };
+        if (world.Distributed)
+        {
+            header.Add(world.Describe(config.BatchSize, world.HostNames()));
+        }
+
         if (resumeFrom is not null)
         {
             header.Add($"resuming from {resumeFrom.Path} ({resumeFrom.CompletedEpochs} epochs + {resumeFrom.StepInEpoch} steps)");

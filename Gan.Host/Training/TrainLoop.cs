@@ -56,7 +56,8 @@ internal sealed class TrainLoop(RunConfig config, RunDirectory run, BatchSource 
             textLog.Flush();
         }
 
-        var buffer = new float[batch * loader.ImageSize];
+        var world = ctx.World;
+        var buffer = new float[world.Slice(batch).Count * loader.ImageSize];
         var runSteps = ((long)(config.Epochs - epoch) * stepsPerEpoch) - step;
         var runWatch = Stopwatch.StartNew();
         var stepsDone = 0L;
@@ -69,7 +70,8 @@ internal sealed class TrainLoop(RunConfig config, RunDirectory run, BatchSource 
             var firstStep = step;
             for (; step < stepsPerEpoch; step++)
             {
-                if (ctx.Cancel.IsCancellationRequested)
+                // under MPI every rank learns of an interrupt here (one tiny allreduce)
+                if (world.Any(ctx.Cancel.IsCancellationRequested))
                 {
                     stepsLog.Flush();
                     var path = SaveCheckpoint(epoch, step, sums);
@@ -79,10 +81,12 @@ internal sealed class TrainLoop(RunConfig config, RunDirectory run, BatchSource 
                 }
 
                 var count = Math.Min(batch, n - (step * batch));
-                var images = count == batch ? buffer : new float[count * loader.ImageSize];
-                loader.Fill(order.AsSpan(step * batch, count), images);
+                // this rank's rows of the global batch (all of them in a run of one process)
+                var (offset, local) = world.Slice(count);
+                var images = local * loader.ImageSize == buffer.Length ? buffer : new float[local * loader.ImageSize];
+                loader.Fill(order.AsSpan((step * batch) + offset, local), images);
                 var t0 = Stopwatch.GetTimestamp();
-                var r = trainer.Step(images, count, epoch);
+                var r = world.Step(trainer, images, local, offset, count, epoch);
                 var seconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
                 var gUpdated = trainer.StepCount % Math.Max(1, config.DSteps) == 0;
                 if (!double.IsFinite(r.DiscriminatorLoss) || (gUpdated && !double.IsFinite(r.GeneratorLoss)))
