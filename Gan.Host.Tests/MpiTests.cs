@@ -166,11 +166,14 @@ public class MpiTests
         using var sandbox = new TempDir();
         Host.WriteFakeMnist(sandbox["data"], 64);
         string[] common = ["train", "--model", "mlp", "--train-size", "64", "--batch-size", "32", "--epochs", "1", "--threads", "1", "--out", sandbox["run"]];
-        var missing = sandbox["nowhere"];
-        var run = Mpi(sandbox, (1, [.. common, "--data-dir", sandbox["data"]]), (1, [.. common, "--data-dir", missing]));
+        // rank 1's copy of the data is cut short
+        var broken = Host.WriteFakeMnist(sandbox["broken"], 64);
+        var bytes = File.ReadAllBytes(broken);
+        File.WriteAllBytes(broken, bytes[..(bytes.Length / 2)]);
+        var run = Mpi(sandbox, (1, [.. common, "--data-dir", sandbox["data"]]), (1, [.. common, "--data-dir", sandbox["broken"]]));
         Assert.NotEqual(0, run.Code);
         Assert.Contains("error (rank 1 of 2):", run.Err);
-        Assert.Contains(missing, run.Err);
+        Assert.Contains(broken, run.Err);
         Assert.False(File.Exists(Path.Combine(sandbox["run"], "steps.csv")) && File.ReadAllLines(Path.Combine(sandbox["run"], "steps.csv")).Length > 1);
     }
 
