@@ -420,6 +420,7 @@ module CommandLine =
         req.Profile <- r.Contains BenchArgs.Profile || req.ProfileShapes
         req.SyncBatchNorm <- r.Contains BenchArgs.Sync_Batchnorm
         req.Check <- r.Contains BenchArgs.Check
+        req.Allreduce <- r.Contains BenchArgs.Allreduce
         req
 
     let private error (command: string option) (message: string) =

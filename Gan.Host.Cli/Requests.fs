@@ -66,6 +66,8 @@ type BenchRequest() =
     member val SyncBatchNorm = false with get, set
     /// Under mpirun: check the ranks against one process.
     member val Check = false with get, set
+    /// Under mpirun: time MPI_Allreduce alone.
+    member val Allreduce = false with get, set
 
 /// Which command a command line asks for.
 type CommandKind =

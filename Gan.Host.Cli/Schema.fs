@@ -135,6 +135,7 @@ type BenchArgs =
     | [<Unique>] Profile_Shapes
     | [<Unique>] Sync_Batchnorm
     | [<Unique>] Check
+    | [<Unique>] Allreduce
 
     interface IArgParserTemplate with
         member a.Usage =
@@ -147,6 +148,8 @@ type BenchArgs =
             | Profile -> "also print, on stderr, where the time of a step goes, kernel by kernel."
             | Profile_Shapes -> "like --profile, with each kernel split by its operands' shapes."
             | Sync_Batchnorm -> "under mpirun: synchronised BatchNorm (as train --sync-batchnorm)."
+            | Allreduce ->
+                "under mpirun: time MPI_Allreduce itself on float32 buffers of 4 KB to 64 MB (one line per size) instead of training steps."
             | Check ->
                 "under mpirun: also check that the ranks' weights after --steps SGD steps are identical and equal one process's on the whole batch (with --sync-batchnorm); exit 1 if not."
 

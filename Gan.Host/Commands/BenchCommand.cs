@@ -21,6 +21,11 @@ internal static class BenchCommand
 
     public static int Run(BenchRequest req, HostContext ctx)
     {
+        if (req.Allreduce)
+        {
+            return Allreduce(req, ctx);
+        }
+
         if (req.Model == "all")
         {
             if (ctx.World.Size > 1 || req.Check)
@@ -213,6 +218,48 @@ internal static class BenchCommand
         }
 
         return r.RanksIdentical && equivalent ? ExitCodes.Ok : ExitCodes.Failed;
+    }
+
+    /// <summary>
+    /// bench --allreduce: MPI_Allreduce (sum, in place) on float32 buffers of 4 KB to 64 MB, each
+    /// size after a barrier, the median of --steps calls. Prints per size the time, the algorithm
+    /// bandwidth (bytes / time) and the bus bandwidth (× 2(N − 1)/N, what a ring moves per rank).
+    /// </summary>
+    private static int Allreduce(BenchRequest req, HostContext ctx)
+    {
+        var world = ctx.World;
+        var mpi = world.Mpi;
+        if (mpi is null || !world.Distributed)
+        {
+            throw new UserError("bench --allreduce measures MPI_Allreduce between ranks: run it under mpirun with 2 or more ranks.", ExitCodes.Usage);
+        }
+
+        var c = CultureInfo.InvariantCulture;
+        var hosts = world.HostNames();
+        ctx.Out.WriteLine($"allreduce over {world.Size} ranks on {string.Join(", ", hosts.Distinct())}");
+        for (var bytes = 4096; bytes <= 64 << 20; bytes *= 4)
+        {
+            var buffer = new float[bytes / 4];
+            var times = new double[req.Steps];
+            for (var i = -req.Warmup; i < req.Steps; i++)
+            {
+                mpi.Barrier();
+                var t0 = Stopwatch.GetTimestamp();
+                mpi.SumInPlace(buffer.AsSpan());
+                if (i >= 0)
+                {
+                    times[i] = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+                }
+            }
+
+            Array.Sort(times);
+            var median = times[times.Length / 2];
+            var algo = bytes / median / 1e9;
+            var bus = algo * 2 * (world.Size - 1) / world.Size;
+            ctx.Out.WriteLine(string.Create(c, $"bytes={bytes} median_us={median * 1e6:F1} algbw_gbs={algo:F3} busbw_gbs={bus:F3}"));
+        }
+
+        return ExitCodes.Ok;
     }
 
     private static void PrintProfile(ProfilingBackend profiler, int steps, double totalMs, TextWriter err)
