@@ -127,7 +127,7 @@ public class MpiTests
         Host.WriteFakeMnist(sandbox["data"], 96);
         string[] Args(string dir, int epochs, params string[] extra) =>
             ["train", "--model", "mlp", "--data-dir", sandbox["data"], "--train-size", "96", "--batch-size", "32", "--seed", "3", "--threads", "1",
-             "--epochs", epochs.ToString(System.Globalization.CultureInfo.InvariantCulture), "--checkpoint-every", "1", "--out", dir, .. extra];
+             "--epochs", epochs.ToString(System.Globalization.CultureInfo.InvariantCulture), "--checkpoint-every", "1", "--no-eval", "--out", dir, .. extra];
 
         // one epoch on 2 ranks, resumed for a second on 2 ranks: bit for bit an uninterrupted 2-epoch run
         var first = Mpi(sandbox, (2, Args(sandbox["a"], 1, "--sync-batchnorm")));
@@ -165,7 +165,7 @@ public class MpiTests
     {
         using var sandbox = new TempDir();
         Host.WriteFakeMnist(sandbox["data"], 64);
-        string[] common = ["train", "--model", "mlp", "--train-size", "64", "--batch-size", "32", "--epochs", "1", "--threads", "1", "--out", sandbox["run"]];
+        string[] common = ["train", "--model", "mlp", "--train-size", "64", "--batch-size", "32", "--epochs", "1", "--threads", "1", "--no-eval", "--out", sandbox["run"]];
         // rank 1's copy of the data is cut short
         var broken = Host.WriteFakeMnist(sandbox["broken"], 64);
         var bytes = File.ReadAllBytes(broken);
@@ -199,7 +199,7 @@ public class MpiTests
             Assert.Equal(2, ranks.Count);
             Process.GetProcessById(ranks[^1]).Kill();
             watch.Restart();
-        }, (2, ["train", "--model", "mlp", "--data-dir", sandbox["data"], "--train-size", "64", "--batch-size", "32", "--epochs", "1000", "--checkpoint-every", "1", "--threads", "1", "--out", dir]));
+        }, (2, ["train", "--model", "mlp", "--data-dir", sandbox["data"], "--train-size", "64", "--batch-size", "32", "--epochs", "1000", "--checkpoint-every", "1", "--threads", "1", "--no-eval", "--out", dir]));
         Assert.NotEqual(0, run.Code);
         Assert.True(watch.Elapsed < TimeSpan.FromSeconds(30), $"the job took {watch.Elapsed} to end after the kill");
         var last = new RunDirectory(dir).Checkpoints()[^1].Path;
