@@ -187,4 +187,37 @@ public class CrashTests(ITestOutputHelper output)
         Assert.Empty(Directory.GetFiles(crashed, "*.tmp-*", SearchOption.AllDirectories));
         Assert.False(File.Exists(Path.Combine(crashed, "run.lock")));
     }
+
+    [Fact]
+    public void A_run_directory_written_by_another_process_is_refused_naming_it_and_that_run_finishes()
+    {
+        using var sandbox = new TempDir();
+        var run = sandbox["run"];
+        using var started = new ManualResetEventSlim();
+        var errors = new System.Text.StringBuilder();
+        using var first = Start(sandbox, null, ["train", .. Settings, "--out", run], errors, l =>
+        {
+            if (l.StartsWith("epoch 1/", StringComparison.Ordinal))
+            {
+                started.Set();
+            }
+        });
+        Assert.True(started.Wait(TimeSpan.FromMinutes(2)), $"the first run did not start: {errors}");
+
+        var resume = Host.Run(sandbox, "train", "--resume", "--out", run);
+        var fresh = Host.Run(sandbox, ["train", .. Settings, "--out", run]);
+        var stillRunning = !first.HasExited;
+        first.WaitForExit();
+
+        output.WriteLine(resume.Err);
+        Assert.True(stillRunning, "the first run ended before the second was tried; the test proves nothing");
+        Assert.Equal(1, resume.Code);
+        Assert.Contains($"The run directory {run} is in use by process {first.Id} on {Environment.MachineName}", resume.Err);
+        Assert.Contains($"stop it (kill {first.Id})", resume.Err);
+        Assert.Equal(1, fresh.Code);
+        Assert.Contains($"is in use by process {first.Id}", fresh.Err);
+        Assert.True(first.ExitCode == 0, errors.ToString());
+        Assert.Equal(17, File.ReadAllLines(Path.Combine(run, "loss.csv")).Length);
+        Assert.False(File.Exists(Path.Combine(run, "run.lock")));
+    }
 }

@@ -112,7 +112,7 @@ internal sealed class WriterLock : IDisposable
     {
         var sameHost = owner.Host == Environment.MachineName;
         return new HeldException(
-            $"{char.ToUpperInvariant(what[0])}{what[1..]} is in use by {owner.Describe()} (its lock is {path}). "
+            $"{char.ToUpperInvariant(what[0])}{what[1..]} is in use by {owner.Describe()}; its lock is {path}. "
             + (sameHost
                 ? $"Wait for that run to finish, or stop it (kill {owner.Pid}); one process at a time may write there."
                 : $"If no process on {owner.Host} uses it any more, delete {path}; one process at a time may write there."),
