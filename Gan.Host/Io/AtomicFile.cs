@@ -154,7 +154,8 @@ internal static partial class AtomicFile
 /// process kill itself with SIGKILL the N-th time the point is reached (for files ending in .EXT
 /// when given), to cover moments a random kill seldom hits: inside an atomic write (temporary file
 /// complete, not yet renamed: before-rename) and between the rename and the directory flush
-/// (after-rename). Unset (always, outside that test), a point does nothing.
+/// (after-rename); and after a training step (step), so kills land at chosen positions in the run
+/// however slow the machine is. Unset (always, outside that test), a point does nothing.
 /// </summary>
 internal static class CrashPoint
 {

@@ -119,6 +119,7 @@ internal sealed class TrainLoop(RunConfig config, RunDirectory run, BatchSource 
                 }
 
                 ctx.AfterStep?.Invoke(trainer.StepCount);
+                CrashPoint.Hit("step", "");
             }
 
             stepsLog.Flush();
