@@ -84,9 +84,9 @@ public class BadInputTests
     {
         using var sandbox = new TempDir();
 
-        AssertParagraph(Host.Run(sandbox, "train", "--noise-dim", "64"), 2, "--noise-dim 64 does not fit mlp", "length 100");
-        AssertParagraph(Host.Run(sandbox, "train", "--image-size", "64"), 2, "--image-size 64 does not fit mlp", "28×28");
-        AssertParagraph(Host.Run(sandbox, "train", "--channels", "3"), 2, "--channels 3 does not fit mlp", "only dcgan64");
+        AssertParagraph(Host.Run(sandbox, "train", "--model", "mlp", "--noise-dim", "64"), 2, "--noise-dim 64 does not fit mlp", "length 100");
+        AssertParagraph(Host.Run(sandbox, "train", "--model", "mlp", "--image-size", "64"), 2, "--image-size 64 does not fit mlp", "28×28");
+        AssertParagraph(Host.Run(sandbox, "train", "--model", "mlp", "--channels", "3"), 2, "--channels 3 does not fit mlp", "only dcgan64");
     }
 
     [Fact]

@@ -163,7 +163,7 @@ public class EndToEndTests
     {
         using var sandbox = new TempDir();
         Host.WriteFakeMnist(sandbox["data"]);
-        var first = Host.Run(sandbox, "train", "--data-dir", sandbox["data"], "--batch-size", "32", "--epochs", "1");
+        var first = Host.Run(sandbox, "train", "--model", "mlp", "--data-dir", sandbox["data"], "--batch-size", "32", "--epochs", "1");
         Assert.True(first.Code == 0, first.Err);
         var runDir = Directory.GetDirectories(sandbox["runs"]).Single();
         Assert.StartsWith("mlp-mnist-", Path.GetFileName(runDir));

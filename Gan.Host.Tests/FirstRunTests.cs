@@ -86,6 +86,33 @@ public class FirstRunTests
     }
 
     [Fact]
+    public void Without_a_model_train_uses_the_first_run_settings_of_the_library()
+    {
+        using var sandbox = new TempDir();
+        var data = sandbox["data"];
+        Host.WriteFakeMnist(data, 32);
+        var run = sandbox["run"];
+
+        var r = Host.Run(sandbox, "train", "--data-dir", data, "--out", run, "--batch-size", "16", "--no-eval");
+
+        Assert.True(r.Code == 0, r.Err + r.Out);
+        Assert.Contains($"(the first run: {Engine.FirstRunModel} for a quick look", r.Out);
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(run, "config.json")))!;
+        Assert.Equal(Engine.FirstRunModel, config["model"]!.GetValue<string>());
+        Assert.Equal(Engine.FirstRunEpochs, config["epochs"]!.GetValue<int>());
+        Assert.Equal(Engine.FirstRunLearningRate, config["learningRate"]!.GetValue<double>());
+        Assert.Equal(Engine.FirstRunEmaDecay, config["ema"]!.GetValue<double>());
+        Assert.Equal(Engine.FirstRunEpochs, File.ReadAllLines(Path.Combine(run, "loss.csv")).Length - 1);
+
+        // a named model gets its seed recipe: no EMA, its own learning rate and quick-look epochs
+        var named = Host.Run(sandbox, "train", "--model", "mbd28", "--data-dir", data, "--out", sandbox["named"], "--batch-size", "16", "--no-eval", "--epochs", "1");
+        Assert.True(named.Code == 0, named.Err + named.Out);
+        var seed = JsonNode.Parse(File.ReadAllText(Path.Combine(sandbox["named"], "config.json")))!;
+        Assert.Equal(Engine.Model("mbd28", 1).DefaultLearningRate, seed["learningRate"]!.GetValue<double>());
+        Assert.Equal(0.0, seed["ema"]!.GetValue<double>());
+    }
+
+    [Fact]
     public void Quick_look_epochs_are_what_a_run_gets_without_epochs()
     {
         using var sandbox = new TempDir();

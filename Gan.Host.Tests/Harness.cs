@@ -128,15 +128,16 @@ internal static class Host
         return path;
     }
 
-    /// <summary>The common flags of a tiny, fast mlp run on fake MNIST in <paramref name="sandbox"/>.</summary>
+    /// <summary>The common flags of a tiny, fast run on fake MNIST in <paramref name="sandbox"/> (mlp unless <paramref name="extra"/> names a model).</summary>
     public static string[] TinyTrain(TempDir sandbox, string outDir, params string[] extra)
     {
+        string[] model = extra.Contains("--model") ? [] : ["--model", "mlp"];
         var data = sandbox["data"];
         if (!File.Exists(System.IO.Path.Combine(data, "train-images-idx3-ubyte")))
         {
             WriteFakeMnist(data);
         }
 
-        return ["train", "--data-dir", data, "--out", outDir, "--batch-size", "16", "--seed", "7", .. extra];
+        return ["train", "--data-dir", data, "--out", outDir, "--batch-size", "16", "--seed", "7", .. model, .. extra];
     }
 }

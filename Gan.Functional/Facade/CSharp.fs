@@ -143,6 +143,16 @@ type Engine =
     /// One zoo model's description; throws ArgumentException listing the known names.
     static member Model(name: string, channels: int) : ModelInfo = Engine.Info(name, channels)
 
+    /// The zoo model `train` uses when none is named.
+    static member FirstRunModel = Zoo.firstRun.Model
+    /// The first run's epochs; its other settings are the model's seed defaults except the
+    /// learning rate and EMA below.
+    static member FirstRunEpochs = Zoo.firstRun.Epochs
+    /// The first run's learning rate (both networks).
+    static member FirstRunLearningRate = Zoo.firstRun.Lr
+    /// The first run's EMA decay of G's weights.
+    static member FirstRunEmaDecay = Zoo.firstRun.EmaDecay
+
     /// Names of the known GAN losses.
     static member LossNames = [| "minimax"; "bce"; "wgan"; "lsgan"; "hinge"; "ragan" |]
 

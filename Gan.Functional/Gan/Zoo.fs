@@ -43,6 +43,17 @@ type GanModel = {
     Defaults: ModelDefaults
 }
 
+/// What `train` runs when no model is named: a seed model with settings that show a working GAN
+/// within minutes on 2 cores (docs/quality.md, "The first run", has the measurements).
+type FirstRun = {
+    Model: string
+    Epochs: int
+    /// Both networks' learning rate.
+    Lr: float
+    /// Decay of the EMA of G's weights that the samples and metrics use.
+    EmaDecay: float
+}
+
 /// The five seed models of SEEDS.md and two MLP GANs for 2-D mixtures, by name.
 module Zoo =
 
@@ -423,6 +434,16 @@ module Zoo =
 
     /// toy2d-mbd: <see cref="toy2d"/> with minibatch discrimination in D.
     let toy2dMbd = toy2dWith 2 128 3 true
+
+    /// The first run: S4 (`mbd28`, the seed that learns fastest on MNIST) for one epoch, at a
+    /// higher learning rate than its seed recipe's 2e-4 and with an EMA of G (a short one: a long
+    /// EMA still remembers the initial weights after one epoch).
+    let firstRun = {
+        Model = "mbd28"
+        Epochs = 1
+        Lr = 5e-4
+        EmaDecay = 0.99
+    }
 
     /// Every model's name: the five seed models, then the two 2-D models.
     let names = [ "mlp"; "dcgan28"; "dcgan64"; "mbd28"; "valid64"; "toy2d"; "toy2d-mbd" ]

@@ -89,6 +89,12 @@ internal static class TrainCommand
         {
             header.Add($"resuming from {resumeFrom.Path} ({resumeFrom.CompletedEpochs} epochs + {resumeFrom.StepInEpoch} steps)");
         }
+        else if (IsFirstRun(req, config.Dataset))
+        {
+            var seed = Zoo.Model(config.Model, config.Channels);
+            header.Add(string.Create(c,
+                $"(the first run: {config.Model} for a quick look, at lr {config.LearningRate} with an EMA of G's weights ({config.Ema}); its seed recipe is --model {config.Model}: lr {seed.DefaultLearningRate}, no EMA, {seed.DefaultEpochs} epochs)"));
+        }
         else if (req.Epochs is null && !req.Resume)
         {
             var full = Zoo.Model(config.Model, config.Channels).DefaultEpochs;
@@ -196,11 +202,18 @@ internal static class TrainCommand
         }
     }
 
+    /// <summary>
+    /// True for a new run that names no model on image data: it gets the library's first-run
+    /// settings (model, epochs, learning rate, EMA) wherever the command line gives none.
+    /// </summary>
+    private static bool IsFirstRun(TrainRequest req, string dataset) => !req.Resume && req.Model is null && !IsMixture(dataset);
+
     /// <summary>The settings of a new run: the request over the model's SEEDS.md defaults.</summary>
     public static RunConfig Resolve(TrainRequest req, HostContext ctx)
     {
         var dataset = req.Dataset ?? "mnist";
-        var model = req.Model ?? (IsMixture(dataset) ? "toy2d" : "mlp");
+        var firstRun = IsFirstRun(req, dataset);
+        var model = req.Model ?? (IsMixture(dataset) ? "toy2d" : Engine.FirstRunModel);
         var isImages = dataset.StartsWith("images:", StringComparison.Ordinal);
         var stacked = dataset == "stacked-mnist";
         if (isImages)
@@ -292,16 +305,16 @@ internal static class TrainCommand
             Channels = channels,
             ImageSize = size,
             NoiseDim = info.NoiseDim,
-            Epochs = req.Epochs ?? info.QuickEpochs,
+            Epochs = req.Epochs ?? (firstRun ? Engine.FirstRunEpochs : info.QuickEpochs),
             BatchSize = req.BatchSize ?? info.DefaultBatchSize,
-            LearningRate = req.LearningRate ?? info.DefaultLearningRate,
+            LearningRate = req.LearningRate ?? (firstRun ? Engine.FirstRunLearningRate : info.DefaultLearningRate),
             GeneratorLrScale = req.GeneratorLrScale ?? info.DefaultGeneratorLrScale,
             Beta1 = req.Beta1 ?? info.DefaultBeta1,
             Loss = Zoo.Loss(req.Loss ?? "bce"),
             DSteps = req.DSteps ?? 1,
             GpWeight = req.GradientPenaltyWeight ?? 0,
             R1Weight = req.R1Weight ?? 0,
-            Ema = req.EmaDecay ?? 0,
+            Ema = req.EmaDecay ?? (firstRun ? Engine.FirstRunEmaDecay : 0),
             LrDecayEpochs = req.LrDecayEpochs ?? info.DefaultLrDecayEpochs,
             Bbox = bbox,
             TrainSize = req.TrainSize,
