@@ -40,11 +40,11 @@ type TrainArgs =
         member a.Usage =
             match a with
             | Model _ ->
-                "zoo model: mlp (default), dcgan28, dcgan64, mbd28, valid64; toy2d (default on ring8/grid25), toy2d-mbd (see the models command)."
+                "zoo model: mlp, dcgan28, dcgan64, mbd28, valid64; toy2d (default on ring8/grid25), toy2d-mbd (see the models command). Without it: the first run, mbd28 for 1 epoch at lr 5e-4 with an EMA of G (0.99)."
             | Dataset _ ->
                 "mnist (default), fashion-mnist, stacked-mnist (3 digits as 3 channels), emoji (3,786 Noto emoji, 64x64 colour, fetched with npm), ring8 or grid25 (2-D Gaussian mixtures, for toy2d/toy2d-mbd), or images:DIR (a folder tree of PNG/JPEG files)."
             | Epochs _ ->
-                "total epochs of the run (default 10, a quick look of a few minutes; the seed's full schedule is the model's default, e.g. --epochs 120 for mlp). With --resume: the new total."
+                "total epochs of the run (default: the model's quick look of a few minutes, see the models command; 1 for the first run; the seed's full schedule is the model's default, e.g. --epochs 120 for mlp). With --resume: the new total."
             | Batch_Size _ -> "examples per step (model default: mlp 256, mbd28 64, ...)."
             | Lr _ -> "the discriminator's learning rate (model default, 2e-4)."
             | G_Lr_Scale _ -> "the generator's learning rate is lr times this (mlp: 5)."
@@ -170,7 +170,8 @@ type HostArgs =
     interface IArgParserTemplate with
         member a.Usage =
             match a with
-            | Train _ -> "train a zoo model (the default command: no arguments trains mlp on MNIST)."
+            | Train _ ->
+                "train a zoo model (the default command: no arguments train the first run, mbd28 on MNIST for 1 epoch)."
             | Sample _ -> "render a PNG grid of generated images from a run or a checkpoint."
             | Classifier _ -> "(re)train the metrics' classifier backbone of mnist or fashion-mnist and cache it."
             | Evaluate _ ->
