@@ -17,6 +17,7 @@ type EvaluateRequest() =
     member val Images: string | null = null with get, set
     member val Real = false with get, set
     member val Dataset: string | null = null with get, set
+    member val Features: string | null = null with get, set
     member val Samples = Nullable<int>() with get, set
     member val Json: string | null = null with get, set
     member val Seed = 0UL with get, set

@@ -24,6 +24,7 @@ type EvaluateArgs =
     | [<Unique>] Images of dir: string
     | [<Unique>] Real
     | [<Unique>] Dataset of name: string
+    | [<Unique>] Features of name: string
     | [<Unique>] Samples of count: int
     | [<Unique>] Json of file: string
     | [<Unique>] Seed of seed: uint64
@@ -40,9 +41,11 @@ type EvaluateArgs =
             | Real ->
                 "score real data of --dataset (training images, mixture points or stacked images) as if generated: the metrics' ceiling."
             | Dataset _ ->
-                "with --images: mnist or fashion-mnist, the classifier to score with; with --real: also stacked-mnist, ring8, grid25."
+                "with --images: mnist or fashion-mnist (their classifier) or emoji (ImageNet features); with --real: also stacked-mnist, ring8, grid25."
+            | Features _ ->
+                "the features of colour data's metrics: resnet18 (ImageNet ResNet-18, the default and only choice for emoji)."
             | Samples _ ->
-                "samples to generate (default 10000 images; 2500 points for ring8/grid25; 26000 for stacked-mnist)."
+                "samples to generate (default 10000 images; 1000 for emoji; 2500 points for ring8/grid25; 26000 for stacked-mnist)."
             | Json _ -> "also write the metrics to this JSON file."
             | Seed _ -> "seed of the noise and of KID's subsets (default 0)."
             | No_Ema -> "use the trained generator even when the checkpoint keeps EMA weights."

@@ -282,14 +282,25 @@ module CommandLine =
 
         req.Real <- r.Contains EvaluateArgs.Real
 
+        req.Features <-
+            match r.TryGetResult EvaluateArgs.Features with
+            | None -> null
+            | Some "resnet18" ->
+                match req.Dataset with
+                | NonNull d when d <> "emoji" ->
+                    fail "--features resnet18 scores colour data (emoji); %s is scored with its own metrics." d
+                | _ -> "resnet18"
+            | Some f ->
+                fail "--features: unknown features '%s'; the colour metrics use resnet18 (ImageNet ResNet-18)." f
+
         match req.Real, req.Images, req.Run, req.Checkpoint, req.Dataset with
         | true, Null, Null, Null, NonNull d when
-            List.contains d [ "mnist"; "fashion-mnist"; "stacked-mnist"; "ring8"; "grid25" ]
+            List.contains d [ "mnist"; "fashion-mnist"; "stacked-mnist"; "emoji"; "ring8"; "grid25" ]
             ->
             ()
         | true, Null, Null, Null, _ ->
             fail
-                "evaluate --real needs --dataset mnist, fashion-mnist, stacked-mnist, ring8 or grid25: the data to score."
+                "evaluate --real needs --dataset mnist, fashion-mnist, stacked-mnist, emoji, ring8 or grid25: the data to score."
         | true, _, _, _, _ ->
             fail "evaluate --real scores the dataset itself; it takes no --images, --run or --checkpoint."
         | false, _, _, _, _ -> ()
@@ -297,9 +308,12 @@ module CommandLine =
         match req.Images, req.Run, req.Checkpoint, req.Dataset with
         | _ when req.Real -> ()
         | NonNull _, Null, Null, Null ->
-            fail "evaluate --images DIR needs --dataset mnist or fashion-mnist: the classifier that scores the images."
-        | NonNull _, Null, Null, NonNull d when d <> "mnist" && d <> "fashion-mnist" ->
-            fail "evaluate --images scores with the mnist or fashion-mnist classifier (got --dataset '%s')." d
+            fail
+                "evaluate --images DIR needs --dataset mnist or fashion-mnist (the classifier that scores the images) or emoji (ImageNet features)."
+        | NonNull _, Null, Null, NonNull d when d <> "mnist" && d <> "fashion-mnist" && d <> "emoji" ->
+            fail
+                "evaluate --images scores with the mnist or fashion-mnist classifier, or against emoji's held-out images (got --dataset '%s')."
+                d
         | NonNull _, Null, Null, NonNull _ -> ()
         | NonNull _, _, _, _ -> fail "evaluate takes --images DIR or --run DIR/--checkpoint FILE, not both."
         | Null, Null, Null, _ -> fail "evaluate needs --run DIR (or --checkpoint FILE), or --images DIR with --dataset."

@@ -175,7 +175,7 @@ type HostArgs =
             | Sample _ -> "render a PNG grid of generated images from a run or a checkpoint."
             | Classifier _ -> "(re)train the metrics' classifier backbone of mnist or fashion-mnist and cache it."
             | Evaluate _ ->
-                "score a run's generator, or a folder of images: IS, FCD, KID, class coverage; mode metrics."
+                "score a run's generator, or a folder of images: IS, FCD, KID, class coverage; mode metrics; colour: FID, KID, precision/recall, density/coverage on ImageNet ResNet-18 features."
             | Interpolate _ -> "a PNG of latent walks (linear or spherical) between random z."
             | Arithmetic _ -> "a PNG of latent vector arithmetic on chosen samples: mean(a) - mean(b) + mean(c)."
             | Report _ -> "one self-contained HTML page of a run: losses, D outputs, metrics, every epoch's samples."

@@ -27,13 +27,13 @@ public class EmojiTests
     }
 
     /// <summary>A package like the real one: 12 images in img/google/64 (plus other files to skip).</summary>
-    private static (string Tarball, string Digest, List<(string Name, byte[] Png)> Files) Package(TempDir sandbox)
+    private static (string Tarball, string Digest, List<(string Name, byte[] Png)> Files) Package(TempDir sandbox, int count = 12)
     {
         var files = new List<(string, byte[])>();
-        for (var i = 0; i < 12; i++)
+        for (var i = 0; i < count; i++)
         {
             // file names sort in the order of i; image 9 (the 10th) is held out
-            files.Add(($"1f6{i:D2}.png", i == 9 ? Rgba(0, 0, 255, 255, 32) : Rgba((byte)(i * 20), 100, 50, (byte)(i == 0 ? 0 : 255))));
+            files.Add(($"1f6{i:D2}.png", i == 9 ? Rgba(0, 0, 255, 255, 32) : Rgba((byte)(i * 20 % 256), (byte)(100 + i), 50, (byte)(i == 0 ? 0 : 255))));
         }
 
         var tgz = sandbox["emoji.tgz"];
@@ -69,9 +69,9 @@ public class EmojiTests
         using var heldSet = Emoji.Load(sandbox["data"], heldOut: true, ctx);
         Assert.Equal((11, 3, 64, 64), (trainSet.Count, trainSet.Channels, trainSet.Height, trainSet.Width));
         Assert.Equal(1, heldSet.Count);
-        // image 0 is fully transparent: white; image 1 is opaque (20, 100, 50); planar R, G, B
+        // image 0 is fully transparent: white; image 1 is opaque (20, 101, 50); planar R, G, B
         Assert.All(trainSet.Image(0).ToArray(), v => Assert.Equal(255, v));
-        Assert.Equal(new byte[] { 20, 100, 50 }, new[] { trainSet.Image(1)[0], trainSet.Image(1)[4096], trainSet.Image(1)[8192] });
+        Assert.Equal(new byte[] { 20, 101, 50 }, new[] { trainSet.Image(1)[0], trainSet.Image(1)[4096], trainSet.Image(1)[8192] });
         // training image 9 is file 10 (file 9 is held out); the held-out one was 32×32 blue, resized
         Assert.Equal(200, trainSet.Image(9)[0]);
         Assert.Equal(new byte[] { 0, 0, 255 }, new[] { heldSet.Image(0)[0], heldSet.Image(0)[4096], heldSet.Image(0)[8192] });
@@ -141,5 +141,103 @@ public class EmojiTests
         Assert.Contains("data emoji: 11 images", r.Out);
         var grid = ImageCodec.Read(sandbox["run/samples/epoch-0001.png"]);
         Assert.Equal(3, grid.Channels);
+    }
+
+    private static void PrepareScoringData(TempDir sandbox)
+    {
+        // 80 images: 8 held out, enough for density/coverage's 5 neighbours
+        var (tgz, digest, _) = Package(sandbox, 80);
+        Emoji.Build(tgz, sandbox["cache/emoji"], null, digest);
+    }
+
+    [Fact]
+    public void ResNet18_features_of_real_images_are_512_finite_values_that_tell_images_apart()
+    {
+        using var net = Gan.Host.Eval.ResNet18Features.Open(threads: 2);
+        var red = new byte[3 * 64 * 64];
+        var face = new byte[3 * 64 * 64];
+        for (var i = 0; i < 4096; i++)
+        {
+            red[i] = 230;
+            // a yellow disc on white
+            var (x, y) = ((i % 64) - 32, (i / 64) - 32);
+            var inside = (x * x) + (y * y) < 26 * 26;
+            face[i] = 255;
+            face[4096 + i] = inside ? (byte)200 : (byte)255;
+            face[8192 + i] = inside ? (byte)0 : (byte)255;
+        }
+
+        var a = net.Of(red, 64, 64);
+        var b = net.Of(face, 64, 64);
+
+        Assert.Equal(512, a.Length);
+        Assert.All(a.Concat(b), v => Assert.True(float.IsFinite(v) && v >= 0, $"{v}"));
+        Assert.Equal(a, net.Of(red, 64, 64));
+        Assert.True(a.Zip(b, (u, v) => Math.Abs(u - v)).Sum() > 1, "features of different images differ");
+        // a batch goes through the same path, in order
+        var rows = net.Of(2, i => i == 0 ? red : face, 64, 64);
+        Assert.Equal(a.Select(v => (double)v), rows[0]);
+        Assert.Equal(b.Select(v => (double)v), rows[1]);
+    }
+
+    [Fact]
+    public void Evaluate_scores_a_folder_and_the_real_images_against_the_held_out_split()
+    {
+        using var sandbox = new TempDir();
+        PrepareScoringData(sandbox);
+        Directory.CreateDirectory(sandbox["imgs"]);
+        for (var i = 0; i < 10; i++)
+        {
+            File.WriteAllBytes(sandbox[$"imgs/{i}.png"], ImageCodec.EncodePng(new RasterImage(32, 32, 3, Enumerable.Repeat((byte)(i * 25), 32 * 32 * 3).ToArray())));
+        }
+
+        var folder = Host.Run(sandbox, "evaluate", "--images", "imgs", "--dataset", "emoji", "--features", "resnet18", "--json", "f.json");
+        var real = Host.Run(sandbox, "evaluate", "--real", "--dataset", "emoji", "--samples", "20", "--json", "r.json");
+
+        Assert.True(folder.Code == 0, folder.Err + folder.Out);
+        Assert.Contains("against emoji's held-out images on ImageNet ResNet-18 features", folder.Out);
+        Assert.Contains("ImageNet ResNet-18 features of the 8 held-out images (once; cached", folder.Out);
+        Assert.True(real.Code == 0, real.Err + real.Out);
+        Assert.DoesNotContain("features of the 8 held-out images", real.Out); // cached by the first run
+        using var f = System.Text.Json.JsonDocument.Parse(File.ReadAllText(sandbox["f.json"]));
+        using var r = System.Text.Json.JsonDocument.Parse(File.ReadAllText(sandbox["r.json"]));
+        foreach (var key in new[] { "fid_rn18", "kid_rn18", "kid_rn18_std", "precision", "recall", "density", "coverage" })
+        {
+            Assert.True(f.RootElement.GetProperty(key).ValueKind == System.Text.Json.JsonValueKind.Number, key);
+        }
+
+        // grey squares are far from the emoji-like training colours; real images are closer
+        Assert.True(r.RootElement.GetProperty("fid_rn18").GetDouble() < f.RootElement.GetProperty("fid_rn18").GetDouble());
+        Assert.Equal(20, r.RootElement.GetProperty("samples").GetInt32());
+    }
+
+    [Fact]
+    public void Training_on_emoji_with_eval_every_records_the_colour_metrics_and_the_report_shows_them()
+    {
+        using var sandbox = new TempDir();
+        PrepareScoringData(sandbox);
+
+        var r = Host.Run(sandbox, "train", "--model", "valid64", "--dataset", "emoji", "--epochs", "1", "--batch-size", "8", "--train-size", "16",
+            "--eval-every", "1", "--eval-samples", "10", "--out", "run");
+
+        Assert.True(r.Code == 0, r.Err + r.Out);
+        var csv = File.ReadAllLines(sandbox["run/metrics.csv"]);
+        Assert.Equal("epoch,fid_rn18,kid_rn18,kid_rn18_std,precision,recall,density,coverage", csv[0]);
+        Assert.StartsWith("1,", csv[1]);
+        Assert.Contains("metrics after epoch 1 (10 samples", r.Out);
+        var report = Host.Run(sandbox, "report", "--run", sandbox["run"]);
+        Assert.True(report.Code == 0, report.Err + report.Out);
+        var html = File.ReadAllText(sandbox["run/report.html"]);
+        foreach (var chart in new[] { "fid_rn18", "kid_rn18", "precision", "recall", "density", "coverage" })
+        {
+            Assert.Contains($"aria-label=\"{chart}\"", html);
+        }
+    }
+
+    [Fact]
+    public void Features_resnet18_is_refused_for_a_run_on_grey_digits()
+    {
+        using var sandbox = new TempDir();
+        Assert.Contains("--features resnet18 scores colour data (emoji)", Host.Run(sandbox, "evaluate", "--images", "x", "--dataset", "mnist", "--features", "resnet18").Error);
     }
 }

@@ -163,11 +163,13 @@ public class EvaluationTests
     }
 
     [Theory]
-    [InlineData("evaluate --real", "evaluate --real needs --dataset mnist, fashion-mnist, stacked-mnist, ring8 or grid25")]
+    [InlineData("evaluate --real", "evaluate --real needs --dataset mnist, fashion-mnist, stacked-mnist, emoji, ring8 or grid25")]
     [InlineData("evaluate --real --dataset mnist --run r", "evaluate --real scores the dataset itself; it takes no --images, --run or --checkpoint")]
     [InlineData("evaluate --dataset mnist", "evaluate needs --run DIR (or --checkpoint FILE), or --images DIR with --dataset")]
     [InlineData("evaluate --images x", "evaluate --images DIR needs --dataset mnist or fashion-mnist")]
-    [InlineData("evaluate --images x --dataset cifar10", "scores with the mnist or fashion-mnist classifier (got --dataset 'cifar10')")]
+    [InlineData("evaluate --images x --dataset cifar10", "scores with the mnist or fashion-mnist classifier, or against emoji's held-out images (got --dataset 'cifar10')")]
+    [InlineData("evaluate --images x --dataset mnist --features resnet18", "--features resnet18 scores colour data (emoji); mnist is scored with its own metrics")]
+    [InlineData("evaluate --images x --dataset emoji --features inception", "--features: unknown features 'inception'")]
     [InlineData("evaluate --images x --run y --dataset mnist", "not both")]
     [InlineData("evaluate --run y --dataset mnist", "--dataset goes with evaluate --images")]
     [InlineData("evaluate --run y --samples 5", "--samples must be between 10 and 1000000 (got 5)")]

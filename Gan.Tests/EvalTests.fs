@@ -528,3 +528,80 @@ let ``shifted training images move their content by at most maxShift pixels and 
 
     Assert.True(s |> Array.chunkBySize 784 |> Array.exists (fun img -> Array.sum img < 784.0f))
     Assert.Equal<float32[]>(Tensor.toArray full, Tensor.toArray (Classifier.shiftImages (Random.key 6UL) 0 full))
+
+// ------------------------------------------------------------------------------ neighbourhood metrics
+
+let private points (xs: float list) =
+    xs |> List.map (fun x -> [| x |]) |> List.toArray
+
+[<Fact>]
+let ``kth neighbour radii leave the row itself out`` () =
+    // 0 1 2 3 10: first neighbours at 1 1 1 1 7, second at 2 1 1 2 8
+    Assert.Equal<float[]>(
+        [| 1.0; 1.0; 1.0; 1.0; 7.0 |],
+        Metrics.kthNeighbourRadii 1 (points [ 0.0; 1.0; 2.0; 3.0; 10.0 ])
+    )
+
+    Assert.Equal<float[]>(
+        [| 2.0; 1.0; 1.0; 2.0; 8.0 |],
+        Metrics.kthNeighbourRadii 2 (points [ 0.0; 1.0; 2.0; 3.0; 10.0 ])
+    )
+
+    Assert.Throws<ArgumentException>(fun () ->
+        Metrics.kthNeighbourRadii 5 (points [ 0.0; 1.0; 2.0; 3.0; 10.0 ]) |> ignore)
+    |> ignore
+
+[<Fact>]
+let ``precision recall density and coverage of a small 1-D example, worked by hand`` () =
+    let real = points [ 0.0; 1.0; 2.0; 3.0; 10.0 ]
+    let fake = points [ 0.5; 20.0; 2.5 ]
+    // k = 1. Real radii 1 1 1 1 7; fake radii 2 (0.5→2.5) 17.5 (20→2.5) 2 (2.5→0.5).
+    // Precision: 0.5 is 0.5 from real 0 (< 1), 2.5 is 0.5 from 2; 20 is 10 from 10 (not < 7): 2/3.
+    // Recall: every real row is within a fake radius (10 is 10 from 20, < 17.5): 1.
+    let p, r = Metrics.precisionRecall 1 real fake
+    near 1e-12 "precision" (2.0 / 3.0) p
+    near 1e-12 "recall" 1.0 r
+    // Density: 0.5 lies in the balls of 0 and 1, 2.5 in those of 2 and 3, 20 in none: 4 / (1·3).
+    // Coverage: 0, 1, 2, 3 have a fake row within 1; 10's nearest (2.5) is 7.5 away (not < 7): 4/5.
+    let d, c = Metrics.densityCoverage 1 real fake
+    near 1e-12 "density" (4.0 / 3.0) d
+    near 1e-12 "coverage" 0.8 c
+
+[<Fact>]
+let ``a set scored against itself has full precision recall and coverage, and density 1`` () =
+    let x = gaussianRows 21UL 200 16
+    let p, r = Metrics.precisionRecall 3 x x
+    let d, c = Metrics.densityCoverage 5 x x
+    near 1e-12 "precision" 1.0 p
+    near 1e-12 "recall" 1.0 r
+    near 1e-12 "coverage" 1.0 c
+    // each ball holds its centre and its 4 nearest neighbours strictly inside (the 5th is on the
+    // boundary) when no distances tie: 5 per ball, 5·N / (5·N)
+    near 1e-12 "density" 1.0 d
+
+[<Fact>]
+let ``a distant set has no precision recall density or coverage, and a shifted one less than a fresh sample`` () =
+    let x = gaussianRows 22UL 300 8
+    let far = x |> Array.map (Array.map (fun v -> v + 100.0))
+    Assert.Equal((0.0, 0.0), Metrics.precisionRecall 3 x far)
+    Assert.Equal((0.0, 0.0), Metrics.densityCoverage 5 x far)
+    let fresh = gaussianRows 23UL 300 8
+    let shifted = fresh |> Array.map (Array.map (fun v -> v + 1.5))
+    let pf, rf = Metrics.precisionRecall 3 x fresh
+    let ps, rs = Metrics.precisionRecall 3 x shifted
+    Assert.True(pf > 0.6 && rf > 0.6 && ps < pf && rs < rf, sprintf "fresh %g %g, shifted %g %g" pf rf ps rs)
+    let df, cf = Metrics.densityCoverage 5 x fresh
+    let ds, cs = Metrics.densityCoverage 5 x shifted
+
+    Assert.True(
+        df > 0.7 && df < 1.3 && cf > 0.8 && ds < df && cs < cf,
+        sprintf "fresh %g %g, shifted %g %g" df cf ds cs
+    )
+
+[<Fact>]
+let ``pairwise distances are Euclidean`` () =
+    let d =
+        Metrics.pairwiseDistances [| [| 0.0; 0.0 |]; [| 1.0; 1.0 |] |] [| [| 3.0; 4.0 |] |]
+
+    near 1e-12 "d00" 5.0 d.[0].[0]
+    near 1e-12 "d10" (sqrt 13.0) d.[1].[0]

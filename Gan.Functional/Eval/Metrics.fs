@@ -428,3 +428,87 @@ module Metrics =
     let classCoverage (probs: float[][]) : Coverage =
         let k = checkRows "probs" 1 probs
         coverage k (argmaxRows probs)
+
+    // ------------------------------------------------------------------ neighbourhood metrics
+
+    /// The Euclidean distance of every row of `a` to every row of `b`: [a.Length][b.Length].
+    let pairwiseDistances (a: float[][]) (b: float[][]) : float[][] =
+        Array.Parallel.init a.Length (fun i ->
+            let u = a.[i]
+            Array.init b.Length (fun j -> TensorPrimitives.Distance(ReadOnlySpan u, ReadOnlySpan b.[j])))
+
+    /// Each row's distance to its `k`-th nearest other row of the same set (itself excluded):
+    /// the radius of the ball around it that estimates the set's manifold (Kynkäänniemi et al.).
+    let kthNeighbourRadii (k: int) (rows: float[][]) : float[] =
+        if k < 1 || k >= rows.Length then
+            fail "k" (sprintf "kthNeighbourRadii: k must be in [1, %d) for %d rows, got %d" rows.Length rows.Length k)
+
+        let d = pairwiseDistances rows rows
+
+        d
+        |> Array.mapi (fun i row ->
+            let others =
+                Array.init (row.Length - 1) (fun j -> if j < i then row.[j] else row.[j + 1])
+
+            Array.sortInPlace others
+            others.[k - 1])
+
+    let private checkPair (k: int) (real: float[][]) (fake: float[][]) =
+        let d = checkRows "real" (k + 1) real
+
+        if checkRows "fake" 1 fake <> d then
+            fail "fake" "feature dimensions differ"
+
+    /// Improved precision and recall (Kynkäänniemi et al. 2019) with `k` nearest neighbours:
+    /// precision is the share of `fake` rows inside the real manifold (closer than some real
+    /// row's k-NN radius to that row), recall the share of `real` rows inside the fake manifold.
+    /// Comparisons are strict (`<`), as the reference code (`prdc`). Both in [0, 1].
+    let precisionRecall (k: int) (real: float[][]) (fake: float[][]) : float * float =
+        checkPair k real fake
+
+        if fake.Length <= k then
+            fail "fake" (sprintf "precisionRecall: needs more than k = %d fake rows" k)
+
+        let realRadii = kthNeighbourRadii k real
+        let fakeRadii = kthNeighbourRadii k fake
+        let d = pairwiseDistances real fake // [real][fake]
+
+        let precision =
+            Array.init fake.Length (fun j ->
+                Seq.exists (fun i -> d.[i].[j] < realRadii.[i]) (seq { 0 .. real.Length - 1 }))
+            |> Array.averageBy (fun b -> if b then 1.0 else 0.0)
+
+        let recall =
+            Array.init real.Length (fun i ->
+                Seq.exists (fun j -> d.[i].[j] < fakeRadii.[j]) (seq { 0 .. fake.Length - 1 }))
+            |> Array.averageBy (fun b -> if b then 1.0 else 0.0)
+
+        precision, recall
+
+    /// Density and coverage (Naeem et al. 2020) with `k` nearest neighbours of the real rows:
+    /// density = (1 / (k·M)) Σ_fake #{real balls containing it} (1 on average for samples of the
+    /// real distribution, unbounded above); coverage = the share of real rows whose ball contains
+    /// at least one fake row, in [0, 1]. Strict comparisons, as the reference code (`prdc`).
+    let densityCoverage (k: int) (real: float[][]) (fake: float[][]) : float * float =
+        checkPair k real fake
+        let radii = kthNeighbourRadii k real
+        let d = pairwiseDistances real fake
+
+        let inside =
+            Array.init fake.Length (fun j ->
+                let mutable n = 0
+
+                for i in 0 .. real.Length - 1 do
+                    if d.[i].[j] < radii.[i] then
+                        n <- n + 1
+
+                n)
+
+        let density = float (Array.sum inside) / (float k * float fake.Length)
+
+        let coverage =
+            real
+            |> Array.mapi (fun i _ -> if Array.min d.[i] < radii.[i] then 1.0 else 0.0)
+            |> Array.average
+
+        density, coverage

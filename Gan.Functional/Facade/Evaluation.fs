@@ -257,3 +257,41 @@ type Latent =
             invalidArg "a" "group a is empty"
 
         Tensor.toArray (Sampling.arithmetic (stack "a" a) (stack "b" b) (stack "c" c))
+
+/// Sample-quality metrics of generated images' features against real images' features (one
+/// row per image, e.g. ImageNet ResNet-18 pool features): Fréchet distance, KID, precision and
+/// recall (k = 3) and density and coverage (k = 5).
+[<Sealed>]
+type FeatureScoreResult internal (fd: float, kid: MeanStd, pr: float * float, dc: float * float) =
+    /// Fréchet distance between Gaussians fitted to the two feature sets (FID's formula).
+    member _.Fd = fd
+    /// Kernel distance (unbiased MMD², cubic kernel), mean over random subsets.
+    member _.Kid = kid.Mean
+    /// Its standard deviation over the subsets.
+    member _.KidStd = kid.Std
+    /// Improved precision (Kynkäänniemi et al. 2019, k = 3): generated images inside the real manifold.
+    member _.Precision = fst pr
+    /// Improved recall (k = 3): real images inside the generated manifold.
+    member _.Recall = snd pr
+    /// Density (Naeem et al. 2020, k = 5): about 1 for samples of the real distribution.
+    member _.Density = fst dc
+    /// Coverage (k = 5): real images with a generated image in their neighbourhood.
+    member _.Coverage = snd dc
+
+/// Metrics on feature vectors, for any feature extractor.
+[<AbstractClass; Sealed>]
+type FeatureMetrics =
+    /// The k of precision and recall.
+    static member PrecisionRecallK = 3
+    /// The k of density and coverage.
+    static member DensityCoverageK = 5
+
+    /// Scores `fake` against `real` (at least 6 rows each, one dimension): KID over 100 subsets of
+    /// up to 1,000 rows drawn from `seed`.
+    static member Score(real: float[][], fake: float[][], seed: uint64) =
+        FeatureScoreResult(
+            Metrics.frechetDistance fake real,
+            Metrics.kernelDistanceSubsets (Random.key seed) 100 1000 fake real,
+            Metrics.precisionRecall FeatureMetrics.PrecisionRecallK real fake,
+            Metrics.densityCoverage FeatureMetrics.DensityCoverageK real fake
+        )

@@ -24,10 +24,17 @@ internal static class EvaluateCommand
         {
             result = ScoreReal(req.Dataset!, req.Samples, req.Seed, dataDir, ctx);
         }
+        else if (req.Images is { } colourImages && req.Dataset == "emoji")
+        {
+            var (pixels, count, root) = LoadColourFolder(ctx.Resolve(colourImages));
+            using var scorer = Scorer.For(req.Dataset, dataDir, ctx);
+            ctx.Info($"scoring {count:N0} images from {root} against emoji's held-out images on ImageNet ResNet-18 features");
+            result = scorer.ScoreColour(i => pixels[i], count, Emoji.Size, Emoji.Size, req.Seed);
+        }
         else if (req.Images is { } images)
         {
             var (pixels, count, root) = LoadFolder(ctx.Resolve(images));
-            var scorer = Scorer.For(req.Dataset!, dataDir, ctx);
+            using var scorer = Scorer.For(req.Dataset!, dataDir, ctx);
             ctx.Info($"scoring {count:N0} images from {root} with the {req.Dataset} classifier");
             result = scorer.ScoreImages(pixels, count, req.Seed);
         }
@@ -35,7 +42,12 @@ internal static class EvaluateCommand
         {
             var gen = LoadedGenerator.Load(req.Run, req.Checkpoint, ctx);
             var config = gen.Checkpoint.Config;
-            var scorer = Scorer.For(config.Dataset, dataDir ?? ClassifierDataDir(config.Dataset, config.DataDir), ctx);
+            if (req.Features is { } f && config.Dataset != "emoji")
+            {
+                throw new UserError($"--features {f} scores colour data (emoji); this run trained on {config.Dataset}, which is scored with its own metrics.", ExitCodes.Usage);
+            }
+
+            using var scorer = Scorer.For(config.Dataset, dataDir ?? ClassifierDataDir(config.Dataset, config.DataDir), ctx);
             var n = req.Samples ?? scorer.DefaultSamples;
             ctx.Info($"scoring {n:N0} samples (seed {req.Seed}) of {gen.Describe(req.UseEma)} on {config.Dataset}");
             var output = Scorer.Generate(gen.Trainer, n, req.Seed, req.UseEma);
@@ -70,13 +82,23 @@ internal static class EvaluateCommand
     /// </summary>
     private static EvalResult ScoreReal(string dataset, int? samples, ulong seed, string? dataDir, HostContext ctx)
     {
-        var scorer = Scorer.For(dataset, dataDir, ctx);
+        using var scorer = Scorer.For(dataset, dataDir, ctx);
         var n = samples ?? scorer.DefaultSamples;
         ctx.Info($"scoring {n:N0} real samples of {dataset} (seed {seed}) as if generated: the ceiling of the metrics");
         switch (dataset)
         {
             case "ring8" or "grid25":
                 return scorer.ScoreGenerated(Mixture.Sample(dataset, seed, n), n, [2], false, seed);
+            case "emoji":
+                // training images (a random subset from the seed) against the held-out ones
+                using (var emoji = Emoji.Load(dataDir ?? Path.Combine(ctx.CacheRoot, "emoji"), heldOut: false, ctx))
+                {
+                    var order = Enumerable.Range(0, emoji.Count).ToArray();
+                    new Random(unchecked((int)seed)).Shuffle(order);
+                    var pick = order.Take(Math.Min(n, emoji.Count)).ToArray();
+                    return scorer.ScoreColour(i => emoji.Image(pick[i]).ToArray(), pick.Length, Emoji.Size, Emoji.Size, seed);
+                }
+
             case "stacked-mnist":
                 var dir = LabeledDigits.Locate("mnist", dataDir, ctx);
                 using (var digits = Mnist.Read(Mnist.FindTrainImages(dir)!))
@@ -99,9 +121,20 @@ internal static class EvaluateCommand
 
     /// <summary>The run's data directory when it holds the labelled files the classifier needs (MNIST's cache, or a --data-dir given to train).</summary>
     public static string? ClassifierDataDir(string dataset, string runDataDir) =>
-        dataset is "mnist" or "fashion-mnist" or "stacked-mnist" && runDataDir.Length > 0 && LabeledDigits.Find(runDataDir, "t10k-labels-idx1-ubyte") is not null
+        dataset == "emoji" && runDataDir.Length > 0 ? runDataDir
+        : dataset is "mnist" or "fashion-mnist" or "stacked-mnist" && runDataDir.Length > 0 && LabeledDigits.Find(runDataDir, "t10k-labels-idx1-ubyte") is not null
             ? runDataDir
             : null;
+
+    /// <summary>Every PNG/JPEG under <paramref name="root"/> (in path order) as RGB 64×64 images, planar (central square, resized).</summary>
+    public static (byte[][] Pixels, int Count, string Root) LoadColourFolder(string root)
+    {
+        var files = ImageFolder.List(root, $"The image folder {root} (--images) does not exist.",
+            $"The image folder {root} (--images) holds no PNG or JPEG files (.png, .jpg, .jpeg), so there is nothing to score.");
+        var pixels = new byte[files.Count][];
+        Parallel.For(0, files.Count, i => pixels[i] = ImageFolder.Decode(files[i].Full, files[i].Rel, 3, Emoji.Size, null, null));
+        return (pixels, files.Count, root);
+    }
 
     /// <summary>Every PNG/JPEG under <paramref name="root"/> (in path order) as grey 28×28 images in [0, 1].</summary>
     public static (float[] Pixels, int Count, string Root) LoadFolder(string root)

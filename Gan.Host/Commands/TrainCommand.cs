@@ -39,7 +39,7 @@ internal static class TrainCommand
             Distributed.DistributedTrain.Share(world, config, trainer, resumeFrom, usable.Count);
         }
 
-        var scorer = LoadScorer(config, ctx);
+        using var scorer = LoadScorer(config, ctx);
 
         TrainLoop.CheckPosition(resumeFrom, trainer, usable.Count, config.BatchSize);
 

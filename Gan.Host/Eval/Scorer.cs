@@ -61,27 +61,38 @@ internal sealed record EvalResult(string Dataset, int Samples, IReadOnlyList<Met
 /// <summary>
 /// Scores a generator's output for the dataset it was trained on: classifier metrics (IS, FCD,
 /// KID, class coverage) for mnist and fashion-mnist, mode metrics for ring8 and grid25, mode
-/// coverage for stacked-mnist. The same code serves `evaluate` and `train --eval-every`.
+/// coverage for stacked-mnist, ImageNet ResNet-18 feature metrics (FID, KID, precision, recall,
+/// density, coverage) for emoji. The same code serves `evaluate` and `train --eval-every`.
 /// </summary>
-internal sealed class Scorer
+internal sealed class Scorer : IDisposable
 {
     private readonly LoadedBackbone? backbone;
+    private readonly ColourReference? colour;
 
-    private Scorer(string dataset, LoadedBackbone? backbone)
+    private Scorer(string dataset, LoadedBackbone? backbone, ColourReference? colour = null)
     {
         Dataset = dataset;
         this.backbone = backbone;
+        this.colour = colour;
     }
 
     public string Dataset { get; }
 
-    public static readonly IReadOnlyList<string> Scorable = ["mnist", "fashion-mnist", "ring8", "grid25", "stacked-mnist"];
+    public static readonly IReadOnlyList<string> Scorable = ["mnist", "fashion-mnist", "ring8", "grid25", "stacked-mnist", "emoji"];
 
-    /// <summary>The default sample count: 10,000 images, 2,500 points (PacGAN), 26,000 stacked images (VEEGAN).</summary>
-    public int DefaultSamples => Mixture.IsMixture(Dataset) ? Mixture.DefaultSamples : Dataset == "stacked-mnist" ? Mixture.StackedSamples : 10000;
+    /// <summary>
+    /// The default sample count: 10,000 images, 1,000 colour images (emoji: against its 378 held-out
+    /// images), 2,500 points (PacGAN), 26,000 stacked images (VEEGAN).
+    /// </summary>
+    public int DefaultSamples => Mixture.IsMixture(Dataset) ? Mixture.DefaultSamples
+        : Dataset == "stacked-mnist" ? Mixture.StackedSamples
+        : Dataset == "emoji" ? 1000
+        : 10000;
 
-    /// <summary>The default of --eval-every: 5,000 images (half of evaluate's, as it runs during training); mixtures and Stacked MNIST as evaluate.</summary>
-    public int DefaultTrainingSamples => Dataset is "mnist" or "fashion-mnist" ? 5000 : DefaultSamples;
+    /// <summary>The default of --eval-every: half of evaluate's images for mnist, fashion-mnist and emoji (it runs during training); mixtures and Stacked MNIST as evaluate.</summary>
+    public int DefaultTrainingSamples => Dataset is "mnist" or "fashion-mnist" or "emoji" ? DefaultSamples / 2 : DefaultSamples;
+
+    public void Dispose() => colour?.Dispose();
 
     /// <summary>True when <paramref name="dataset"/> has metrics.</summary>
     public static bool CanScore(string dataset) => Scorable.Contains(dataset);
@@ -93,13 +104,19 @@ internal sealed class Scorer
         {
             throw new UserError(
                 $"There are no metrics for the dataset {dataset}: the classifier backbones exist for mnist and fashion-mnist "
-                + "(stacked-mnist uses the mnist one), and ring8/grid25 have mode metrics. Score such images with another tool.",
+                + "(stacked-mnist uses the mnist one), ring8/grid25 have mode metrics and emoji ImageNet ResNet-18 feature metrics. "
+                + "Score other images against emoji (`evaluate --images DIR --dataset emoji`) or with another tool.",
                 ExitCodes.Usage);
         }
 
         if (Mixture.IsMixture(dataset))
         {
             return new Scorer(dataset, null);
+        }
+
+        if (dataset == "emoji")
+        {
+            return new Scorer(dataset, null, ColourReference.Load(dataDir ?? Path.Combine(ctx.CacheRoot, "emoji"), 0, ctx));
         }
 
         // Stacked MNIST labels each channel with the MNIST classifier.
@@ -143,6 +160,28 @@ internal sealed class Scorer
             throw new UserError($"The generator makes {string.Join("×", shape)} outputs, not images; {Dataset} is scored on images.");
         }
 
+        if (colour is not null)
+        {
+            var (c, h, w) = (shape[0], shape[1], shape[2]);
+            var plane = h * w;
+            return ScoreColour(i =>
+            {
+                var bytes = new byte[3 * plane];
+                for (var ch = 0; ch < 3; ch++)
+                {
+                    for (var p = 0; p < plane; p++)
+                    {
+                        // grey output is repeated over R, G and B
+                        double v = output[(((i * c) + (c == 3 ? ch : 0)) * plane) + p];
+                        var unit = zeroToOne ? v : (v + 1) / 2;
+                        bytes[(ch * plane) + p] = double.IsNaN(unit) ? (byte)0 : (byte)Math.Clamp((int)Math.Round(unit * 255), 0, 255);
+                    }
+                }
+
+                return bytes;
+            }, count, h, w, seed);
+        }
+
         var wantChannels = Dataset == "stacked-mnist" ? 3 : 1;
         var unit = ToClassifierInput(output, count, shape[0], shape[1], shape[2], zeroToOne, wantChannels);
         return Dataset == "stacked-mnist" ? ScoreStacked(unit, count) : ScoreImages(unit, count, seed);
@@ -163,6 +202,32 @@ internal sealed class Scorer
             new Metric("fcd", "FCD vs the real test set", s.Fcd),
             new Metric("kid", "KID (cubic kernel, 100 subsets)", s.Kid, s.KidStd),
             new Metric("class_kl", "class histogram KL to uniform", s.ClassKl, null, $"{s.ClassesCovered}/10 classes predicted"),
+        ]);
+    }
+
+    /// <summary>
+    /// ImageNet ResNet-18 feature metrics of <paramref name="count"/> 8-bit RGB images (planar
+    /// 3×<paramref name="height"/>×<paramref name="width"/>, image i from <paramref name="image"/>)
+    /// against the held-out images: FID, KID, precision/recall (k = 3), density/coverage (k = 5).
+    /// </summary>
+    public EvalResult ScoreColour(Func<int, byte[]> image, int count, int height, int width, ulong seed)
+    {
+        if (count < 10)
+        {
+            throw new UserError($"The colour metrics need at least 10 images; got {count}.", ExitCodes.Usage);
+        }
+
+        var fake = colour!.Net.Of(count, image, height, width);
+        var s = FeatureMetrics.Score(colour.Real, fake, seed);
+        var against = $"{colour.Real.Length:N0} held-out images";
+        return new EvalResult(Dataset, count,
+        [
+            new Metric("fid_rn18", "FID on ImageNet ResNet-18 features", s.Fd, null, $"vs {against}; not comparable with Inception-v3 FIDs"),
+            new Metric("kid_rn18", "KID on ResNet-18 features (100 subsets)", s.Kid, s.KidStd),
+            new Metric("precision", $"precision (k = {FeatureMetrics.PrecisionRecallK})", s.Precision),
+            new Metric("recall", $"recall (k = {FeatureMetrics.PrecisionRecallK})", s.Recall),
+            new Metric("density", $"density (k = {FeatureMetrics.DensityCoverageK})", s.Density),
+            new Metric("coverage", $"coverage (k = {FeatureMetrics.DensityCoverageK})", s.Coverage),
         ]);
     }
 
