@@ -134,7 +134,9 @@ public class MpiTests
         Assert.True(first.Code == 0, first.Out + first.Err);
         Assert.Contains("data-parallel: 2 MPI ranks", first.Out);
         Assert.Equal(3, File.ReadAllLines(Path.Combine(sandbox["a"], "steps.csv")).Count(l => l.Length > 0 && char.IsDigit(l[0])));
-        var resumed = Mpi(sandbox, (2, Args(sandbox["a"], 2, "--resume", "--sync-batchnorm")));
+        Assert.Contains("\"syncBatchNorm\": true", File.ReadAllText(Path.Combine(sandbox["a"], "config.json")));
+        // --resume keeps --sync-batchnorm from config.json
+        var resumed = Mpi(sandbox, (2, Args(sandbox["a"], 2, "--resume")));
         Assert.True(resumed.Code == 0, resumed.Out + resumed.Err);
         var whole = Mpi(sandbox, (2, Args(sandbox["b"], 2, "--sync-batchnorm")));
         Assert.True(whole.Code == 0, whole.Out + whole.Err);

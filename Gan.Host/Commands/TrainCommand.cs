@@ -35,7 +35,7 @@ internal static class TrainCommand
         var world = ctx.World;
         if (world.Distributed)
         {
-            world.SyncBatchNorm = req.SyncBatchNorm;
+            world.SyncBatchNorm = config.SyncBatchNorm;
             Distributed.DistributedTrain.Share(world, config, trainer, resumeFrom, usable.Count);
         }
 
@@ -327,6 +327,7 @@ internal static class TrainCommand
             SampleCount = pointModel ? Mixture.DefaultSamples : 16,
             EvalEvery = req.EvalEvery ?? 0,
             Evaluate = !req.NoEval,
+            SyncBatchNorm = req.SyncBatchNorm,
             EvalSamples = req.EvalSamples,
         };
     }
@@ -469,6 +470,7 @@ internal static class TrainCommand
             EvalEvery = req.NoEval ? 0 : req.EvalEvery ?? stored.EvalEvery,
             NoEval = req.NoEval || (!stored.Evaluate && req.EvalEvery is null),
             EvalSamples = req.EvalSamples ?? stored.EvalSamples,
+            SyncBatchNorm = req.SyncBatchNorm || stored.SyncBatchNorm,
         };
         var resolved = Resolve(over, ctx);
         if (req.DataDir is null)

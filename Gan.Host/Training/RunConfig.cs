@@ -50,6 +50,9 @@ internal sealed class RunConfig
 
     /// <summary>Whether G is scored at all (after the last epoch at least) where the dataset has metrics; false with --no-eval.</summary>
     public bool Evaluate { get; set; } = true;
+
+    /// <summary>Under mpirun, BatchNorm over the global batch (--sync-batchnorm); kept on --resume.</summary>
+    public bool SyncBatchNorm { get; set; }
     public int? EvalSamples { get; set; }
 
     private static readonly JsonSerializerOptions Json = new()
