@@ -259,21 +259,7 @@ public class FuzzTests(ITestOutputHelper output)
         }, e => e is SafetensorsException);
     }
 
-    private static string ConfigJson() => new RunConfig
-    {
-        Model = "mlp",
-        Dataset = "mnist",
-        Channels = 1,
-        ImageSize = 28,
-        NoiseDim = 100,
-        Epochs = 10,
-        BatchSize = 256,
-        LearningRate = 2e-4,
-        GeneratorLrScale = 5,
-        Beta1 = 0.5,
-        CheckpointEvery = 15,
-        DataDir = "/data/mnist",
-    }.ToJson();
+    private static string ConfigJson() => ReaderLimitsTests.ValidConfig();
 
     private static readonly string[] ExtremeJson =
     [

@@ -108,7 +108,7 @@ public class ReaderLimitsTests(ITestOutputHelper output)
         Assert.Contains("__metadata__ names 'format' twice", e.Message);
     }
 
-    private static string ValidConfig() => new RunConfig
+    internal static string ValidConfig() => new RunConfig
     {
         Model = "mlp",
         Dataset = "mnist",

@@ -230,22 +230,20 @@ type GanTrainer private (info: ModelInfo, options: TrainOptions, config: TrainCo
     member _.DiscriminatorLearningRate(epoch: int) =
         Schedule.rate (StepDecay(List.ofArray options.LrDecayEpochs, 0.5)) options.LearningRate epoch
 
-    /// One training step on `count` real images (NCHW, flat) at a 0-based `epoch`.
-    member this.Step(images: float32[], count: int, epoch: int) =
+    /// Runs one step function over this handle's state; the handle owns its state, so the step
+    /// may donate the optimizer buffers (less peak memory).
+    member private this.Advance(images: float32[], count: int, epoch: int, step) =
         let real = Tensor.ofArray (Array.append [| count |] info.ImageShape) images
 
-        // the handle owns its state, so it can donate the optimizer buffers (less peak memory)
         let next, metrics =
-            Training.stepDonated
-                info.Model
-                config
-                (this.GeneratorLearningRate epoch)
-                (this.DiscriminatorLearningRate epoch)
-                real
-                state
+            step info.Model config (this.GeneratorLearningRate epoch) (this.DiscriminatorLearningRate epoch) real state
 
         state <- next
         StepResult metrics
+
+    /// One training step on `count` real images (NCHW, flat) at a 0-based `epoch`.
+    member this.Step(images: float32[], count: int, epoch: int) =
+        this.Advance(images, count, epoch, Training.stepDonated)
 
     /// One data-parallel training step (see <c>Training.stepShard</c>): this rank's `count`
     /// real images, rows `offset` … `offset + count − 1` of a global batch of `total` spread over
@@ -255,8 +253,6 @@ type GanTrainer private (info: ModelInfo, options: TrainOptions, config: TrainCo
     member this.StepShard
         (images: float32[], count: int, epoch: int, reducer: IReducer, offset: int, total: int, syncBatchNorm: bool)
         =
-        let real = Tensor.ofArray (Array.append [| count |] info.ImageShape) images
-
         let shard = {
             Reducer = reducer
             Offset = offset
@@ -264,18 +260,7 @@ type GanTrainer private (info: ModelInfo, options: TrainOptions, config: TrainCo
             SyncBatchNorm = syncBatchNorm
         }
 
-        let next, metrics =
-            Training.stepShardDonated
-                shard
-                info.Model
-                config
-                (this.GeneratorLearningRate epoch)
-                (this.DiscriminatorLearningRate epoch)
-                real
-                state
-
-        state <- next
-        StepResult metrics
+        this.Advance(images, count, epoch, Training.stepShardDonated shard)
 
     /// `count` latent vectors z ~ N(0, 1) from `seed`, [count, NoiseDim] flat.
     member _.Noise(count: int, seed: uint64) =
