@@ -1,4 +1,4 @@
-/// Tests of the reference conv/pool kernels (Gan.Functional.Kernels.Conv): conv2d against a naive
+/// Tests of the reference conv/pool kernels (Gan.Functional.Kernels.ReferenceConv): conv2d against a naive
 /// seven-loop definition, the two gradients as exact adjoints of conv2d, max pooling against a
 /// direct scan, and a few hand-computed values.
 module ConvKernelTests
@@ -167,7 +167,7 @@ let ``conv2d equals a direct loop over random geometries in float64`` () =
         let w = randomData rng (Shape.numel case.WShape)
         let expected, expectedShape = naiveConv2d case.Spec x case.XShape w case.WShape
         let shape = ConvSpec.outputShape "conv2d" case.Spec case.XShape case.WShape
-        let actual = Conv.F64.conv2d case.Spec x case.XShape w case.WShape
+        let actual = ReferenceConv.F64.conv2d case.Spec x case.XShape w case.WShape
 
         shape = expectedShape
         && Array.forall2 (fun (a: float) e -> abs (a - e) <= 1e-9) actual expected)
@@ -186,7 +186,7 @@ let ``conv2d equals a direct loop over random geometries in float32`` () =
         let magnitude, _ =
             naiveConv2d case.Spec (Array.map abs x64) case.XShape (Array.map abs w64) case.WShape
 
-        let actual = Conv.F32.conv2d case.Spec x case.XShape w case.WShape
+        let actual = ReferenceConv.F32.conv2d case.Spec x case.XShape w case.WShape
 
         Array.zip3 actual expected magnitude
         |> Array.forall (fun (a, e, m) -> abs (float a - e) <= 1e-4 * m))
@@ -201,10 +201,10 @@ let ``conv2dInputGrad is the adjoint of conv2d in its input`` () =
         let yShape = ConvSpec.outputShape "conv2d" case.Spec case.XShape case.WShape
         let y = randomData rng (Shape.numel yShape)
         // <conv2d(x, w), y> = <x, conv2dInputGrad(y, w)>
-        let lhs = dot (Conv.F64.conv2d case.Spec x case.XShape w case.WShape) y
+        let lhs = dot (ReferenceConv.F64.conv2d case.Spec x case.XShape w case.WShape) y
 
         let rhs =
-            dot x (Conv.F64.conv2dInputGrad case.Spec y yShape w case.WShape case.XShape)
+            dot x (ReferenceConv.F64.conv2dInputGrad case.Spec y yShape w case.WShape case.XShape)
 
         abs (lhs - rhs) <= 1e-9 * (1.0 + abs lhs))
     |> Prop.check "conv2dInputGrad adjoint"
@@ -218,10 +218,10 @@ let ``conv2dWeightGrad is the adjoint of conv2d in its weight`` () =
         let yShape = ConvSpec.outputShape "conv2d" case.Spec case.XShape case.WShape
         let y = randomData rng (Shape.numel yShape)
         // <conv2d(x, w), y> = <w, conv2dWeightGrad(x, y)>
-        let lhs = dot (Conv.F64.conv2d case.Spec x case.XShape w case.WShape) y
+        let lhs = dot (ReferenceConv.F64.conv2d case.Spec x case.XShape w case.WShape) y
 
         let rhs =
-            dot w (Conv.F64.conv2dWeightGrad case.Spec x case.XShape y yShape case.WShape)
+            dot w (ReferenceConv.F64.conv2dWeightGrad case.Spec x case.XShape y yShape case.WShape)
 
         abs (lhs - rhs) <= 1e-9 * (1.0 + abs lhs))
     |> Prop.check "conv2dWeightGrad adjoint"
@@ -240,11 +240,11 @@ let ``the float32 gradients agree with the float64 gradients`` () =
             Array.forall2 (fun (a: float32) e -> abs (float a - e) <= 1e-4 * (1.0 + abs e)) a e
 
         close
-            (Conv.F32.conv2dInputGrad case.Spec y yShape w case.WShape case.XShape)
-            (Conv.F64.conv2dInputGrad case.Spec y64 yShape w64 case.WShape case.XShape)
+            (ReferenceConv.F32.conv2dInputGrad case.Spec y yShape w case.WShape case.XShape)
+            (ReferenceConv.F64.conv2dInputGrad case.Spec y64 yShape w64 case.WShape case.XShape)
         && close
-            (Conv.F32.conv2dWeightGrad case.Spec x case.XShape y yShape case.WShape)
-            (Conv.F64.conv2dWeightGrad case.Spec x64 case.XShape y64 yShape case.WShape))
+            (ReferenceConv.F32.conv2dWeightGrad case.Spec x case.XShape y yShape case.WShape)
+            (ReferenceConv.F64.conv2dWeightGrad case.Spec x64 case.XShape y64 yShape case.WShape))
     |> Prop.check "float32 gradients vs float64"
 
 // Hand-computed case. x = [[1,2,3],[4,5,6],[7,8,9]], w = [[1,2],[3,4]] (both 1x1 channel).
@@ -263,23 +263,23 @@ let private handW = [| 1.0; 2.0; 3.0; 4.0 |]
 let ``conv2d and its gradients match values computed by hand`` () =
     let xShape, wShape = [| 1; 1; 3; 3 |], [| 1; 1; 2; 2 |]
     let unit = ConvSpec.unit
-    Assert.Equal<float[]>([| 37.0; 47.0; 67.0; 77.0 |], Conv.F64.conv2d unit handX xShape handW wShape)
+    Assert.Equal<float[]>([| 37.0; 47.0; 67.0; 77.0 |], ReferenceConv.F64.conv2d unit handX xShape handW wShape)
     let ones = Array.create 4 1.0
     let gShape = [| 1; 1; 2; 2 |]
 
     Assert.Equal<float[]>(
         [| 1.0; 3.0; 2.0; 4.0; 10.0; 6.0; 3.0; 7.0; 4.0 |],
-        Conv.F64.conv2dInputGrad unit ones gShape handW wShape xShape
+        ReferenceConv.F64.conv2dInputGrad unit ones gShape handW wShape xShape
     )
 
-    Assert.Equal<float[]>([| 12.0; 16.0; 24.0; 28.0 |], Conv.F64.conv2dWeightGrad unit handX xShape ones gShape wShape)
+    Assert.Equal<float[]>([| 12.0; 16.0; 24.0; 28.0 |], ReferenceConv.F64.conv2dWeightGrad unit handX xShape ones gShape wShape)
     let strided = ConvSpec.create 2 1 1 1
     Assert.Equal<int[]>(gShape, ConvSpec.outputShape "conv2d" strided xShape wShape)
-    Assert.Equal<float[]>([| 4.0; 18.0; 36.0; 77.0 |], Conv.F64.conv2d strided handX xShape handW wShape)
+    Assert.Equal<float[]>([| 4.0; 18.0; 36.0; 77.0 |], ReferenceConv.F64.conv2d strided handX xShape handW wShape)
 
     Assert.Equal<float32[]>(
         [| 4.0f; 18.0f; 36.0f; 77.0f |],
-        Conv.F32.conv2d strided (Array.map float32 handX) xShape (Array.map float32 handW) wShape
+        ReferenceConv.F32.conv2d strided (Array.map float32 handX) xShape (Array.map float32 handW) wShape
     )
 
 [<Fact>]
@@ -289,7 +289,7 @@ let ``a two-group conv keeps its groups apart`` () =
     let spec = { ConvSpec.unit with Groups = 2 }
 
     let y =
-        Conv.F64.conv2d spec [| 1.0; 2.0; 3.0; 4.0 |] [| 1; 2; 1; 2 |] [| 10.0; 100.0 |] [| 2; 1; 1; 1 |]
+        ReferenceConv.F64.conv2d spec [| 1.0; 2.0; 3.0; 4.0 |] [| 1; 2; 1; 2 |] [| 10.0; 100.0 |] [| 2; 1; 1; 1 |]
 
     Assert.Equal<float[]>([| 10.0; 20.0; 300.0; 400.0 |], y)
 
@@ -299,18 +299,18 @@ let ``the kernels reject mismatched shapes with the operation's name`` () =
 
     let e =
         Assert.Throws<ShapeMismatchException>(fun () ->
-            Conv.F64.conv2dInputGrad ConvSpec.unit (Array.zeroCreate 9) [| 1; 1; 3; 3 |] handW wShape xShape
+            ReferenceConv.F64.conv2dInputGrad ConvSpec.unit (Array.zeroCreate 9) [| 1; 1; 3; 3 |] handW wShape xShape
             |> ignore)
 
     Assert.Equal("conv2dInputGrad", e.op)
 
     Assert.Throws<ShapeMismatchException>(fun () ->
-        Conv.F64.conv2dWeightGrad ConvSpec.unit handX xShape (Array.zeroCreate 4) [| 1; 2; 2; 2 |] wShape
+        ReferenceConv.F64.conv2dWeightGrad ConvSpec.unit handX xShape (Array.zeroCreate 4) [| 1; 2; 2; 2 |] wShape
         |> ignore)
     |> ignore
 
     Assert.Throws<ShapeMismatchException>(fun () ->
-        Conv.F64.conv2d ConvSpec.unit handX xShape handW [| 1; 2; 2; 2 |] |> ignore)
+        ReferenceConv.F64.conv2d ConvSpec.unit handX xShape handW [| 1; 2; 2; 2 |] |> ignore)
     |> ignore
 
 type PoolCase = {
@@ -382,13 +382,13 @@ let ``maxPool2dIndices equals a direct scan over random geometries`` () =
                 with :? ShapeMismatchException ->
                     true
 
-            throws (fun () -> Conv.F64.maxPool2dIndices case.KH case.KW spec x xShape)
-            && throws (fun () -> Conv.F32.maxPool2dIndices case.KH case.KW spec (Array.map float32 x) xShape)
+            throws (fun () -> ReferenceConv.F64.maxPool2dIndices case.KH case.KW spec x xShape)
+            && throws (fun () -> ReferenceConv.F32.maxPool2dIndices case.KH case.KW spec (Array.map float32 x) xShape)
         else
-            let idx64, shape64 = Conv.F64.maxPool2dIndices case.KH case.KW spec x xShape
+            let idx64, shape64 = ReferenceConv.F64.maxPool2dIndices case.KH case.KW spec x xShape
 
             let idx32, shape32 =
-                Conv.F32.maxPool2dIndices case.KH case.KW spec (Array.map float32 x) xShape
+                ReferenceConv.F32.maxPool2dIndices case.KH case.KW spec (Array.map float32 x) xShape
 
             idx64 = expected
             && idx32 = expected
@@ -424,7 +424,7 @@ let ``maxPool2dIndices picks known maxima and the first of ties`` () =
     |]
 
     let idx, shape =
-        Conv.F64.maxPool2dIndices 2 2 (ConvSpec.create 2 0 1 1) x [| 1; 1; 4; 4 |]
+        ReferenceConv.F64.maxPool2dIndices 2 2 (ConvSpec.create 2 0 1 1) x [| 1; 1; 4; 4 |]
 
     Assert.Equal<int[]>([| 1; 1; 2; 2 |], shape)
     Assert.Equal<int[]>([| 1; 6; 12; 10 |], idx)
@@ -433,7 +433,7 @@ let ``maxPool2dIndices picks known maxima and the first of ties`` () =
     let neg = [| -4.0f; -3.0f; -2.0f; -1.0f |]
 
     let idx, shape =
-        Conv.F32.maxPool2dIndices 2 2 (ConvSpec.create 2 1 1 1) neg [| 1; 1; 2; 2 |]
+        ReferenceConv.F32.maxPool2dIndices 2 2 (ConvSpec.create 2 1 1 1) neg [| 1; 1; 2; 2 |]
 
     Assert.Equal<int[]>([| 1; 1; 2; 2 |], shape)
     Assert.Equal<int[]>([| 0; 1; 2; 3 |], idx)

@@ -368,8 +368,8 @@ let ``stacked digits take channel c of image i from image triples[i][c]`` () =
     let images =
         Tensor.ofArray [| 5; 1; 2; 2 |] (Array.init 20 (fun e -> float32 (e / 4)))
 
-    let triples = Mixtures.stackedTriples (Random.key 8UL) 6 5
-    let stacked = Mixtures.stackDigits images triples
+    let triples = StackedMnist.triples (Random.key 8UL) 6 5
+    let stacked = StackedMnist.stack images triples
     Assert.Equal<int[]>([| 6; 3; 2; 2 |], Tensor.shape stacked)
     let data = Tensor.toArray stacked
 
@@ -391,10 +391,10 @@ let ``stacked modes combine the three channels' labels as 100 d1 + 10 d2 + d3`` 
         Tensor.toArray x |> Array.chunkBySize 4 |> Array.map (fun px -> int px.[0])
 
     let triples = [| [| 0; 1; 2 |]; [| 5; 5; 5 |]; [| 9; 7; 3 |] |]
-    let modes = Mixtures.stackedModes classify (Mixtures.stackDigits images triples)
+    let modes = StackedMnist.modes classify (StackedMnist.stack images triples)
     Assert.Equal<int[]>([| 314; 999; 361 |], modes)
-    Assert.Equal<int[]>(modes, Mixtures.stackedLabels labels triples)
-    let c = Mixtures.stackedCoverage modes
+    Assert.Equal<int[]>(modes, StackedMnist.labels labels triples)
+    let c = StackedMnist.coverage modes
     Assert.Equal(1000, c.Counts.Length)
     Assert.Equal(3, c.Covered)
     near 1e-12 "KL" (log (1000.0 / 3.0)) c.KlToUniform
@@ -460,7 +460,7 @@ let ``the classifier labels each channel of a stacked image and combines the dig
     let vars = (Classifier.init (Random.key 1UL)).Vars
     let digits = Classifier.predictClasses vars images
     let triples = [| [| 0; 1; 2 |]; [| 7; 3; 19 |]; [| 4; 4; 4 |]; [| 12; 0; 5 |] |]
-    let stacked = Mixtures.stackDigits images triples
+    let stacked = StackedMnist.stack images triples
 
     let expected =
         triples

@@ -380,15 +380,15 @@ module Classifier =
 
     /// The Stacked MNIST modes of images [N, 3, 28, 28] with pixels in [0, 1]: each channel is
     /// labelled by the (MNIST) classifier's predicted digit d_c, and the mode is
-    /// 100·d1 + 10·d2 + d3 in 0..999 (<c>Mixtures.stackedModes</c>).
+    /// 100·d1 + 10·d2 + d3 in 0..999 (<c>StackedMnist.modes</c>).
     let stackedModes (vars: Variables) (images: Tensor) : int[] =
-        Mixtures.stackedModes (predictClasses vars) images
+        StackedMnist.modes (predictClasses vars) images
 
     /// Stacked MNIST mode coverage of images [N, 3, 28, 28] (pixels in [0, 1]; VEEGAN and
-    /// PacGAN score <c>Mixtures.stackedSamples</c> = 26,000): the histogram of
+    /// PacGAN score <c>StackedMnist.samples</c> = 26,000): the histogram of
     /// <see cref="stackedModes"/> over the 1,000 modes, the modes covered and its KL to uniform.
     let stackedCoverage (vars: Variables) (images: Tensor) : Coverage =
-        Mixtures.stackedCoverage (stackedModes vars images)
+        StackedMnist.coverage (stackedModes vars images)
 
     /// The variables as named tensors (parameters and BatchNorm statistics), for the host to
     /// cache: "features.0.weight", "features.1.running_mean", …, "classifier.1.bias".

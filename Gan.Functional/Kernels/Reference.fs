@@ -374,11 +374,11 @@ type ReferenceBackend() =
             match x.Storage, w.Storage with
             | Storage.F32 xa, Storage.F32 wa -> {
                 Shape = outShape
-                Storage = Storage.F32(Conv.conv2d spec xa x.Shape wa w.Shape)
+                Storage = Storage.F32(ReferenceConv.conv2d spec xa x.Shape wa w.Shape)
               }
             | Storage.F64 xa, Storage.F64 wa -> {
                 Shape = outShape
-                Storage = Storage.F64(Conv.conv2d spec xa x.Shape wa w.Shape)
+                Storage = Storage.F64(ReferenceConv.conv2d spec xa x.Shape wa w.Shape)
               }
             | _ -> ReferenceOps.dtypeMismatch "conv2d" x w
 
@@ -386,11 +386,11 @@ type ReferenceBackend() =
             match g.Storage, w.Storage with
             | Storage.F32 ga, Storage.F32 wa -> {
                 Shape = xShape
-                Storage = Storage.F32(Conv.conv2dInputGrad spec ga g.Shape wa w.Shape xShape)
+                Storage = Storage.F32(ReferenceConv.conv2dInputGrad spec ga g.Shape wa w.Shape xShape)
               }
             | Storage.F64 ga, Storage.F64 wa -> {
                 Shape = xShape
-                Storage = Storage.F64(Conv.conv2dInputGrad spec ga g.Shape wa w.Shape xShape)
+                Storage = Storage.F64(ReferenceConv.conv2dInputGrad spec ga g.Shape wa w.Shape xShape)
               }
             | _ -> ReferenceOps.dtypeMismatch "conv_transpose2d" g w
 
@@ -398,18 +398,18 @@ type ReferenceBackend() =
             match x.Storage, g.Storage with
             | Storage.F32 xa, Storage.F32 ga -> {
                 Shape = wShape
-                Storage = Storage.F32(Conv.conv2dWeightGrad spec xa x.Shape ga g.Shape wShape)
+                Storage = Storage.F32(ReferenceConv.conv2dWeightGrad spec xa x.Shape ga g.Shape wShape)
               }
             | Storage.F64 xa, Storage.F64 ga -> {
                 Shape = wShape
-                Storage = Storage.F64(Conv.conv2dWeightGrad spec xa x.Shape ga g.Shape wShape)
+                Storage = Storage.F64(ReferenceConv.conv2dWeightGrad spec xa x.Shape ga g.Shape wShape)
               }
             | _ -> ReferenceOps.dtypeMismatch "conv2d_weight" x g
 
         member _.MaxPool2dIndices(x, kh, kw, spec) =
             match x.Storage with
-            | Storage.F32 a -> Conv.maxPool2dIndices kh kw spec a x.Shape
-            | Storage.F64 a -> Conv.maxPool2dIndices kh kw spec a x.Shape
+            | Storage.F32 a -> ReferenceConv.maxPool2dIndices kh kw spec a x.Shape
+            | Storage.F64 a -> ReferenceConv.maxPool2dIndices kh kw spec a x.Shape
 
         member _.Cast(x, dtype) = RawTensor.cast dtype x
 

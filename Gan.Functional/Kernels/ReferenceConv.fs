@@ -7,7 +7,7 @@
 /// ranges are computed once per tap (see <see cref="validRange"/>), so the two innermost loops
 /// carry no bounds tests for padding, and the innermost one walks an output row contiguously.
 /// It is im2col without materialising the column matrix.
-module internal Gan.Functional.Kernels.Conv
+module internal Gan.Functional.Kernels.ReferenceConv
 
 open Gan.Functional
 
