@@ -272,7 +272,11 @@ let ``conv2d and its gradients match values computed by hand`` () =
         ReferenceConv.F64.conv2dInputGrad unit ones gShape handW wShape xShape
     )
 
-    Assert.Equal<float[]>([| 12.0; 16.0; 24.0; 28.0 |], ReferenceConv.F64.conv2dWeightGrad unit handX xShape ones gShape wShape)
+    Assert.Equal<float[]>(
+        [| 12.0; 16.0; 24.0; 28.0 |],
+        ReferenceConv.F64.conv2dWeightGrad unit handX xShape ones gShape wShape
+    )
+
     let strided = ConvSpec.create 2 1 1 1
     Assert.Equal<int[]>(gShape, ConvSpec.outputShape "conv2d" strided xShape wShape)
     Assert.Equal<float[]>([| 4.0; 18.0; 36.0; 77.0 |], ReferenceConv.F64.conv2d strided handX xShape handW wShape)
@@ -310,7 +314,8 @@ let ``the kernels reject mismatched shapes with the operation's name`` () =
     |> ignore
 
     Assert.Throws<ShapeMismatchException>(fun () ->
-        ReferenceConv.F64.conv2d ConvSpec.unit handX xShape handW [| 1; 2; 2; 2 |] |> ignore)
+        ReferenceConv.F64.conv2d ConvSpec.unit handX xShape handW [| 1; 2; 2; 2 |]
+        |> ignore)
     |> ignore
 
 type PoolCase = {
@@ -385,7 +390,8 @@ let ``maxPool2dIndices equals a direct scan over random geometries`` () =
             throws (fun () -> ReferenceConv.F64.maxPool2dIndices case.KH case.KW spec x xShape)
             && throws (fun () -> ReferenceConv.F32.maxPool2dIndices case.KH case.KW spec (Array.map float32 x) xShape)
         else
-            let idx64, shape64 = ReferenceConv.F64.maxPool2dIndices case.KH case.KW spec x xShape
+            let idx64, shape64 =
+                ReferenceConv.F64.maxPool2dIndices case.KH case.KW spec x xShape
 
             let idx32, shape32 =
                 ReferenceConv.F32.maxPool2dIndices case.KH case.KW spec (Array.map float32 x) xShape

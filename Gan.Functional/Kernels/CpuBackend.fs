@@ -7,6 +7,27 @@ open System.Runtime.Intrinsics
 open System.Runtime.Intrinsics.X86
 open Gan.Functional
 
+/// The kernel family of a float32 convolution; one choice serves all three directions
+/// (forward, input gradient, weight gradient), so a layer's passes agree.
+[<RequireQualifiedAccess>]
+type internal ConvPath =
+    /// One window per image: one matrix product each way (DenseConv).
+    | Dense
+    /// One output channel: direct vector kernels (SingleChannelConv).
+    | SingleChannel
+    /// oneDNN where it is loaded and accepts the call, else im2col + GEMM.
+    | DnnlOrIm2col
+
+module internal ConvPath =
+    /// The path of a convolution of input `xShape` and weight `wShape` under `spec`.
+    let choose (spec: ConvSpec) (xShape: int[]) (wShape: int[]) =
+        if DenseConv.applies spec xShape wShape then
+            ConvPath.Dense
+        elif SingleChannelConv.applies spec wShape then
+            ConvPath.SingleChannel
+        else
+            ConvPath.DnnlOrIm2col
+
 /// The fast CPU backend: float32 GEMM through OpenBLAS (or a managed SIMD kernel),
 /// convolutions as im2col + GEMM, vectorised elementwise ops and reductions, parallel across
 /// `threads` cores. Everything it does not accelerate (float64, gather/scatter, comparisons)
@@ -141,11 +162,10 @@ type CpuBackend(threads: int) =
                     Shape = outShape
                     Storage =
                         Storage.F32(
-                            if DenseConv.applies spec x.Shape w.Shape then
-                                DenseConv.conv2d xa x.Shape wa w.Shape
-                            elif SingleChannelConv.applies spec w.Shape then
-                                SingleChannelConv.conv2d threads spec xa x.Shape wa w.Shape
-                            else
+                            match ConvPath.choose spec x.Shape w.Shape with
+                            | ConvPath.Dense -> DenseConv.conv2d xa x.Shape wa w.Shape
+                            | ConvPath.SingleChannel -> SingleChannelConv.conv2d threads spec xa x.Shape wa w.Shape
+                            | ConvPath.DnnlOrIm2col ->
                                 match Dnnl.conv2d spec xa x.Shape wa w.Shape with
                                 | Some y -> y
                                 | None -> Im2col.conv2d threads spec xa x.Shape wa w.Shape
@@ -159,11 +179,10 @@ type CpuBackend(threads: int) =
                 Shape = xShape
                 Storage =
                     Storage.F32(
-                        if DenseConv.applies spec xShape w.Shape then
-                            DenseConv.inputGrad ga wa w.Shape xShape
-                        elif SingleChannelConv.applies spec w.Shape then
-                            SingleChannelConv.conv2dInputGrad threads spec ga wa w.Shape xShape
-                        else
+                        match ConvPath.choose spec xShape w.Shape with
+                        | ConvPath.Dense -> DenseConv.inputGrad ga wa w.Shape xShape
+                        | ConvPath.SingleChannel -> SingleChannelConv.conv2dInputGrad threads spec ga wa w.Shape xShape
+                        | ConvPath.DnnlOrIm2col ->
                             match Dnnl.conv2dInputGrad spec ga g.Shape wa w.Shape xShape with
                             | Some dx -> dx
                             | None -> Im2col.conv2dInputGrad threads spec ga wa w.Shape xShape
@@ -177,11 +196,10 @@ type CpuBackend(threads: int) =
                 Shape = wShape
                 Storage =
                     Storage.F32(
-                        if DenseConv.applies spec x.Shape wShape then
-                            DenseConv.weightGrad xa x.Shape ga wShape
-                        elif SingleChannelConv.applies spec wShape then
-                            SingleChannelConv.conv2dWeightGrad threads spec xa x.Shape ga wShape
-                        else
+                        match ConvPath.choose spec x.Shape wShape with
+                        | ConvPath.Dense -> DenseConv.weightGrad xa x.Shape ga wShape
+                        | ConvPath.SingleChannel -> SingleChannelConv.conv2dWeightGrad threads spec xa x.Shape ga wShape
+                        | ConvPath.DnnlOrIm2col ->
                             match Dnnl.conv2dWeightGrad spec xa x.Shape ga g.Shape wShape with
                             | Some dw -> dw
                             | None -> Im2col.conv2dWeightGrad threads spec xa x.Shape ga wShape
@@ -229,7 +247,10 @@ type CpuBackend(threads: int) =
             match g.Storage, x.Storage with
             | Storage.F32 ga, Storage.F32 xa ->
                 let dx = BufferPool.rent xa.Length
-                FastElementwise.chunks threads xa.Length (fun lo hi -> SimdLoops.leakyReluBackward (float32 alpha) ga xa dx lo hi)
+
+                FastElementwise.chunks threads xa.Length (fun lo hi ->
+                    SimdLoops.leakyReluBackward (float32 alpha) ga xa dx lo hi)
+
                 RawTensor.ofFloat32 x.Shape dx
             | _ -> reference.LeakyReluBackward(g, x, alpha)
 
