@@ -173,6 +173,51 @@ public class ImageCodecTests
         Assert.Contains("cut.jpg: truncated", e.Message);
     }
 
+    /// <summary>The offset of the first SOS marker of a JPEG (the scan's header starts there).</summary>
+    private static int FirstScan(byte[] jpeg)
+    {
+        for (var i = 2; i + 1 < jpeg.Length; i++)
+        {
+            if (jpeg[i] == 0xFF && jpeg[i + 1] == 0xDA)
+            {
+                return i;
+            }
+        }
+
+        throw new InvalidOperationException("no SOS marker");
+    }
+
+    [Fact]
+    public void A_JPEG_scan_count_skips_metadata_and_entropy_data_that_hold_marker_like_bytes()
+    {
+        var jpeg = ImageCodec.EncodeJpeg(Random(48, 40, 3, 9));
+        // an APP1 segment whose payload holds FF DA (an SOS look-alike) right after SOI
+        byte[] payload = [0xFF, 0xDA, 0x00, 0x0C, 0xFF, 0xDA, 0x01, 0x02];
+        byte[] app1 = [0xFF, 0xE1, 0x00, (byte)(payload.Length + 2), .. payload];
+        byte[] withApp = [.. jpeg[..2], .. app1, .. jpeg[2..]];
+
+        Assert.Equal(1, ImageCodec.JpegScans(jpeg, ImageCodec.MaxJpegScans));
+        Assert.Equal(1, ImageCodec.JpegScans(withApp, ImageCodec.MaxJpegScans));
+        Assert.Equal(ImageCodec.Decode(jpeg, "a.jpg").Image.Pixels, ImageCodec.Decode(withApp, "b.jpg").Image.Pixels);
+    }
+
+    [Fact]
+    public void A_JPEG_with_more_scans_than_the_limit_is_refused_before_it_is_decoded()
+    {
+        var jpeg = ImageCodec.EncodeJpeg(Random(32, 32, 3, 4));
+        var sos = FirstScan(jpeg);
+        var scan = jpeg[sos..^2]; // SOS header and entropy data, without EOI
+        byte[] Repeat(int n) => [.. jpeg[..^2], .. Enumerable.Repeat(scan, n - 1).SelectMany(x => x), 0xFF, 0xD9];
+
+        var atLimit = Repeat(ImageCodec.MaxJpegScans);
+        var over = Repeat(ImageCodec.MaxJpegScans + 1);
+
+        Assert.Equal(ImageCodec.MaxJpegScans, ImageCodec.JpegScans(atLimit, ImageCodec.MaxJpegScans));
+        Assert.Equal(ImageCodec.MaxJpegScans + 1, ImageCodec.JpegScans(over, ImageCodec.MaxJpegScans));
+        var e = Assert.Throws<UserError>(() => ImageCodec.Decode(over, "scans.jpg"));
+        Assert.Equal($"Cannot read the image scans.jpg: unsupported: a JPEG with more than {ImageCodec.MaxJpegScans} scans. Remove or replace it, then run again.", e.Message);
+    }
+
     [Fact]
     public void A_PNG_with_a_flipped_bit_in_its_image_data_is_refused()
     {

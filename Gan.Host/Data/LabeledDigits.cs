@@ -48,11 +48,7 @@ internal static class LabeledDigits
         {
             case "mnist":
                 var dir = dataDir ?? Path.Combine(ctx.CacheRoot, "mnist");
-                if (Mnist.FindTrainImages(dir) is null)
-                {
-                    Mnist.Fetch(dir, ctx);
-                }
-
+                Mnist.EnsureFetched(dir, ctx);
                 return dir;
             case "fashion-mnist":
                 return Mnist.LocateFashion(dataDir, ctx);

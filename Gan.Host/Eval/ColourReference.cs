@@ -46,22 +46,27 @@ internal sealed class ColourReference : IDisposable
         }
 
         var cache = Path.Combine(dataDir, "emoji-heldout-resnet18.f32");
-        var real = TryRead(cache, key, held.Count);
-        if (real is null)
-        {
-            ctx.Info($"emoji: ImageNet ResNet-18 features of the {held.Count:N0} held-out images (once; cached in {cache}) …");
-            real = net.Of(held.Count, i => held.Image(i).ToArray(), Emoji.Size, Emoji.Size);
-            try
+        double[][]? real = null;
+        WriterLock.Once(
+            cache + ".lock",
+            $"the ResNet-18 features of emoji's held-out images ({cache})",
+            ctx.Info,
+            () => (real = TryRead(cache, key, held.Count)) is not null,
+            () =>
             {
-                Write(cache, key, real);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                throw IoErrors.Describe(e, "write", cache);
-            }
-        }
+                ctx.Info($"emoji: ImageNet ResNet-18 features of the {held.Count:N0} held-out images (once; cached in {cache}) …");
+                real = net.Of(held.Count, i => held.Image(i).ToArray(), Emoji.Size, Emoji.Size);
+                try
+                {
+                    Write(cache, key, real);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    throw IoErrors.Describe(e, "write", cache);
+                }
+            });
 
-        return new ColourReference(net, real);
+        return new ColourReference(net, real!);
     }
 
     private static double[][]? TryRead(string path, byte[] key, int count)

@@ -22,6 +22,13 @@ internal static class ImageCodec
     public const long MaxPixels = 1L << 26;
 
     /// <summary>
+    /// The most scans a JPEG may have (a progressive JPEG from common encoders has about 10). Each
+    /// scan is a pass over the image's coefficients, so a small file of thousands of scans costs
+    /// minutes of CPU; Skia has no scan limit of its own, so the markers are counted first.
+    /// </summary>
+    public const int MaxJpegScans = 500;
+
+    /// <summary>
     /// Reads and decodes the image file <paramref name="path"/> (the one entry point for files from
     /// outside). Returns the image, or throws a <see cref="UserError"/> whose message names the file
     /// and the reason (missing, unreadable, not an image, too large, corrupt or truncated).
@@ -62,6 +69,11 @@ internal static class ImageCodec
         if (info.Width <= 0 || info.Height <= 0 || (long)info.Width * info.Height > MaxPixels)
         {
             throw Fail(name, $"unsupported size {info.Width}×{info.Height} (the limit is {MaxPixels:N0} pixels)");
+        }
+
+        if (codec.EncodedFormat == SKEncodedImageFormat.Jpeg && JpegScans(bytes, MaxJpegScans) > MaxJpegScans)
+        {
+            throw Fail(name, $"unsupported: a JPEG with more than {MaxJpegScans} scans");
         }
 
         var (w, h) = (info.Width, info.Height);
@@ -131,6 +143,64 @@ internal static class ImageCodec
         }
 
         return (new RasterImage(w, h, 3, rgb), scale);
+    }
+
+    /// <summary>
+    /// The number of scans (SOS markers) in the JPEG <paramref name="b"/>, counting stops after
+    /// <paramref name="stopAfter"/>. Walks the marker segments by their lengths and skips each scan's
+    /// entropy-coded data (where 0xFF is followed by a stuffed 0x00 or a restart marker), so bytes
+    /// inside metadata are not mistaken for markers; one linear pass.
+    /// </summary>
+    public static int JpegScans(ReadOnlySpan<byte> b, int stopAfter)
+    {
+        var scans = 0;
+        var i = 2; // after SOI
+        while (i + 1 < b.Length && scans <= stopAfter)
+        {
+            if (b[i] != 0xFF)
+            {
+                i++; // stray byte between segments: libjpeg skips these too
+                continue;
+            }
+
+            var m = b[i + 1];
+            if (m == 0xFF)
+            {
+                i++; // fill byte
+                continue;
+            }
+
+            if (m == 0xD9)
+            {
+                break; // EOI
+            }
+
+            if (m is 0x00 or 0x01 or (>= 0xD0 and <= 0xD7))
+            {
+                i += 2; // markers without a length
+                continue;
+            }
+
+            if (i + 3 >= b.Length)
+            {
+                break;
+            }
+
+            i += 2 + ((b[i + 2] << 8) | b[i + 3]);
+            if (m != 0xDA)
+            {
+                continue;
+            }
+
+            scans++;
+            // the entropy-coded data runs to the next marker that is neither stuffing nor a restart
+            while (i + 1 < b.Length && !(b[i] == 0xFF && b[i + 1] is not (0x00 or 0xFF or (>= 0xD0 and <= 0xD7))))
+            {
+                i++;
+            }
+        }
+
+        return scans;
     }
 
     /// <summary>True when the bytes start like a PNG, JPEG, GIF, BMP or WebP file.</summary>

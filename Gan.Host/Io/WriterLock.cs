@@ -102,6 +102,30 @@ internal sealed class WriterLock : IDisposable
         }
     }
 
+    /// <summary>
+    /// Runs <paramref name="make"/> unless <paramref name="done"/> holds, once across processes: the
+    /// lock at <paramref name="path"/> is taken (waiting while a live process holds it) and
+    /// <paramref name="done"/> is asked again under it, so a second process waits for the first and
+    /// then finds its result (a data set being fetched, a cache being filled). Leftover temporary
+    /// files of dead writers in the lock's folder are removed first.
+    /// </summary>
+    public static void Once(string path, string what, Action<string> info, Func<bool> done, Action make)
+    {
+        if (done())
+        {
+            return;
+        }
+
+        var dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!;
+        Directory.CreateDirectory(dir);
+        using var held = Wait(path, what, info);
+        AtomicFile.CleanTemporaries(dir);
+        if (!done())
+        {
+            make();
+        }
+    }
+
     /// <summary>The refusal when a live process holds a lock.</summary>
     internal sealed class HeldException(string message, Owner holder) : UserError(message)
     {
