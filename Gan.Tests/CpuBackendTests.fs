@@ -12,6 +12,7 @@ open Gan.Functional.Kernels
 
 let private reference = ReferenceBackend.Instance :> IBackend
 let private fast = CpuBackend(2) :> IBackend
+let private knobs = CpuKnobs.FromEnvironment()
 
 let private data (key: uint64) (shape: int[]) =
     match (Random.normal (Random.key key) Float32 shape).Storage with
@@ -264,7 +265,7 @@ let ``the managed GEMM agrees with the BLAS in use`` () =
                 let b = Array.init (k * n) (fun _ -> float32 (rnd.NextDouble() - 0.5))
                 let c1 = Array.zeroCreate (m * n)
                 let c2 = Array.create (m * n) 1.0f
-                Blas.sgemm ta tb m n k a 0 b 0 c1 0 false
+                Blas.sgemm knobs ta tb m n k a 0 b 0 c1 0 false
                 Blas.managedGemm ta tb m n k a 0 b 0 c2 0 false
 
                 close
@@ -401,8 +402,82 @@ let ``the description names the GEMM in use`` () =
     let d = CpuBackend(1).Description
     Assert.Contains("sgemm", d)
 
-    if Environment.GetEnvironmentVariable "GAN_DISABLE_OPENBLAS" = "1" then
+    if not knobs.OpenBlas then
         Assert.Contains("managed", d)
+
+[<Fact>]
+let ``knobs given to the constructor replace the environment's`` () =
+    let managed =
+        CpuBackend(
+            2,
+            {
+                knobs with
+                    OpenBlas = false
+                    DnnlConv = false
+            }
+        )
+
+    Assert.False(managed.UsesOpenBlas)
+    Assert.Contains("managed SIMD sgemm", managed.Description)
+    let b = managed :> IBackend
+    // a product and a convolution through the managed GEMM and im2col agree with the reference
+    let a, w = data 31UL [| 3; 40; 50 |], data 32UL [| 3; 50; 20 |]
+
+    close
+        1e-4
+        "managed matmul"
+        (b.MatMul(a, false, w, false, [| 3; 40; 20 |]))
+        (reference.MatMul(a, false, w, false, [| 3; 40; 20 |]))
+
+    let x, k = data 33UL [| 2; 16; 9; 9 |], data 34UL [| 8; 16; 3; 3 |]
+    let spec = ConvSpec.create 1 1 1 1
+    close 1e-4 "im2col conv" (b.Conv2d(x, k, spec)) (reference.Conv2d(x, k, spec))
+
+[<Fact>]
+let ``knobs parse from GAN_ variables, keeping defaults for unset or invalid values`` () =
+    let parse (vars: (string * string) list) =
+        let m = Map.ofList vars
+        CpuKnobs.Parse(Func<string, string | null>(fun n -> Map.tryFind n m |> Option.toObj))
+
+    Assert.Equal(CpuKnobs.Default, parse [])
+
+    let k =
+        parse [
+            "GAN_PARALLEL_THRESHOLD", "1000"
+            "GAN_DISABLE_OPENBLAS", "1"
+            "GAN_DISABLE_DNNL", "1"
+            "GAN_DNNL_GEMM_MIN", "0"
+            "GAN_SMALL_GEMM", "5"
+            "GAN_DISABLE_DNNL_CONV", "1"
+            "GAN_DNNL_WINOGRAD", "0"
+            "GAN_DNNL_BATCH", "8"
+        ]
+
+    Assert.Equal(
+        {
+            ParallelThreshold = 1000
+            OpenBlas = false
+            Dnnl = false
+            DnnlGemmMin = 0L
+            SmallGemm = 5L
+            DnnlConv = false
+            DnnlWinograd = false
+            DnnlBatch = 8
+        },
+        k
+    )
+
+    let invalid =
+        parse [
+            "GAN_PARALLEL_THRESHOLD", "0"
+            "GAN_DISABLE_OPENBLAS", "yes"
+            "GAN_SMALL_GEMM", "0"
+            "GAN_DNNL_GEMM_MIN", "-1"
+            "GAN_DNNL_WINOGRAD", "1"
+            "GAN_DNNL_BATCH", "x"
+        ]
+
+    Assert.Equal(CpuKnobs.Default, invalid)
 
 [<Fact>]
 let ``oneDNN convolutions and both adjoints agree with the reference on blocked-layout shapes`` () =
@@ -442,11 +517,11 @@ let ``oneDNN convolutions and both adjoints agree with the reference on blocked-
         let y = reference.Conv2d(x, w, spec)
         let g = data 14UL y.Shape
         let f32 (r: RawTensor) = RawTensor.toFloat32Array r
-        let forward = Dnnl.conv2d spec (f32 x) xs (f32 w) ws
-        let input = Dnnl.conv2dInputGrad spec (f32 g) g.Shape (f32 w) ws xs
-        let weight = Dnnl.conv2dWeightGrad spec (f32 x) xs (f32 g) g.Shape ws
+        let forward = Dnnl.conv2d knobs spec (f32 x) xs (f32 w) ws
+        let input = Dnnl.conv2dInputGrad knobs spec (f32 g) g.Shape (f32 w) ws xs
+        let weight = Dnnl.conv2dWeightGrad knobs spec (f32 x) xs (f32 g) g.Shape ws
 
-        if Blas.dnnlAvailable () then
+        if Blas.dnnlAvailable knobs then
             let some what (r: float32[] option) shape =
                 match r with
                 | Some a -> RawTensor.ofFloat32 shape a
@@ -472,7 +547,7 @@ let ``oneDNN convolutions and both adjoints agree with the reference on blocked-
             // without oneDNN every call falls back to im2col
             Assert.True(forward.IsNone && input.IsNone && weight.IsNone)
 
-    if Blas.dnnlAvailable () then
+    if Blas.dnnlAvailable knobs then
         // the 3x3 stride-1 case ran on Winograd, in calls of 32 and 8 images
         let impls = Dnnl.implementations ()
 

@@ -1,5 +1,5 @@
-/// Single-precision GEMM for the CPU backend: OpenBLAS loaded at run time when present, a
-/// managed SIMD kernel otherwise. Row-major throughout.
+/// Single-precision GEMM for the CPU backend: OpenBLAS loaded at run time when present and
+/// allowed by the knobs, a managed SIMD kernel otherwise. Row-major throughout.
 module internal Gan.Functional.Kernels.Blas
 
 #nowarn "9" // native pointers: the BLAS call needs addresses of pinned arrays
@@ -10,6 +10,7 @@ open System.Runtime.InteropServices
 open System.Runtime.Intrinsics
 open System.Threading.Tasks
 open Microsoft.FSharp.NativeInterop
+open Gan.Functional
 
 [<Literal>]
 let private LibName = "gan_openblas"
@@ -94,130 +95,154 @@ let private candidates = [
 ]
 
 let private load () : nativeint option * string =
-    if Environment.GetEnvironmentVariable "GAN_DISABLE_OPENBLAS" = "1" then
-        None, "OpenBLAS disabled by GAN_DISABLE_OPENBLAS=1"
-    else
-        // The variable must reach native getenv before the library initialises; .NET's
-        // Environment.SetEnvironmentVariable does not, so call libc's setenv (overwrite = 0:
-        // a value the user set wins).
-        let coreNote =
-            if OperatingSystem.IsLinux() then
-                match bestCoreType () with
-                | Some core when Native.getenv "OPENBLAS_CORETYPE" = 0n ->
-                    Native.setenv ("OPENBLAS_CORETYPE", core, 0) |> ignore
-                    sprintf "OPENBLAS_CORETYPE=%s set for this CPU" core
-                | _ when Native.getenv "OPENBLAS_CORETYPE" <> 0n ->
-                    sprintf
-                        "OPENBLAS_CORETYPE=%s as set by the user"
-                        (Marshal.PtrToStringAnsi(Native.getenv "OPENBLAS_CORETYPE"))
-                | _ -> "no AVX2: OpenBLAS picks its own kernel"
-            else
-                ""
-
-        // oneDNN's OpenMP threads spin at barriers by default; when the cores are shared (other
-        // processes runnable) a spinning thread holds the core the one it waits for needs, and
-        // GEMMs ran up to 10x slower here (mlp at load 15: 428 vs 38 ms of GEMM per step). Passive waiting
-        // sleeps instead. libgomp reads this once, when oneDNN pulls it in; a user's value wins.
+    // The variable must reach native getenv before the library initialises; .NET's
+    // Environment.SetEnvironmentVariable does not, so call libc's setenv (overwrite = 0:
+    // a value the user set wins).
+    let coreNote =
         if OperatingSystem.IsLinux() then
-            Native.setenv ("OMP_WAIT_POLICY", "PASSIVE", 0) |> ignore
+            match bestCoreType () with
+            | Some core when Native.getenv "OPENBLAS_CORETYPE" = 0n ->
+                Native.setenv ("OPENBLAS_CORETYPE", core, 0) |> ignore
+                sprintf "OPENBLAS_CORETYPE=%s set for this CPU" core
+            | _ when Native.getenv "OPENBLAS_CORETYPE" <> 0n ->
+                sprintf
+                    "OPENBLAS_CORETYPE=%s as set by the user"
+                    (Marshal.PtrToStringAnsi(Native.getenv "OPENBLAS_CORETYPE"))
+            | _ -> "no AVX2: OpenBLAS picks its own kernel"
+        else
+            ""
 
-        let handle =
-            candidates
-            |> List.tryPick (fun name ->
-                match NativeLibrary.TryLoad name with
-                | true, h -> Some h
-                | _ -> None)
+    // oneDNN's OpenMP threads spin at barriers by default; when the cores are shared (other
+    // processes runnable) a spinning thread holds the core the one it waits for needs, and
+    // GEMMs ran up to ten times slower here (docs/performance.md, "Measurements behind the
+    // code"). Passive waiting sleeps instead. libgomp reads this once, when oneDNN pulls it in; a user's value wins.
+    if OperatingSystem.IsLinux() then
+        Native.setenv ("OMP_WAIT_POLICY", "PASSIVE", 0) |> ignore
 
-        match handle with
-        | Some h when
-            (match NativeLibrary.TryGetExport(h, "cblas_sgemm") with
-             | true, _ -> true
-             | _ -> false)
-            ->
-            Some h, coreNote
-        | Some _ -> None, "the OpenBLAS found lacks cblas_sgemm"
-        | None -> None, "OpenBLAS not found (Debian: apt-get install libopenblas0-pthread)"
+    let handle =
+        candidates
+        |> List.tryPick (fun name ->
+            match NativeLibrary.TryLoad name with
+            | true, h -> Some h
+            | _ -> None)
+
+    match handle with
+    | Some h when
+        (match NativeLibrary.TryGetExport(h, "cblas_sgemm") with
+         | true, _ -> true
+         | _ -> false)
+        ->
+        Some h, coreNote
+    | Some _ -> None, "the OpenBLAS found lacks cblas_sgemm"
+    | None -> None, "OpenBLAS not found (Debian: apt-get install libopenblas0-pthread)"
 
 /// oneDNN (Debian's libdnnl2), whose JIT sgemm uses AVX-512 whatever OPENBLAS_CORETYPE says;
 /// measured here to beat OpenBLAS on large products and to lose on small ones.
 let private loadDnnl () =
-    if Environment.GetEnvironmentVariable "GAN_DISABLE_DNNL" = "1" then
-        None
-    else
-        [ "libdnnl.so.2"; "libdnnl.so.3"; "libdnnl.so" ]
-        |> List.tryPick (fun name ->
-            match NativeLibrary.TryLoad name with
-            | true, h ->
-                match NativeLibrary.TryGetExport(h, "dnnl_sgemm") with
-                | true, _ -> Some h
-                | _ -> None
-            | _ -> None)
+    [ "libdnnl.so.2"; "libdnnl.so.3"; "libdnnl.so" ]
+    |> List.tryPick (fun name ->
+        match NativeLibrary.TryLoad name with
+        | true, h ->
+            match NativeLibrary.TryGetExport(h, "dnnl_sgemm") with
+            | true, _ -> Some h
+            | _ -> None
+        | _ -> None)
 
-let private loaded =
+// oneDNN's handle once loaded (read by the import resolver)
+let mutable private dnnlHandle: nativeint option = None
+
+/// OpenBLAS, loaded on first use by a backend whose knobs allow it (never otherwise, so that
+/// OPENBLAS_CORETYPE and OMP_WAIT_POLICY are left alone): the handle and a note for the
+/// description.
+let private openBlas =
     lazy
         (let handle, note = load ()
-         let dnnl = if handle.IsSome then loadDnnl () else None
 
-         if handle.IsSome then
+         match handle with
+         | Some h ->
              NativeLibrary.SetDllImportResolver(
                  typeof<GemmInfo>.Assembly,
                  DllImportResolver(fun name _ _ ->
-                     match handle, dnnl with
-                     | Some h, _ when name = LibName -> h
-                     | _, Some d when name = DnnlName -> d
-                     | _ -> 0n)
+                     if name = LibName then
+                         h
+                     else
+                         match dnnlHandle with
+                         | Some d when name = DnnlName -> d
+                         | _ -> 0n)
              )
+         | None -> ()
 
-         handle, note, dnnl)
+         handle, note)
 
 let mutable private threads = Environment.ProcessorCount
 
 // the OpenBLAS thread count last set (small products drop to one thread)
 let mutable private blasThreads = -1
 
-/// Sets the worker-thread count of both OpenBLAS and the managed kernels.
-let setThreads (n: int) =
+/// oneDNN, loaded on first use beside OpenBLAS by a backend whose knobs allow both.
+let private dnnl =
+    lazy
+        (match openBlas.Force() with
+         | Some _, _ ->
+             let d = loadDnnl ()
+             dnnlHandle <- d
+
+             if d.IsSome then
+                 Native.omp_set_num_threads threads
+
+             d
+         | None, _ -> None)
+
+/// Whether `knobs` lets OpenBLAS run and it loaded.
+let private usesOpenBlas (knobs: CpuKnobs) =
+    knobs.OpenBlas && (fst (openBlas.Force())).IsSome
+
+/// Whether oneDNN loaded (it is tried only beside OpenBLAS) and `knobs` lets it run; its
+/// other entry points resolve through the same library name.
+let dnnlAvailable (knobs: CpuKnobs) =
+    knobs.Dnnl && usesOpenBlas knobs && (dnnl.Force()).IsSome
+
+/// Sets the worker-thread count of OpenBLAS, oneDNN (where `knobs` lets them load) and the
+/// managed kernels.
+let setThreads (knobs: CpuKnobs) (n: int) =
     threads <- max 1 n
 
-    match loaded.Force() with
-    | Some _, _, dnnl ->
+    if usesOpenBlas knobs then
         Native.openblas_set_num_threads threads
         blasThreads <- threads
 
-        if dnnl.IsSome then
+        if dnnlAvailable knobs then
             Native.omp_set_num_threads threads
-    | None, _, _ -> ()
 
 /// The thread count in use.
 let threadCount () = threads
 
-/// Whether oneDNN loaded (it is tried only beside OpenBLAS); its other entry points resolve
-/// through the same library name.
-let dnnlAvailable () =
-    match loaded.Force() with
-    | Some _, _, Some _ -> true
-    | _ -> false
-
-/// Whether OpenBLAS is in use, and a one-line reason.
-let info () =
-    match loaded.Force() with
-    | Some _, note, dnnl ->
-        let core = Marshal.PtrToStringAnsi(Native.openblas_get_corename ())
-
-        let large =
-            if dnnl.IsSome then
-                "; oneDNN sgemm for large products"
-            else
-                ""
-
+/// Whether OpenBLAS is in use under `knobs`, and a one-line reason.
+let info (knobs: CpuKnobs) =
+    if not knobs.OpenBlas then
         {
-            UsesOpenBlas = true
-            Description = sprintf "OpenBLAS sgemm (core %s; %s)%s" core note large
+            UsesOpenBlas = false
+            Description = "managed SIMD sgemm (OpenBLAS off: CpuKnobs.OpenBlas = false, GAN_DISABLE_OPENBLAS=1)"
         }
-    | None, note, _ -> {
-        UsesOpenBlas = false
-        Description = sprintf "managed SIMD sgemm (%s)" note
-      }
+    else
+        match openBlas.Force() with
+        | Some _, note ->
+            let core = Marshal.PtrToStringAnsi(Native.openblas_get_corename ())
+
+            let large =
+                if dnnlAvailable knobs then
+                    "; oneDNN sgemm for large products"
+                else
+                    ""
+
+            {
+                UsesOpenBlas = true
+                Description = sprintf "OpenBLAS sgemm (core %s; %s)%s" core note large
+            }
+        | None, note -> {
+            UsesOpenBlas = false
+            Description = sprintf "managed SIMD sgemm (%s)" note
+          }
 
 /// C[m×n] = A'·B' (+ C when accumulate) with A' = A or Aᵀ (A stored m×k or k×m) and the same
 /// for B, all row-major and dense, starting at the given offsets. Managed fallback.
@@ -292,23 +317,11 @@ let managedGemm
         for i in 0 .. m - 1 do
             rowBlock i
 
-/// Products of at least this many multiply-adds go to oneDNN when it is loaded
-/// (`GAN_DNNL_GEMM_MIN` overrides it). High on purpose: oneDNN's OpenMP threads and OpenBLAS's
-/// pthreads (which spin for a while after each call) fight over the cores when a step mixes
-/// them; measured on mlp (products up to 103M multiply-adds), 2^24 gave medians of 32 or 46 ms
-/// from run to run, 2^27 (all on OpenBLAS) 31–32 ms every run, while mbd28's 411M products
-/// still run faster on oneDNN.
-let private dnnlThreshold =
-    match Int64.TryParse(Environment.GetEnvironmentVariable "GAN_DNNL_GEMM_MIN") with
-    | true, n when n >= 0L -> n
-    | _ -> 1L <<< 27
-
-/// Products below this many multiply-adds run on one OpenBLAS thread: waking the others costs
-/// more than they save (and far more on a shared, loaded machine).
-let private smallGemm =
-    match Int64.TryParse(Environment.GetEnvironmentVariable "GAN_SMALL_GEMM") with
-    | true, n when n > 0L -> n
-    | _ -> 1L <<< 22
+// Products of at least CpuKnobs.DnnlGemmMin multiply-adds go to oneDNN. High on purpose:
+// oneDNN's OpenMP threads and OpenBLAS's pthreads (which spin for a while after each call)
+// fight over the cores when a step mixes them (docs/knobs.md), while the largest products
+// still run faster on oneDNN. Products below CpuKnobs.SmallGemm run on one OpenBLAS thread:
+// waking the others costs more than they save (and far more on a shared, loaded machine).
 
 let private useBlasThreads (n: int) =
     if n <> blasThreads then
@@ -317,6 +330,7 @@ let private useBlasThreads (n: int) =
 
 /// C = op(A)·op(B) (+ C when `accumulate`), row-major, dense, at the given offsets.
 let sgemm
+    (knobs: CpuKnobs)
     (transA: bool)
     (transB: bool)
     m
@@ -334,55 +348,54 @@ let sgemm
         if k = 0 then
             if not accumulate then
                 Array.Clear(c, cOff, m * n)
+        else if usesOpenBlas knobs then
+            use pa = fixed &a.[aOff]
+            use pb = fixed &b.[bOff]
+            use pc = fixed &c.[cOff]
+            let beta = if accumulate then 1.0f else 0.0f
+            let lda = if transA then m else k
+            let ldb = if transB then k else n
+
+            if int64 m * int64 n * int64 k >= knobs.DnnlGemmMin && dnnlAvailable knobs then
+                Native.dnnl_sgemm (
+                    (if transA then byte 'T' else byte 'N'),
+                    (if transB then byte 'T' else byte 'N'),
+                    int64 m,
+                    int64 n,
+                    int64 k,
+                    1.0f,
+                    NativePtr.toNativeInt pa,
+                    int64 lda,
+                    NativePtr.toNativeInt pb,
+                    int64 ldb,
+                    beta,
+                    NativePtr.toNativeInt pc,
+                    int64 n
+                )
+                |> ignore
+            else
+                useBlasThreads (
+                    if int64 m * int64 n * int64 k < knobs.SmallGemm then
+                        1
+                    else
+                        threads
+                )
+
+                Native.cblas_sgemm (
+                    101,
+                    (if transA then 112 else 111),
+                    (if transB then 112 else 111),
+                    m,
+                    n,
+                    k,
+                    1.0f,
+                    NativePtr.toNativeInt pa,
+                    lda,
+                    NativePtr.toNativeInt pb,
+                    ldb,
+                    beta,
+                    NativePtr.toNativeInt pc,
+                    n
+                )
         else
-            match loaded.Force() with
-            | Some _, _, dnnl ->
-                use pa = fixed &a.[aOff]
-                use pb = fixed &b.[bOff]
-                use pc = fixed &c.[cOff]
-                let beta = if accumulate then 1.0f else 0.0f
-                let lda = if transA then m else k
-                let ldb = if transB then k else n
-
-                if dnnl.IsSome && int64 m * int64 n * int64 k >= dnnlThreshold then
-                    Native.dnnl_sgemm (
-                        (if transA then byte 'T' else byte 'N'),
-                        (if transB then byte 'T' else byte 'N'),
-                        int64 m,
-                        int64 n,
-                        int64 k,
-                        1.0f,
-                        NativePtr.toNativeInt pa,
-                        int64 lda,
-                        NativePtr.toNativeInt pb,
-                        int64 ldb,
-                        beta,
-                        NativePtr.toNativeInt pc,
-                        int64 n
-                    )
-                    |> ignore
-                else
-                    useBlasThreads (
-                        if int64 m * int64 n * int64 k < smallGemm then
-                            1
-                        else
-                            threads
-                    )
-
-                    Native.cblas_sgemm (
-                        101,
-                        (if transA then 112 else 111),
-                        (if transB then 112 else 111),
-                        m,
-                        n,
-                        k,
-                        1.0f,
-                        NativePtr.toNativeInt pa,
-                        lda,
-                        NativePtr.toNativeInt pb,
-                        ldb,
-                        beta,
-                        NativePtr.toNativeInt pc,
-                        n
-                    )
-            | None, _, _ -> managedGemm transA transB m n k a aOff b bOff c cOff accumulate
+            managedGemm transA transB m n k a aOff b bOff c cOff accumulate

@@ -7,26 +7,22 @@
 /// backward pass has propagated it. Those are given here (through <c>IBackend.Recycle</c>) and
 /// handed out again by <c>rent</c> for an output of exactly that length (a network repeats its
 /// shapes every step). Parameter gradients are not recycled: pooled, they would sit idle
-/// through the next forward passes, at the step's peak (valid64: 429 → 493 MB measured).
+/// through the next forward passes, at the step's peak (a higher peak, measured on valid64).
 module internal Gan.Functional.Kernels.BufferPool
 
 open System
 open System.Collections.Generic
+open Gan.Functional
 
 /// Below this many floats (64 KB) an array is a cheap gen-0 allocation: not pooled.
 let minLength = 16384
 
-let private envInt (name: string) (fallback: int64) =
-    match Int64.TryParse(Environment.GetEnvironmentVariable name) with
-    | true, v when v >= 0L -> v
-    | _ -> fallback
+/// The most the pool holds, in bytes (`Knobs.poolBytes`).
+let private capBytes = Knobs.poolBytes
 
-/// The most the pool holds, in bytes (`GAN_POOL_MB`, default 512; 0 turns pooling off).
-let private capBytes = envInt "GAN_POOL_MB" 512L * 1024L * 1024L
-
-/// `GAN_POOL_CHECK=1`: every given buffer is filled with NaN, so that a buffer given while
+/// Every given buffer is filled with NaN (`Knobs.poolCheck`), so that a buffer given while
 /// still in use shows up as NaN in results (the test suite runs with it).
-let poison = Environment.GetEnvironmentVariable "GAN_POOL_CHECK" = "1"
+let poison = Knobs.poolCheck
 
 /// The pooled buffers of one length, and how many of them a pass has wanted in a row.
 [<AllowNullLiteral>]

@@ -30,22 +30,30 @@ module internal ConvPath =
 
 /// The fast CPU backend: float32 GEMM through OpenBLAS (or a managed SIMD kernel),
 /// convolutions as im2col + GEMM, vectorised elementwise ops and reductions, parallel across
-/// `threads` cores. Everything it does not accelerate (float64, gather/scatter, comparisons)
+/// `threads` cores (0: one per core), tuned by `knobs`. Everything it does not accelerate (float64, gather/scatter, comparisons)
 /// goes to the reference kernels, which it is tested against.
-type CpuBackend(threads: int) =
+type CpuBackend(threads: int, knobs: CpuKnobs) =
     let reference = ReferenceBackend.Instance :> IBackend
     let threads = if threads <= 0 then Environment.ProcessorCount else threads
-    do Blas.setThreads threads
+    let threshold = knobs.ParallelThreshold
+    do Blas.setThreads knobs threads
+
+    /// The CPU backend on `threads` cores (0: one per core) with the knobs the GAN_*
+    /// environment variables set (<see cref="M:Gan.Functional.CpuKnobs.FromEnvironment"/>).
+    new(threads: int) = CpuBackend(threads, CpuKnobs.FromEnvironment())
 
     /// The thread count in use.
     member _.Threads = threads
 
+    /// The knobs in use.
+    member _.Knobs = knobs
+
     /// One line: which GEMM and how many threads, and why.
     member _.Description =
-        sprintf "cpu backend, %d thread%s, %s" threads (if threads = 1 then "" else "s") (Blas.info ()).Description
+        sprintf "cpu backend, %d thread%s, %s" threads (if threads = 1 then "" else "s") (Blas.info knobs).Description
 
-    /// True when OpenBLAS was loaded.
-    member _.UsesOpenBlas = (Blas.info ()).UsesOpenBlas
+    /// True when OpenBLAS is in use.
+    member _.UsesOpenBlas = (Blas.info knobs).UsesOpenBlas
 
     interface IBackend with
         member _.Name = "cpu"
@@ -53,7 +61,7 @@ type CpuBackend(threads: int) =
         member _.Unary(op, x) =
             match x.Storage with
             | Storage.F32 a ->
-                match FastElementwise.unary threads op a with
+                match FastElementwise.unary threshold threads op a with
                 | Some y -> {
                     Shape = x.Shape
                     Storage = Storage.F32 y
@@ -64,7 +72,7 @@ type CpuBackend(threads: int) =
         member _.Binary(op, a, b, outShape) =
             match a.Storage, b.Storage with
             | Storage.F32 x, Storage.F32 y ->
-                match FastElementwise.binary threads op x a.Shape y b.Shape outShape with
+                match FastElementwise.binary threshold threads op x a.Shape y b.Shape outShape with
                 | Some r -> {
                     Shape = outShape
                     Storage = Storage.F32 r
@@ -76,7 +84,7 @@ type CpuBackend(threads: int) =
             match m.Storage, a.Storage, b.Storage with
             | Storage.F32 mm, Storage.F32 x, Storage.F32 y ->
                 let r = BufferPool.rent x.Length
-                FastElementwise.chunks threads x.Length (fun lo hi -> SimdLoops.where mm x y r lo hi)
+                FastElementwise.chunks threshold threads x.Length (fun lo hi -> SimdLoops.where mm x y r lo hi)
 
                 {
                     Shape = a.Shape
@@ -87,7 +95,7 @@ type CpuBackend(threads: int) =
         member _.Reduce(op, x, axes) =
             match x.Storage with
             | Storage.F32 a ->
-                match FastElementwise.reduce threads op a x.Shape axes with
+                match FastElementwise.reduce threshold threads op a x.Shape axes with
                 | Some y -> {
                     Shape = Shape.reduceKeep x.Shape axes
                     Storage = Storage.F32 y
@@ -101,7 +109,7 @@ type CpuBackend(threads: int) =
             match x.Storage with
             | Storage.F32 a -> {
                 Shape = shape
-                Storage = Storage.F32(FastElementwise.view threads a offset strides shape)
+                Storage = Storage.F32(FastElementwise.view threshold threads a offset strides shape)
               }
             | Storage.F64 _ -> reference.View(x, offset, strides, shape)
 
@@ -109,7 +117,8 @@ type CpuBackend(threads: int) =
             match x.Storage with
             | Storage.F32 a -> {
                 Shape = shape
-                Storage = Storage.F32(FastElementwise.embed threads a x.Shape (Shape.numel shape) offset strides)
+                Storage =
+                    Storage.F32(FastElementwise.embed threshold threads a x.Shape (Shape.numel shape) offset strides)
               }
             | Storage.F64 _ -> reference.Embed(x, shape, offset, strides)
 
@@ -145,7 +154,7 @@ type CpuBackend(threads: int) =
                         ao <- ao + i * sa.[d]
                         bo <- bo + i * sb.[d]
 
-                    Blas.sgemm transA transB m n k x (ao * m * k) y (bo * k * n) c (bi * m * n) false
+                    Blas.sgemm knobs transA transB m n k x (ao * m * k) y (bo * k * n) c (bi * m * n) false
 
                 {
                     Shape = outShape
@@ -163,12 +172,12 @@ type CpuBackend(threads: int) =
                     Storage =
                         Storage.F32(
                             match ConvPath.choose spec x.Shape w.Shape with
-                            | ConvPath.Dense -> DenseConv.conv2d xa x.Shape wa w.Shape
+                            | ConvPath.Dense -> DenseConv.conv2d knobs xa x.Shape wa w.Shape
                             | ConvPath.SingleChannel -> SingleChannelConv.conv2d threads spec xa x.Shape wa w.Shape
                             | ConvPath.DnnlOrIm2col ->
-                                match Dnnl.conv2d spec xa x.Shape wa w.Shape with
+                                match Dnnl.conv2d knobs spec xa x.Shape wa w.Shape with
                                 | Some y -> y
-                                | None -> Im2col.conv2d threads spec xa x.Shape wa w.Shape
+                                | None -> Im2col.conv2d knobs threads spec xa x.Shape wa w.Shape
                         )
                 }
             | _ -> reference.Conv2d(x, w, spec)
@@ -180,12 +189,12 @@ type CpuBackend(threads: int) =
                 Storage =
                     Storage.F32(
                         match ConvPath.choose spec xShape w.Shape with
-                        | ConvPath.Dense -> DenseConv.inputGrad ga wa w.Shape xShape
+                        | ConvPath.Dense -> DenseConv.inputGrad knobs ga wa w.Shape xShape
                         | ConvPath.SingleChannel -> SingleChannelConv.conv2dInputGrad threads spec ga wa w.Shape xShape
                         | ConvPath.DnnlOrIm2col ->
-                            match Dnnl.conv2dInputGrad spec ga g.Shape wa w.Shape xShape with
+                            match Dnnl.conv2dInputGrad knobs spec ga g.Shape wa w.Shape xShape with
                             | Some dx -> dx
-                            | None -> Im2col.conv2dInputGrad threads spec ga wa w.Shape xShape
+                            | None -> Im2col.conv2dInputGrad knobs threads spec ga wa w.Shape xShape
                     )
               }
             | _ -> reference.Conv2dInputGrad(g, w, spec, xShape)
@@ -197,12 +206,12 @@ type CpuBackend(threads: int) =
                 Storage =
                     Storage.F32(
                         match ConvPath.choose spec x.Shape wShape with
-                        | ConvPath.Dense -> DenseConv.weightGrad xa x.Shape ga wShape
+                        | ConvPath.Dense -> DenseConv.weightGrad knobs xa x.Shape ga wShape
                         | ConvPath.SingleChannel -> SingleChannelConv.conv2dWeightGrad threads spec xa x.Shape ga wShape
                         | ConvPath.DnnlOrIm2col ->
-                            match Dnnl.conv2dWeightGrad spec xa x.Shape ga g.Shape wShape with
+                            match Dnnl.conv2dWeightGrad knobs spec xa x.Shape ga g.Shape wShape with
                             | Some dw -> dw
-                            | None -> Im2col.conv2dWeightGrad threads spec xa x.Shape ga wShape
+                            | None -> Im2col.conv2dWeightGrad knobs threads spec xa x.Shape ga wShape
                     )
               }
             | _ -> reference.Conv2dWeightGrad(x, g, spec, wShape)
@@ -239,7 +248,10 @@ type CpuBackend(threads: int) =
             match x.Storage with
             | Storage.F32 a ->
                 let y = BufferPool.rent a.Length
-                FastElementwise.chunks threads a.Length (fun lo hi -> SimdLoops.leakyRelu (float32 alpha) a y lo hi)
+
+                FastElementwise.chunks threshold threads a.Length (fun lo hi ->
+                    SimdLoops.leakyRelu (float32 alpha) a y lo hi)
+
                 RawTensor.ofFloat32 x.Shape y
             | Storage.F64 _ -> reference.LeakyRelu(x, alpha)
 
@@ -248,7 +260,7 @@ type CpuBackend(threads: int) =
             | Storage.F32 ga, Storage.F32 xa ->
                 let dx = BufferPool.rent xa.Length
 
-                FastElementwise.chunks threads xa.Length (fun lo hi ->
+                FastElementwise.chunks threshold threads xa.Length (fun lo hi ->
                     SimdLoops.leakyReluBackward (float32 alpha) ga xa dx lo hi)
 
                 RawTensor.ofFloat32 x.Shape dx
@@ -280,7 +292,7 @@ type CpuBackend(threads: int) =
                 let p' = GC.AllocateUninitializedArray<float32>(n, true)
                 let m' = BufferPool.rent n
                 let v' = BufferPool.rent n
-                FastElementwise.chunks threads n (fun lo hi -> SimdLoops.adam c pa ga ma va p' m' v' lo hi)
+                FastElementwise.chunks threshold threads n (fun lo hi -> SimdLoops.adam c pa ga ma va p' m' v' lo hi)
 
                 let wrap a = {
                     Shape = p.Shape
@@ -295,12 +307,13 @@ type CpuBackend(threads: int) =
             | Storage.F32 pa, Storage.F32 ga, Storage.F32 ma, Storage.F32 va ->
                 // The new parameters outlive the step: on the pinned object heap, which the GC
                 // never compacts, they are not copied by the frequent large-object-heap
-                // compactions of GC ConserveMemory (mbd28: 405-423 -> 373-395 ms a step, peak RSS
-                // 822 -> 750-771 MB on a quiet machine). Moments allocated there too measured
-                // worse (12 instead of 7.5 gen-2 collections a step), so they stay where they are.
+                // compactions of GC ConserveMemory (faster and a lower peak; docs/performance.md,
+                // "Measurements behind the code"). Moments allocated there too measured worse
+                // (more gen-2 collections a step), so they stay where they are.
                 let p' = GC.AllocateUninitializedArray<float32>(pa.Length, true)
                 // the kernel reads m[i] and v[i] before writing them, so in place is exact
-                FastElementwise.chunks threads pa.Length (fun lo hi -> SimdLoops.adam c pa ga ma va p' ma va lo hi)
+                FastElementwise.chunks threshold threads pa.Length (fun lo hi ->
+                    SimdLoops.adam c pa ga ma va p' ma va lo hi)
 
                 {
                     Shape = p.Shape
@@ -316,15 +329,10 @@ type CpuBackend(threads: int) =
 module DefaultBackend =
     let private instance =
         lazy
-            (match Environment.GetEnvironmentVariable "GAN_BACKEND" with
-             | null
-             | ""
-             | "cpu" -> CpuBackend(0) :> IBackend
-             | "reference" -> ReferenceBackend.Instance :> IBackend
-             | other ->
-                 invalidOp (
-                     sprintf "GAN_BACKEND must be 'cpu' or 'reference' (got '%s'); unset it for the default (cpu)" other
-                 ))
+            (if Knobs.referenceBackend.Force() then
+                 ReferenceBackend.Instance :> IBackend
+             else
+                 CpuBackend(0) :> IBackend)
 
     /// The default backend (created on first use).
     let get () = instance.Force()

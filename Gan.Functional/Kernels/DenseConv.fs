@@ -4,7 +4,7 @@
 /// and, as its adjoint, a generator's first transposed convolution from z (dcgan64: 100 → 512,
 /// 1×1 → 4×4). Each is one matrix product over the flattened windows, X [N, K] with
 /// K = C·kh·kw and w [O, K]: y = X·wᵀ, dX = g·w, dw = gᵀ·X. oneDNN and the one-channel kernels
-/// reached 0.4–41 GFLOP/s on them.
+/// ran them far below GEMM speed (docs/performance.md, "Fourth pass").
 module internal Gan.Functional.Kernels.DenseConv
 
 open System
@@ -59,17 +59,17 @@ let private dims (xShape: int[]) (wShape: int[]) =
     xShape.[0], wShape.[0], Shape.numel wShape / wShape.[0]
 
 /// y [N, O] = X [N, K] · w [O, K]ᵀ.
-let conv2d (x: float32[]) (xShape: int[]) (w: float32[]) (wShape: int[]) =
+let conv2d (knobs: CpuKnobs) (x: float32[]) (xShape: int[]) (w: float32[]) (wShape: int[]) =
     let n, o, k = dims xShape wShape
     let y = BufferPool.rent (n * o)
-    withWindows x xShape wShape (fun xw -> Blas.sgemm false true n o k xw 0 w 0 y 0 false)
+    withWindows x xShape wShape (fun xw -> Blas.sgemm knobs false true n o k xw 0 w 0 y 0 false)
     y
 
 /// dx: dX [N, K] = g [N, O] · w [O, K], placed in the windows of zeros [N, C, H, W].
-let inputGrad (g: float32[]) (w: float32[]) (wShape: int[]) (xShape: int[]) =
+let inputGrad (knobs: CpuKnobs) (g: float32[]) (w: float32[]) (wShape: int[]) (xShape: int[]) =
     let n, o, k = dims xShape wShape
     let dxw = BufferPool.rent (n * k)
-    Blas.sgemm false false n k o g 0 w 0 dxw 0 false
+    Blas.sgemm knobs false false n k o g 0 w 0 dxw 0 false
 
     if whole xShape wShape then
         dxw
@@ -86,8 +86,8 @@ let inputGrad (g: float32[]) (w: float32[]) (wShape: int[]) (xShape: int[]) =
         dx
 
 /// dw [O, K] = g [N, O]ᵀ · X [N, K].
-let weightGrad (x: float32[]) (xShape: int[]) (g: float32[]) (wShape: int[]) =
+let weightGrad (knobs: CpuKnobs) (x: float32[]) (xShape: int[]) (g: float32[]) (wShape: int[]) =
     let n, o, k = dims xShape wShape
     let dw = BufferPool.rent (o * k)
-    withWindows x xShape wShape (fun xw -> Blas.sgemm true false o k n g 0 xw 0 dw 0 false)
+    withWindows x xShape wShape (fun xw -> Blas.sgemm knobs true false o k n g 0 xw 0 dw 0 false)
     dw

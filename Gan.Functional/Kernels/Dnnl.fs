@@ -238,12 +238,10 @@ let private threadPlans =
         true
     )
 
-/// Winograd F(4, 3) for 3×3 stride-1 forward passes and input gradients (`GAN_DNNL_WINOGRAD=0`
-/// turns it off): about 2.25× fewer multiplies.
-let private winograd = Environment.GetEnvironmentVariable "GAN_DNNL_WINOGRAD" <> "0"
-
-/// True when a forward or input-gradient convolution of `wShape` under `spec` gets Winograd.
-let private usesWinograd (spec: ConvSpec) (wShape: int[]) =
+/// True when a forward or input-gradient convolution of `wShape` under `spec` gets Winograd
+/// F(4, 3) (about 2.25× fewer multiplies), which `winograd` (<c>CpuKnobs.DnnlWinograd</c>)
+/// allows.
+let private usesWinograd (winograd: bool) (spec: ConvSpec) (wShape: int[]) =
     winograd
     && wShape.[2] = 3
     && wShape.[3] = 3
@@ -381,14 +379,14 @@ let private build (alg: int) (kind: Kind) (spec: ConvSpec) (xShape: int[]) (wSha
         Impl = impl
     }
 
-let private plan kind (spec: ConvSpec) (xShape: int[]) (wShape: int[]) (yShape: int[]) =
+let private plan (winograd: bool) kind (spec: ConvSpec) (xShape: int[]) (wShape: int[]) (yShape: int[]) =
     let dims (s: int[]) = String.Join("x", s)
 
     // one line, readable in the profile
     let key =
         struct (kind,
                 sprintf
-                    "x %s w %s y %s stride %d,%d pad %d,%d,%d,%d dilation %d,%d groups %d"
+                    "x %s w %s y %s stride %d,%d pad %d,%d,%d,%d dilation %d,%d groups %d%s"
                     (dims xShape)
                     (dims wShape)
                     (dims yShape)
@@ -400,7 +398,8 @@ let private plan kind (spec: ConvSpec) (xShape: int[]) (wShape: int[]) (yShape: 
                     spec.PadRight
                     spec.DilationH
                     spec.DilationW
-                    spec.Groups)
+                    spec.Groups
+                    (if winograd then "" else " no-winograd"))
 
     let plans = threadPlans.Value
 
@@ -417,7 +416,7 @@ let private plan kind (spec: ConvSpec) (xShape: int[]) (wShape: int[]) (yShape: 
             // Winograd for the forward pass and the input gradient; the weight gradient stays
             // direct (oneDNN 2.6.3's Winograd backward-weights crashed on this machine)
             let preferred =
-                if kind <> BackwardWeights && usesWinograd spec wShape then
+                if kind <> BackwardWeights && usesWinograd winograd spec wShape then
                     ConvWinograd
                 else
                     ConvDirect
@@ -432,7 +431,7 @@ let private plan kind (spec: ConvSpec) (xShape: int[]) (wShape: int[]) (yShape: 
 
 /// Reorder buffers in oneDNN's layout, one per operand slot and thread, grown to the largest
 /// size seen. A thread runs one convolution at a time, so three buffers serve every plan: no
-/// garbage per call (fresh arrays measured +40 MB peak on dcgan64) and no power-of-two rounding
+/// garbage per call (fresh arrays measured a higher peak on dcgan64) and no power-of-two rounding
 /// or per-size retention of a shared pool.
 let private slots =
     new System.Threading.ThreadLocal<float32[][]>(fun () -> Array.create 3 [||])
@@ -505,19 +504,21 @@ let private run (p: Plan) (buffers: float32[][]) (offsets: int[]) =
 
 let private perImage (shape: int[]) = Shape.numel shape / max 1 shape.[0]
 
-/// Images per oneDNN call (`GAN_DNNL_BATCH`; by default 32 under Winograd or when the input
-/// or output image has 32K floats or more, else 64). The blocked-layout copies and Winograd's transformed tiles
-/// scale with it and stay allocated between calls (Winograd on dcgan28's 128 → 64 layer at
-/// 28×28: ~88 MB for 64 images); against whole batches of 64: dcgan64 593 → 570 MB peak at the
-/// same speed, dcgan28 with Winograd 530 → 450–470 MB; small images (mbd28) gain nothing.
-let private chunkFor (spec: ConvSpec) (xShape: int[]) (yShape: int[]) (wShape: int[]) =
-    match Int32.TryParse(Environment.GetEnvironmentVariable "GAN_DNNL_BATCH") with
-    | true, v when v > 0 -> v
-    | _ ->
-        if usesWinograd spec wShape || max (perImage xShape) (perImage yShape) >= 32768 then
-            32
-        else
-            64
+/// Images per oneDNN call (<c>CpuKnobs.DnnlBatch</c>; when 0, 32 under Winograd or when the
+/// input or output image has 32K floats or more, else 64). The blocked-layout copies and
+/// Winograd's transformed tiles scale with it and stay allocated between calls (Winograd on
+/// dcgan28's 128 → 64 layer at 28×28: ~88 MB for 64 images); small images gain nothing from
+/// smaller calls (docs/knobs.md).
+let private chunkFor (knobs: CpuKnobs) (spec: ConvSpec) (xShape: int[]) (yShape: int[]) (wShape: int[]) =
+    if knobs.DnnlBatch > 0 then
+        knobs.DnnlBatch
+    elif
+        usesWinograd knobs.DnnlWinograd spec wShape
+        || max (perImage xShape) (perImage yShape) >= 32768
+    then
+        32
+    else
+        64
 
 let private withBatch (nb: int) (shape: int[]) = Array.append [| nb |] shape.[1..]
 
@@ -537,69 +538,94 @@ let private inChunks (chunk: int) (n: int) (body: int -> int -> unit option) =
 
     ok
 
-let private eligible (spec: ConvSpec) =
-    Blas.dnnlAvailable ()
+let private eligible (knobs: CpuKnobs) (spec: ConvSpec) =
+    knobs.DnnlConv
     && spec.Groups = 1
     && spec.DilationH = 1
     && spec.DilationW = 1
-    && Environment.GetEnvironmentVariable "GAN_DISABLE_DNNL_CONV" <> "1"
+    && Blas.dnnlAvailable knobs
 
 /// Runs `kind` in calls of `chunkFor` images for the two convolutions whose operand and result
 /// both lead with the batch: the forward pass (src → dst) and the input gradient
 /// (diff_dst → diff_src). None as soon as oneDNN declines a call.
-let private batchMajor kind spec (src: float32[]) (srcShape: int[]) (w: float32[]) (wShape: int[]) (dstShape: int[]) =
+let private batchMajor
+    (knobs: CpuKnobs)
+    kind
+    spec
+    (src: float32[])
+    (srcShape: int[])
+    (w: float32[])
+    (wShape: int[])
+    (dstShape: int[])
+    =
     let dst = BufferPool.rent (Shape.numel dstShape)
 
     let ok =
-        inChunks (chunkFor spec srcShape dstShape wShape) srcShape.[0] (fun n0 nb ->
+        inChunks (chunkFor knobs spec srcShape dstShape wShape) srcShape.[0] (fun n0 nb ->
             let s, d = withBatch nb srcShape, withBatch nb dstShape
             // a plan is keyed by (x, w, y) shapes: the input gradient's x is its result
             let xs, ys = if kind = Forward then s, d else d, s
 
-            plan kind spec xs wShape ys
+            plan knobs.DnnlWinograd kind spec xs wShape ys
             |> Option.map (fun p -> run p [| src; w; dst |] [| n0 * perImage srcShape; 0; n0 * perImage dstShape |]))
 
     if ok then Some dst else None
 
 /// y = conv2d(x, w), or None when oneDNN is absent or declines.
-let conv2d (spec: ConvSpec) (x: float32[]) (xShape: int[]) (w: float32[]) (wShape: int[]) =
-    if not (eligible spec) then
+let conv2d (knobs: CpuKnobs) (spec: ConvSpec) (x: float32[]) (xShape: int[]) (w: float32[]) (wShape: int[]) =
+    if not (eligible knobs spec) then
         None
     else
-        batchMajor Forward spec x xShape w wShape (ConvSpec.outputShape "conv2d" spec xShape wShape)
+        batchMajor knobs Forward spec x xShape w wShape (ConvSpec.outputShape "conv2d" spec xShape wShape)
 
 /// dx = conv2dᵀ(g, w) of shape xShape, or None.
-let conv2dInputGrad (spec: ConvSpec) (g: float32[]) (gShape: int[]) (w: float32[]) (wShape: int[]) (xShape: int[]) =
-    // oneDNN pads fewer than 16 input channels up to a block of 16 here (measured 3-5x slower
-    // than im2col for RGB inputs)
-    if not (eligible spec) || xShape.[1] < 16 then
+let conv2dInputGrad
+    (knobs: CpuKnobs)
+    (spec: ConvSpec)
+    (g: float32[])
+    (gShape: int[])
+    (w: float32[])
+    (wShape: int[])
+    (xShape: int[])
+    =
+    // oneDNN pads fewer than 16 input channels up to a block of 16 here (measured several times
+    // slower than im2col for RGB inputs)
+    if not (eligible knobs spec) || xShape.[1] < 16 then
         None
     else
-        batchMajor BackwardData spec g gShape w wShape xShape
+        batchMajor knobs BackwardData spec g gShape w wShape xShape
 
 /// dW of shape wShape, or None.
-let conv2dWeightGrad (spec: ConvSpec) (x: float32[]) (xShape: int[]) (g: float32[]) (gShape: int[]) (wShape: int[]) =
-    // single-channel images (MNIST's first layer): im2col measured 1.2-1.3 ms against oneDNN's
-    // 2.6-4.0 for mbd28's k4 layer on a quiet machine (the forward stays on oneDNN: 4-5 ms
-    // against 7-9); from 3 channels on oneDNN wins
-    if not (eligible spec) || xShape.[1] = 1 then
+let conv2dWeightGrad
+    (knobs: CpuKnobs)
+    (spec: ConvSpec)
+    (x: float32[])
+    (xShape: int[])
+    (g: float32[])
+    (gShape: int[])
+    (wShape: int[])
+    =
+    // single-channel images (MNIST's first layer): im2col measured about twice as fast as
+    // oneDNN on mbd28's k4 layer (the forward stays on oneDNN, which wins there); from 3
+    // channels on oneDNN wins (docs/performance.md, "Measurements behind the code")
+    if not (eligible knobs spec) || xShape.[1] = 1 then
         None
     else
         let k = Shape.numel wShape
         let dw = BufferPool.rent k
 
         let part =
-            if xShape.[0] > chunkFor spec xShape gShape wShape then
+            if xShape.[0] > chunkFor knobs spec xShape gShape wShape then
                 Array.zeroCreate<float32> k
             else
                 dw
 
         // chunks as for the other two (smaller blocked copies); their weight gradients add up
         let ok =
-            inChunks (chunkFor spec xShape gShape wShape) xShape.[0] (fun n0 nb ->
+            inChunks (chunkFor knobs spec xShape gShape wShape) xShape.[0] (fun n0 nb ->
                 let xs, gs = withBatch nb xShape, withBatch nb gShape
 
-                plan BackwardWeights spec xs wShape gs
+                plan knobs.DnnlWinograd BackwardWeights spec xs wShape gs
                 |> Option.map (fun p ->
                     if n0 = 0 then
                         run p [| x; g; dw |] [| 0; 0; 0 |]

@@ -13,8 +13,8 @@ let private dims (shape: int[]) =
 
 // The loops below are written out instead of calling TensorPrimitives on spans: a channel of a
 // small feature map is many short runs (4×4 maps: 16 floats per image and channel), where a
-// library call per run cost more than the arithmetic (dcgan28's [64, 256, 4, 4] backward took
-// 2.1 ms for 262K elements).
+// library call per run cost more than the arithmetic (measured on dcgan28's [64, 256, 4, 4]
+// backward; docs/performance.md, "Measurements behind the code").
 
 /// Σ x[o..o+len), vectorised, accumulated in float32 lanes per segment.
 let private sum (x: float32[]) (o: int) (len: int) =

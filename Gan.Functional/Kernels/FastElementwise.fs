@@ -44,15 +44,6 @@ module internal FastElementwise =
 
         dims.ToArray(), st |> Array.map (fun s -> s.ToArray())
 
-    // Elementwise passes below this many elements run on one thread. On a quiet machine 64K
-    // measured best (dcgan28 437-465 ms a step against 488-490 at 512K; mlp unchanged); on a
-    // loaded one waking a second thread can cost more than it saves (mlp's 131K-element
-    // multiplies once ran 5x slower split in two), so GAN_PARALLEL_THRESHOLD overrides it.
-    let private parallelThreshold =
-        match Int32.TryParse(Environment.GetEnvironmentVariable "GAN_PARALLEL_THRESHOLD") with
-        | true, n when n > 0 -> n
-        | _ -> 1 <<< 16
-
     /// Pieces per thread: with several small pieces instead of one per thread, whichever thread
     /// runs takes the next piece, so a worker the OS has not scheduled (the machine is shared)
     /// does not hold up the caller, which otherwise finishes its half and waits.
@@ -81,11 +72,12 @@ module internal FastElementwise =
             )
             |> ignore
 
-    /// Runs `body lo hi` over [0, n) in chunks, in parallel when large.
-    let chunks threads (n: int) (body: int -> int -> unit) =
-        if threads > 1 && n >= parallelThreshold then
-            // pieces of at least parallelThreshold/4 elements, a multiple of 16 so vector loops stay aligned
-            let pieces = min (threads * piecesPerThread) (max 2 (n / (parallelThreshold / 4)))
+    /// Runs `body lo hi` over [0, n) in chunks, in parallel from `threshold` elements on
+    /// (<c>CpuKnobs.ParallelThreshold</c>).
+    let chunks threshold threads (n: int) (body: int -> int -> unit) =
+        if threads > 1 && n >= threshold then
+            // pieces of at least threshold/4 elements, a multiple of 16 so vector loops stay aligned
+            let pieces = min (threads * piecesPerThread) (max 2 (n / (threshold / 4)))
             let size = ((n + pieces - 1) / pieces + 15) &&& ~~~15
 
             Parallel.For(
@@ -117,19 +109,19 @@ module internal FastElementwise =
         | Abs -> TensorPrimitives.Abs(a, d)
         | Sign -> invalidOp "sign has no vectorised kernel"
 
-    let unary threads (op: UnaryOp) (x: float32[]) : float32[] option =
+    let unary threshold threads (op: UnaryOp) (x: float32[]) : float32[] option =
         match op with
         | Sign ->
             let y = BufferPool.rent x.Length
-            chunks threads x.Length (fun lo hi -> SimdLoops.sign x y lo hi)
+            chunks threshold threads x.Length (fun lo hi -> SimdLoops.sign x y lo hi)
             Some y
         | Tanh ->
             let y = BufferPool.rent x.Length
-            chunks threads x.Length (fun lo hi -> SimdLoops.tanh x y lo hi)
+            chunks threshold threads x.Length (fun lo hi -> SimdLoops.tanh x y lo hi)
             Some y
         | _ ->
             let y = BufferPool.rent x.Length
-            chunks threads x.Length (fun lo hi -> unaryRun op x y lo (hi - lo))
+            chunks threshold threads x.Length (fun lo hi -> unaryRun op x y lo (hi - lo))
             Some y
 
     let private vectorised (op: BinaryOp) =
@@ -243,6 +235,7 @@ module internal FastElementwise =
     /// Broadcast binary op: after merging dimensions, the innermost run has operand strides
     /// of 1 (span kernel) or 0 (scalar kernel); outer positions are decoded per row.
     let binary
+        threshold
         threads
         (op: BinaryOp)
         (a: float32[])
@@ -266,11 +259,12 @@ module internal FastElementwise =
                 let ia, ib = st.[0].[r - 1], st.[1].[r - 1]
 
                 if n = inner then
-                    chunks threads inner (fun lo hi -> binaryRun op a (lo * ia) ia b (lo * ib) ib y lo (hi - lo))
+                    chunks threshold threads inner (fun lo hi ->
+                        binaryRun op a (lo * ia) ia b (lo * ib) ib y lo (hi - lo))
                 else
                     let rows = n / inner
 
-                    split (if n >= parallelThreshold then threads else 1) rows (fun r0 r1 ->
+                    split (if n >= threshold then threads else 1) rows (fun r0 r1 ->
                         for row in r0 .. r1 - 1 do
                             let mutable rem = row
                             let mutable pa = 0
@@ -330,7 +324,7 @@ module internal FastElementwise =
 
     /// Contiguous copy of a strided view: after merging, the innermost run is a copy (stride 1),
     /// a fill (stride 0, a broadcast) or a strided gather; rows split across threads.
-    let view threads (x: float32[]) (offset: int) (strides: int[]) (shape: int[]) : float32[] =
+    let view threshold threads (x: float32[]) (offset: int) (strides: int[]) (shape: int[]) : float32[] =
         let n = Shape.numel shape
         let y = BufferPool.rent n
 
@@ -351,7 +345,7 @@ module internal FastElementwise =
             // nearest ×2 upsampling along the last axis: every element written twice in a row
             let pairs = blocked && inner = 2 && si = 0 && sm = 1 && Avx2.IsSupported
 
-            split (if n >= parallelThreshold then threads else 1) rows (fun r0 r1 ->
+            split (if n >= threshold then threads else 1) rows (fun r0 r1 ->
                 for row in r0 .. r1 - 1 do
                     let mutable rem = row
                     let mutable px = offset
@@ -389,8 +383,8 @@ module internal FastElementwise =
     /// window (offset, strides), whose positions are distinct (pad, concatenation, the adjoint of
     /// a strided view): rows of the window in parallel, a short innermost run handled together
     /// with the dimension outside it, as in `view` (the walk is written out in both: shared
-    /// through a closure per block, the two ran 3–4 ms a step slower on dcgan28).
-    let embed threads (x: float32[]) (shape: int[]) (target: int) (offset: int) (strides: int[]) : float32[] =
+    /// through a closure per block, the two ran measurably slower on dcgan28).
+    let embed threshold threads (x: float32[]) (shape: int[]) (target: int) (offset: int) (strides: int[]) : float32[] =
         let y = BufferPool.rentZeroed target
         let n = x.Length
 
@@ -406,7 +400,7 @@ module internal FastElementwise =
             let block = inner * mid
             let rows = n / block
 
-            split (if n >= parallelThreshold then threads else 1) rows (fun r0 r1 ->
+            split (if n >= threshold then threads else 1) rows (fun r0 r1 ->
                 for row in r0 .. r1 - 1 do
                     let mutable rem = row
                     let mutable py = offset
@@ -432,7 +426,7 @@ module internal FastElementwise =
 
     /// Sum or max over axes (kept as 1): merged dimensions alternate between reduced and kept;
     /// a reduced innermost run folds to one value, a kept one accumulates elementwise.
-    let reduce threads (op: ReduceOp) (x: float32[]) (shape: int[]) (axes: int[]) : float32[] option =
+    let reduce threshold threads (op: ReduceOp) (x: float32[]) (shape: int[]) (axes: int[]) : float32[] option =
         let r = shape.Length
 
         match op with
@@ -449,7 +443,7 @@ module internal FastElementwise =
             let rows = x.Length / (4 * w)
             let y = BufferPool.rent (rows * w)
 
-            split (if x.Length >= parallelThreshold then threads else 1) rows (fun r0 r1 ->
+            split (if x.Length >= threshold then threads else 1) rows (fun r0 r1 ->
                 for row in r0 .. r1 - 1 do
                     sumPairBlocks x (row * 4 * w) y (row * w) w)
 
@@ -542,7 +536,7 @@ module internal FastElementwise =
                 let parts =
                     if disjoint then
                         1
-                    elif threads > 1 && x.Length >= parallelThreshold && rows > 1 then
+                    elif threads > 1 && x.Length >= threshold && rows > 1 then
                         // several pieces per thread (see piecesPerThread), each with its own
                         // partial result, summed in a fixed order
                         min (threads * 4) rows
@@ -552,7 +546,7 @@ module internal FastElementwise =
                 if disjoint then
                     let per = rows / dims.[0]
 
-                    split (if x.Length >= parallelThreshold then threads else 1) dims.[0] (fun i0 i1 ->
+                    split (if x.Length >= threshold then threads else 1) dims.[0] (fun i0 i1 ->
                         fold y (i0 * per) (i1 * per))
                 elif parts = 1 then
                     fold y 0 rows

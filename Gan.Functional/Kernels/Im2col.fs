@@ -167,37 +167,53 @@ let private eachChunk (g: Geometry) (body: int -> int -> int -> float32[] -> flo
         BufferPool.give tmp
 
 /// conv2d: y[n, o] = Σ W[o, r]·col[r, n] per group.
-let conv2d threads (spec: ConvSpec) (x: float32[]) (xShape: int[]) (w: float32[]) (wShape: int[]) =
+let conv2d (knobs: CpuKnobs) threads (spec: ConvSpec) (x: float32[]) (xShape: int[]) (w: float32[]) (wShape: int[]) =
     let g = geometry spec xShape wShape
     let y = BufferPool.rent (g.N * g.O * g.L)
 
     eachChunk g (fun group n0 nb col tmp ->
         im2col threads g x group n0 nb col
-        Blas.sgemm false false g.Og (nb * g.L) g.Rows w (group * g.Og * g.Rows) col 0 tmp 0 false
+        Blas.sgemm knobs false false g.Og (nb * g.L) g.Rows w (group * g.Og * g.Rows) col 0 tmp 0 false
         shuffle g y tmp group n0 nb true)
 
     y
 
 /// The adjoint of conv2d in x (transposed convolution): dx = col2im(Wᵀ·g).
-let conv2dInputGrad threads (spec: ConvSpec) (gy: float32[]) (w: float32[]) (wShape: int[]) (xShape: int[]) =
+let conv2dInputGrad
+    (knobs: CpuKnobs)
+    threads
+    (spec: ConvSpec)
+    (gy: float32[])
+    (w: float32[])
+    (wShape: int[])
+    (xShape: int[])
+    =
     let g = geometry spec xShape wShape
     let dx = BufferPool.rentZeroed (g.N * g.C * g.H * g.W)
 
     eachChunk g (fun group n0 nb col tmp ->
         shuffle g gy tmp group n0 nb false
-        Blas.sgemm true false g.Rows (nb * g.L) g.Og w (group * g.Og * g.Rows) tmp 0 col 0 false
+        Blas.sgemm knobs true false g.Rows (nb * g.L) g.Og w (group * g.Og * g.Rows) tmp 0 col 0 false
         col2im threads g col group n0 nb dx)
 
     dx
 
 /// The adjoint of conv2d in W: dW = Σ over chunks g·colᵀ.
-let conv2dWeightGrad threads (spec: ConvSpec) (x: float32[]) (xShape: int[]) (gy: float32[]) (wShape: int[]) =
+let conv2dWeightGrad
+    (knobs: CpuKnobs)
+    threads
+    (spec: ConvSpec)
+    (x: float32[])
+    (xShape: int[])
+    (gy: float32[])
+    (wShape: int[])
+    =
     let g = geometry spec xShape wShape
     let dw = BufferPool.rentZeroed (g.O * g.Rows)
 
     eachChunk g (fun group n0 nb col tmp ->
         im2col threads g x group n0 nb col
         shuffle g gy tmp group n0 nb false
-        Blas.sgemm false true g.Og g.Rows (nb * g.L) tmp 0 col 0 dw (group * g.Og * g.Rows) (n0 > 0))
+        Blas.sgemm knobs false true g.Og g.Rows (nb * g.L) tmp 0 col 0 dw (group * g.Og * g.Rows) (n0 > 0))
 
     dw

@@ -1,6 +1,6 @@
 /// Direct float32 kernels for convolutions with one output channel (stride 1, no dilation, one
 /// group, padding below the kernel size): a generator's last layer, 64 → 1 channels at 28×28 in
-/// dcgan28. oneDNN pads the single output channel to a block of 16 (4–6 GFLOP/s measured) and
+/// dcgan28. oneDNN pads the single output channel to a block of 16 (a few GFLOP/s) and
 /// im2col builds a column matrix 9·C times the image for a one-row product; here every output
 /// row is accumulated in vector registers straight from a zero-padded copy of the input plane,
 /// so no bounds are tested in the inner loops. Images run in parallel, one scratch per thread.

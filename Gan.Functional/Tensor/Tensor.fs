@@ -92,7 +92,7 @@ and internal Op =
     /// statistics the kernel computed are kept for the backward pass.
     | BatchNorm of x: Tensor * gamma: Tensor * beta: Tensor * eps: float * mean: RawTensor * var: RawTensor
     /// LeakyRelu(α ≥ 0) of a BatchNorm's output, recorded as one node on the BatchNorm's inputs
-    /// (see Prim.leakyRelu): the tape keeps x and the activated output, not the normalised
+    /// (see Rewrites.leakyRelu): the tape keeps x and the activated output, not the normalised
     /// values in between (PyTorch's in-place ReLU after BatchNorm keeps as little).
     | BatchNormAct of
         x: Tensor *
@@ -543,26 +543,10 @@ module internal Prim =
 
         Tape.lift [| x; y |] (fun r -> backend().PairwiseL1(r.[0], r.[1])) (fun i -> PairwiseL1(i.[0], i.[1]))
 
-    /// y = x where x > 0, αx elsewhere (ReLU: α = 0). Applied to the output of a first-order
-    /// BatchNorm node (a training step: its inputs are constants one level out), the two are
-    /// recorded as one BatchNormAct node on the BatchNorm's inputs, so the normalised values
-    /// die with the BatchNorm node unless something else holds them (whatever does keeps
-    /// its own path through that node; both paths' gradients add up as usual).
+    /// y = x where x > 0, αx elsewhere (ReLU: α = 0). Tensor.leakyRelu goes through
+    /// <c>Rewrites.leakyRelu</c>, which fuses it with a BatchNorm before it gets here.
     let leakyRelu (alpha: float) (x: Tensor) =
-        let plain () =
-            Tape.lift [| x |] (fun r -> backend().LeakyRelu(r.[0], alpha)) (fun i -> LeakyRelu(i.[0], alpha))
-
-        match x with
-        | TRev n when alpha >= 0.0 && Tape.tagOf n.Primal = 0L ->
-            match n.Op with
-            | BatchNorm(bx, gamma, beta, eps, mean, var) when
-                [ bx; gamma; beta ]
-                |> List.forall (fun t -> Tape.tagOf (Tape.primalAt n.Tag t) = 0L)
-                ->
-                let y = backend().LeakyRelu(Tape.raw x, alpha)
-                TRev(Node(TConst y, n.Tag, BatchNormAct(bx, gamma, beta, eps, mean, var, alpha)))
-            | _ -> plain ()
-        | _ -> plain ()
+        Tape.lift [| x |] (fun r -> backend().LeakyRelu(r.[0], alpha)) (fun i -> LeakyRelu(i.[0], alpha))
 
     /// The same values in another dtype.
     let cast (dt: DType) (x: Tensor) =

@@ -222,13 +222,13 @@ module Tensor =
         Prim.where (lt x l) l (Prim.where (gt x h) h x)
 
     /// max(x, 0) (gradient 0 at 0, as PyTorch).
-    let relu (x: Tensor) = Prim.leakyRelu 0.0 x
+    let relu (x: Tensor) = Rewrites.leakyRelu 0.0 x
 
     /// x for x > 0, αx otherwise (gradient α at 0).
     let leakyRelu (alpha: float) (x: Tensor) =
         // a primitive, not x·slope: one pass each way, and the tape keeps no slope tensor
         // (dcgan64's generator: one activation-sized tensor less per layer)
-        Prim.leakyRelu alpha x
+        Rewrites.leakyRelu alpha x
 
     /// ln(1 + eˣ) = max(x, 0) + ln(1 + e^−|x|), stable for large |x|.
     let softplus (x: Tensor) =
@@ -582,103 +582,12 @@ module Tensor =
 
     // ---------------------------------------------------------------- convolution and pooling
 
-    /// `GAN_FUSE_UPSAMPLE_CONV=0` turns the sub-pixel form of conv2d after upsampling off.
-    let private fuseUpsampleConv =
-        System.Environment.GetEnvironmentVariable "GAN_FUSE_UPSAMPLE_CONV" <> "0"
-
-    /// x's source [N, C, h, w] when x is its nearest ×2 upsampling as `upsampleNearest 2 2`
-    /// records it (reshape to [N, C, h, 1, w, 1], expand to [N, C, h, 2, w, 2], reshape) at one
-    /// nesting level.
-    let private upsampledSource (x: Tensor) =
-        match x with
-        | TRev up ->
-            match up.Op with
-            | Reshape(TRev wide) when wide.Tag = up.Tag ->
-                match wide.Op with
-                | Expand(TRev split) when split.Tag = up.Tag ->
-                    match split.Op with
-                    | Reshape src ->
-                        let s = Prim.shape src
-
-                        if
-                            s.Length = 4
-                            && Prim.shape split.Primal = [| s.[0]; s.[1]; s.[2]; 1; s.[3]; 1 |]
-                            && Prim.shape wide.Primal = [| s.[0]; s.[1]; s.[2]; 2; s.[3]; 2 |]
-                        then
-                            Some src
-                        else
-                            None
-                    | _ -> None
-                | _ -> None
-            | _ -> None
-        | TConst _ -> None
-
-    /// A 3×3, padding-1 convolution of x's nearest ×2 upsampling, computed at x's resolution
-    /// (sub-pixel convolution): output pixel (2i + py, 2j + px) sees only the low-resolution
-    /// rows i − 1 + py + a and columns j − 1 + px + b, a, b ∈ {0, 1}, so each of the four
-    /// parities is a 2×2 convolution whose taps are sums of the 3×3 ones: rows
-    /// py = 0: {k0}, {k1 + k2}; py = 1: {k0 + k1}, {k2} (columns alike). The four run as one
-    /// conv2d with 4·O output channels over x padded by 1 ([N, 4·O, h + 1, w + 1]), and a
-    /// strided view interleaves them into [N, O, 2h, 2w]. 16 multiply-adds per low-resolution
-    /// pixel and channel pair instead of 36, no upsampled tensor kept for the backward pass,
-    /// and every step an existing primitive, so gradients of any order follow.
-    let private subpixelConv3x3 (x: Tensor) (w: Tensor) =
-        let s, ws = Prim.shape x, Prim.shape w
-        let n, h, wd, o, c = s.[0], s.[2], s.[3], ws.[0], ws.[1]
-        // tap k of three lands on low-resolution tap a for output parity p
-        let lands p a k =
-            match p, a, k with
-            | 0, 0, 0
-            | 0, 1, 1
-            | 0, 1, 2
-            | 1, 0, 0
-            | 1, 0, 1
-            | 1, 1, 2 -> 1.0
-            | _ -> 0.0
-        // M[(ky, kx), (py, px, a, b)]
-        let m =
-            Array.init 144 (fun idx ->
-                let k, col = idx / 16, idx % 16
-                lands (col / 8) (col / 2 % 2) (k / 3) * lands (col / 4 % 2) (col % 2) (k % 3))
-
-        let w2 =
-            Prim.matmulT
-                (Prim.reshape [| o * c; 9 |] w)
-                false
-                (Prim.cast (Prim.dtype w) (ofArray64 [| 9; 16 |] m))
-                false
-            |> Prim.reshape [| o; c; 2; 2; 2; 2 |]
-            |> Prim.permute [| 2; 3; 0; 1; 4; 5 |]
-            |> Prim.reshape [| 4 * o; c; 2; 2 |]
-
-        let y = Prim.conv2d (ConvSpec.create 1 1 1 1) x w2
-        let w1 = wd + 1
-        let plane = (h + 1) * w1
-        // (n, co, i, py, j, px) → y[n, (py·2 + px)·O + co, i + py, j + px]
-        let strides = [| 4 * o * plane; plane; w1; 2 * o * plane + w1; 1; o * plane + 1 |]
-
-        Prim.stridedView 0 strides [| n; o; h; 2; wd; 2 |] y
-        |> Prim.reshape [| n; o; 2 * h; 2 * wd |]
-
     /// 2-D cross-correlation of x [N, C, H, W] with w [O, C/groups, kH, kW] (PyTorch's conv2d,
     /// no bias) → [N, O, H', W'], H' = ⌊(H + pads − d(kH − 1) − 1)/s⌋ + 1. A 3×3, stride-1,
     /// padding-1 convolution of a tracked `upsampleNearest 2 2` output runs in the sub-pixel form
     /// on the upsampling's input (same values up to float rounding; `GAN_FUSE_UPSAMPLE_CONV=0`
     /// turns it off).
-    let conv2d (spec: ConvSpec) (x: Tensor) (w: Tensor) =
-        let ws = Prim.shape w
-
-        match (if fuseUpsampleConv then upsampledSource x else None) with
-        | Some src when
-            spec = ConvSpec.create 1 1 1 1
-            && ws.Length = 4
-            && ws.[2] = 3
-            && ws.[3] = 3
-            && ws.[1] = (Prim.shape src).[1]
-            && Prim.dtype src = Prim.dtype w
-            ->
-            subpixelConv3x3 src w
-        | _ -> Prim.conv2d spec x w
+    let conv2d (spec: ConvSpec) (x: Tensor) (w: Tensor) = Rewrites.conv2d spec x w
 
     /// Transposed convolution of x [N, Cin, H, W] with w [Cin, Cout/groups, kH, kW] (PyTorch's
     /// ConvTranspose2d layout, no bias) → [N, Cout, H', W'] with
