@@ -15,39 +15,30 @@ type GradResult<'Aux> = {
 /// its own nesting level so that levels never mix (no perturbation confusion).
 module Autodiff =
 
-    // one fused backward kernel serves all three inputs of a BatchNorm node
-    let private batchNormGrads =
-        System.Runtime.CompilerServices.ConditionalWeakTable<Node, Tensor * (Tensor * Tensor * Tensor)>()
+    /// The adjoints of a node's inputs, in input order: ValueNone where an input needs none
+    /// (it is not tracked at the node's level).
+    type private Adjoints = Tensor voption[]
 
-    // BatchNormAct: the activation's adjoint, shared by the node's three inputs
-    let private activationGrads =
-        System.Runtime.CompilerServices.ConditionalWeakTable<Node, Tensor * Tensor>()
+    let inline private wantedIf (wanted: bool[]) (i: int) (f: unit -> Tensor) =
+        if wanted.[i] then ValueSome(f ()) else ValueNone
 
-    /// BatchNorm's adjoint: on constants (first order) the fused kernel; otherwise the closed
-    /// form in differentiable operations, recomputing the statistics from x so that
-    /// higher-order derivatives see their dependence on x.
-    let private batchNormRule (n: Node) (g: Tensor) (i: int) x gamma (eps: float) mean var =
+    /// BatchNorm's adjoints (dx, dgamma, dbeta) for output adjoint g: on constants (first order)
+    /// the fused kernel, all three at once; otherwise the closed form in differentiable
+    /// operations, recomputing the statistics from x so that higher-order derivatives see their
+    /// dependence on x.
+    let private batchNormRule (n: Node) (g: Tensor) (wanted: bool[]) x gamma (eps: float) mean var : Adjoints =
         let xp, gp = Tape.primalAt n.Tag x, Tape.primalAt n.Tag gamma
         let c = (Prim.shape gp).[0]
 
         if Tape.tagOf g = 0L && Tape.tagOf xp = 0L && Tape.tagOf gp = 0L then
-            let grads =
-                match batchNormGrads.TryGetValue n with
-                | true, (seen, grads) when obj.ReferenceEquals(seen, g) -> grads
-                | _ ->
-                    let dx, dg, db =
-                        Prim.backend().BatchNormBackward(Tape.raw g, Tape.raw xp, Tape.raw gp, mean, var, eps)
+            let dx, dg, db =
+                Prim.backend().BatchNormBackward(Tape.raw g, Tape.raw xp, Tape.raw gp, mean, var, eps)
 
-                    let grads = TConst dx, TConst dg, TConst db
-                    batchNormGrads.AddOrUpdate(n, (g, grads))
-                    grads
-
-            let dx, dg, db = grads
-
-            match i with
-            | 0 -> dx
-            | 1 -> dg
-            | _ -> db
+            [|
+                wantedIf wanted 0 (fun () -> TConst dx)
+                wantedIf wanted 1 (fun () -> TConst dg)
+                wantedIf wanted 2 (fun () -> TConst db)
+            |]
         else
             let s = Prim.shape xp
             let axes = Array.init s.Length id |> Array.filter (fun a -> a <> 1)
@@ -62,12 +53,13 @@ module Autodiff =
             let sg = Prim.sumKeep axes g
             let sgx = Prim.sumKeep axes (Prim.mul g xhat)
 
-            match i with
-            | 0 ->
-                let scale = Prim.mul (Prim.mul (Prim.reshape bshape gp) inv) (k (1.0 / m))
-                Prim.mul scale (Prim.sub (Prim.sub (Prim.mul g (k m)) sg) (Prim.mul xhat sgx))
-            | 1 -> Prim.reshape [| c |] sgx
-            | _ -> Prim.reshape [| c |] sg
+            [|
+                wantedIf wanted 0 (fun () ->
+                    let scale = Prim.mul (Prim.mul (Prim.reshape bshape gp) inv) (k (1.0 / m))
+                    Prim.mul scale (Prim.sub (Prim.sub (Prim.mul g (k m)) sg) (Prim.mul xhat sgx)))
+                wantedIf wanted 1 (fun () -> Prim.reshape [| c |] sgx)
+                wantedIf wanted 2 (fun () -> Prim.reshape [| c |] sg)
+            |]
 
     /// LeakyRelu's adjoint g·slope, the slope (1 where `sign` > 0, α elsewhere) read from the
     /// activation's input or, for α ≥ 0, its output: the fused kernel on constants; otherwise a
@@ -102,137 +94,130 @@ module Autodiff =
             let gx = Prim.mul (Prim.reshape [| gs; ps; rs; 1 |] g) signs
             Prim.reshape sx (Prim.sumKeep [| 2 |] gx)
 
-    /// The vector-Jacobian product of one primitive for its input `i`: given the adjoint `g` of
-    /// node `n`'s output, the adjoint contribution to that input. One arm per primitive.
-    let private rule (n: Node) (g: Tensor) (i: int) : Tensor =
+    /// The vector-Jacobian product of one primitive: given the adjoint `g` of node `n`'s
+    /// output, the adjoint contributions to all its inputs at once, computed for the `wanted`
+    /// ones only. One arm per primitive (the gradient table). `scratch` receives temporaries the
+    /// rule made and no longer needs (buffers the caller may recycle).
+    let private rule (n: Node) (g: Tensor) (wanted: bool[]) (scratch: Tensor -> unit) : Adjoints =
         let p t = Tape.primalAt n.Tag t
         let y = n.Primal
         let shapeOf t = Prim.shape t
         let one t = Prim.scalarLike t 1.0
+        let unary (f: unit -> Tensor) = [| wantedIf wanted 0 f |]
+
+        let binary (f0: unit -> Tensor) (f1: unit -> Tensor) = [| wantedIf wanted 0 f0; wantedIf wanted 1 f1 |]
 
         match n.Op with
-        | Leaf -> invalidOp "a leaf has no inputs"
-        | Neg _ -> Prim.neg g
-        | Exp _ -> Prim.mul g y
-        | Log a -> Prim.div g (p a)
-        | Sqrt _ -> Prim.div g (Prim.mul y (Prim.scalarLike y 2.0))
-        | Tanh _ -> Prim.mul g (Prim.sub (one y) (Prim.mul y y))
-        | Sigmoid _ -> Prim.mul g (Prim.mul y (Prim.sub (one y) y))
-        | Abs a -> Prim.mul g (Tensor.sign (p a))
-        | Add(a, b) -> Prim.sumTo (shapeOf (if i = 0 then a else b)) g
+        | Leaf -> [||]
+        | Neg _ -> unary (fun () -> Prim.neg g)
+        | Exp _ -> unary (fun () -> Prim.mul g y)
+        | Log a -> unary (fun () -> Prim.div g (p a))
+        | Sqrt _ -> unary (fun () -> Prim.div g (Prim.mul y (Prim.scalarLike y 2.0)))
+        | Tanh _ -> unary (fun () -> Prim.mul g (Prim.sub (one y) (Prim.mul y y)))
+        | Sigmoid _ -> unary (fun () -> Prim.mul g (Prim.mul y (Prim.sub (one y) y)))
+        | Abs a -> unary (fun () -> Prim.mul g (Tensor.sign (p a)))
+        | Add(a, b) -> binary (fun () -> Prim.sumTo (shapeOf a) g) (fun () -> Prim.sumTo (shapeOf b) g)
         | Sub(a, b) ->
-            if i = 0 then
-                Prim.sumTo (shapeOf a) g
-            else
+            binary
+                (fun () -> Prim.sumTo (shapeOf a) g)
                 // negate after summing: a broadcast operand's sum is the smaller tensor
-                Prim.neg (Prim.sumTo (shapeOf b) g)
+                (fun () -> Prim.neg (Prim.sumTo (shapeOf b) g))
         | Mul(a, b) ->
-            if i = 0 then
-                Prim.sumTo (shapeOf a) (Prim.mul g (p b))
-            else
-                Prim.sumTo (shapeOf b) (Prim.mul g (p a))
+            binary (fun () -> Prim.sumTo (shapeOf a) (Prim.mul g (p b))) (fun () ->
+                Prim.sumTo (shapeOf b) (Prim.mul g (p a)))
         | Div(a, b) ->
-            if i = 0 then
-                Prim.sumTo (shapeOf a) (Prim.div g (p b))
-            else
-                Prim.neg (Prim.sumTo (shapeOf b) (Prim.div (Prim.mul g y) (p b)))
+            binary (fun () -> Prim.sumTo (shapeOf a) (Prim.div g (p b))) (fun () ->
+                Prim.neg (Prim.sumTo (shapeOf b) (Prim.div (Prim.mul g y) (p b))))
         | Pow(a, b) ->
-            if i = 0 then
-                Prim.sumTo (shapeOf a) (Prim.mul g (Prim.mul (p b) (Prim.pow (p a) (Prim.sub (p b) (one y)))))
-            else
-                Prim.sumTo (shapeOf b) (Prim.mul g (Prim.mul y (Prim.log (p a))))
+            binary
+                (fun () ->
+                    Prim.sumTo (shapeOf a) (Prim.mul g (Prim.mul (p b) (Prim.pow (p a) (Prim.sub (p b) (one y))))))
+                (fun () -> Prim.sumTo (shapeOf b) (Prim.mul g (Prim.mul y (Prim.log (p a)))))
         | Where(m, _, _) ->
             let zero = Prim.scalarLike g 0.0
-
-            if i = 0 then
-                Prim.where (TConst m) g zero
-            else
-                Prim.where (TConst m) zero g
-        | Sum(a, _) -> Prim.expand (shapeOf a) g
+            binary (fun () -> Prim.where (TConst m) g zero) (fun () -> Prim.where (TConst m) zero g)
+        | Sum(a, _) -> unary (fun () -> Prim.expand (shapeOf a) g)
         | Max(a, axes) ->
             // d max = the share of g for every position equal to the maximum (ties split evenly)
-            let mask = Tensor.eq (p a) y
-            let count = TConst(Tape.raw (Prim.sumKeep axes mask))
-            Prim.mul (Prim.expand (shapeOf a) (Prim.div g count)) mask
-        | Reshape a -> Prim.reshape (shapeOf a) g
+            unary (fun () ->
+                let mask = Tensor.eq (p a) y
+                let count = TConst(Tape.raw (Prim.sumKeep axes mask))
+                Prim.mul (Prim.expand (shapeOf a) (Prim.div g count)) mask)
+        | Reshape a -> unary (fun () -> Prim.reshape (shapeOf a) g)
         | Permute(_, perm) ->
-            let inverse = Array.zeroCreate perm.Length
-            perm |> Array.iteri (fun k v -> inverse.[v] <- k)
-            Prim.permute inverse g
-        | Expand a -> Prim.sumTo (shapeOf a) g
+            unary (fun () ->
+                let inverse = Array.zeroCreate perm.Length
+                perm |> Array.iteri (fun k v -> inverse.[v] <- k)
+                Prim.permute inverse g)
+        | Expand a -> unary (fun () -> Prim.sumTo (shapeOf a) g)
         | Slice(a, starts) ->
-            let s = shapeOf a
-            let gs = shapeOf g
-            Prim.pad starts (Array.init s.Length (fun d -> s.[d] - starts.[d] - gs.[d])) g
-        | Pad(a, before) -> Prim.slice before (shapeOf a) g
-        | StridedView(a, offset, strides) -> Prim.stridedEmbed (shapeOf a) offset strides g
-        | StridedEmbed(a, offset, strides) -> Prim.stridedView offset strides (shapeOf a) g
+            unary (fun () ->
+                let s = shapeOf a
+                let gs = shapeOf g
+                Prim.pad starts (Array.init s.Length (fun d -> s.[d] - starts.[d] - gs.[d])) g)
+        | Pad(a, before) -> unary (fun () -> Prim.slice before (shapeOf a) g)
+        | StridedView(a, offset, strides) -> unary (fun () -> Prim.stridedEmbed (shapeOf a) offset strides g)
+        | StridedEmbed(a, offset, strides) -> unary (fun () -> Prim.stridedView offset strides (shapeOf a) g)
         | Concat(xs, axis) ->
-            let offset = xs |> Array.take i |> Array.sumBy (fun x -> (shapeOf x).[axis])
-            let s = shapeOf xs.[i]
-            let starts = Array.zeroCreate s.Length
-            starts.[axis] <- offset
-            Prim.slice starts s g
-        | Take(a, index) -> Prim.scatterAdd index (shapeOf a) g
-        | ScatterAdd(a, index) -> Prim.take index (shapeOf a) g
+            let mutable offset = 0
+
+            xs
+            |> Array.mapi (fun i x ->
+                let s = shapeOf x
+                let start = offset
+                offset <- offset + s.[axis]
+
+                wantedIf wanted i (fun () ->
+                    let starts = Array.zeroCreate s.Length
+                    starts.[axis] <- start
+                    Prim.slice starts s g))
+        | Take(a, index) -> unary (fun () -> Prim.scatterAdd index (shapeOf a) g)
+        | ScatterAdd(a, index) -> unary (fun () -> Prim.take index (shapeOf a) g)
         | MatMul(a, ta, b, tb) ->
             // C = A'B' with A' = A or Aᵀ: dA' = g B'ᵀ, dB' = A'ᵀ g, transposed back where needed
-            if i = 0 then
-                let d =
-                    if ta then
-                        Prim.matmulT (p b) tb g true
-                    else
-                        Prim.matmulT g false (p b) (not tb)
+            binary
+                (fun () ->
+                    let d =
+                        if ta then
+                            Prim.matmulT (p b) tb g true
+                        else
+                            Prim.matmulT g false (p b) (not tb)
 
-                Prim.sumTo (shapeOf a) d
-            else
-                let d =
-                    if tb then
-                        Prim.matmulT g true (p a) ta
-                    else
-                        Prim.matmulT (p a) (not ta) g false
+                    Prim.sumTo (shapeOf a) d)
+                (fun () ->
+                    let d =
+                        if tb then
+                            Prim.matmulT g true (p a) ta
+                        else
+                            Prim.matmulT (p a) (not ta) g false
 
-                Prim.sumTo (shapeOf b) d
+                    Prim.sumTo (shapeOf b) d)
         | Conv(x, w, spec) ->
-            if i = 0 then
-                Prim.conv2dInputGrad spec (shapeOf x) g (p w)
-            else
-                Prim.conv2dWeightGrad spec (shapeOf w) (p x) g
+            binary (fun () -> Prim.conv2dInputGrad spec (shapeOf x) g (p w)) (fun () ->
+                Prim.conv2dWeightGrad spec (shapeOf w) (p x) g)
         | ConvInputGrad(gg, w, spec) ->
             // z = convᵀ(gg, w): ⟨z, u⟩ = ⟨gg, conv(u, w)⟩
-            if i = 0 then
-                Prim.conv2d spec g (p w)
-            else
-                Prim.conv2dWeightGrad spec (shapeOf w) g (p gg)
+            binary (fun () -> Prim.conv2d spec g (p w)) (fun () -> Prim.conv2dWeightGrad spec (shapeOf w) g (p gg))
         | ConvWeightGrad(x, gg, spec) ->
             // k = convW(x, gg): ⟨k, V⟩ = ⟨gg, conv(x, V)⟩
-            if i = 0 then
-                Prim.conv2dInputGrad spec (shapeOf x) (p gg) g
-            else
-                Prim.conv2d spec (p x) g
-        | Cast a -> Prim.cast (Prim.dtype a) g
+            binary (fun () -> Prim.conv2dInputGrad spec (shapeOf x) (p gg) g) (fun () -> Prim.conv2d spec (p x) g)
+        | Cast a -> unary (fun () -> Prim.cast (Prim.dtype a) g)
         | PairwiseL1(a, b) ->
-            if i = 0 then
-                pairwiseL1Adjoint g (p a) (p b)
-            else
+            binary
+                (fun () -> pairwiseL1Adjoint g (p a) (p b))
                 // the same rule with the roles of x and y swapped: d[p, r] = d'[r, p]
-                pairwiseL1Adjoint (Prim.permute [| 0; 2; 1 |] g) (p b) (p a)
-        | LeakyRelu(a, alpha) -> leakyReluAdjoint alpha g (p a)
+                (fun () -> pairwiseL1Adjoint (Prim.permute [| 0; 2; 1 |] g) (p b) (p a))
+        | LeakyRelu(a, alpha) -> unary (fun () -> leakyReluAdjoint alpha g (p a))
         // every rank's output depends on every rank's input: the adjoint sums over ranks too
-        | AllReduce(_, reducer) -> Prim.allReduce reducer g
-        | BatchNorm(x, gamma, _, eps, mean, var) -> batchNormRule n g i x gamma eps mean var
+        | AllReduce(_, reducer) -> unary (fun () -> Prim.allReduce reducer g)
+        | BatchNorm(x, gamma, _, eps, mean, var) -> batchNormRule n g wanted x gamma eps mean var
         | BatchNormAct(x, gamma, _, eps, mean, var, alpha) ->
             // the activation's adjoint first (sign(y) = sign of the normalised value for α ≥ 0),
-            // once per node and adjoint, then BatchNorm's rule on it
-            let gb =
-                match activationGrads.TryGetValue n with
-                | true, (seen, gb) when obj.ReferenceEquals(seen, g) -> gb
-                | _ ->
-                    let gb = leakyReluAdjoint alpha g y
-                    activationGrads.AddOrUpdate(n, (g, gb))
-                    gb
-
-            batchNormRule n gb i x gamma eps mean var
+            // then BatchNorm's rule on it; the activation's adjoint is a temporary of this rule
+            let gb = leakyReluAdjoint alpha g y
+            let adjoints = batchNormRule n gb wanted x gamma eps mean var
+            scratch gb
+            adjoints
 
     /// The float32 buffer under a constant (none for tracked or float64 tensors).
     let private constBuffer (t: Tensor) : float32[] voption =
@@ -243,9 +228,84 @@ module Autodiff =
             | Storage.F64 _ -> ValueNone
         | TRev _ -> ValueNone
 
-    /// Propagates `seed` (the adjoint of `root`) back through every node of level `tag` in
-    /// reverse topological order, iteratively; fan-out adjoints are summed.
-    let private backward (tag: int64) (root: Node) (seed: Tensor) =
+    /// Hands buffers that one backward pass created back to the backend once they are dead.
+    ///
+    /// First order (every primal a constant, as in a training step), the rules compute on
+    /// constants only, so no outer tape keeps an adjoint, and a buffer a rule created is dead
+    /// once no adjoint slot holds it any more. Such buffers go back to the backend for reuse
+    /// (a third to a half of a step's allocations). Rules return either fresh buffers or their
+    /// adjoint `g` itself (reshaped, or passed through by sumTo, expand, cast), never a primal,
+    /// so counting the adjoint slots that hold each buffer is enough. Otherwise (a nested
+    /// differentiation) nothing is recycled.
+    [<Sealed>]
+    type private Recycler private (enabled: bool) =
+        let holders = Dictionary<float32[], int>(HashIdentity.Reference)
+        let fresh = HashSet<float32[]>(HashIdentity.Reference)
+
+        let recycleIfDead (t: Tensor) (b: float32[]) =
+            if not (holders.ContainsKey b) && fresh.Remove b then
+                Prim.backend().Recycle(Tape.raw t)
+
+        /// The recycler of a backward pass from `seed` over `order` (the nodes of level `tag`):
+        /// enabled at first order only, when it also starts a new phase of the backend's pool.
+        static member For(tag: int64, order: List<Node>, seed: Tensor) =
+            let enabled =
+                Tape.tagOf seed = 0L
+                && order
+                   |> Seq.forall (fun n ->
+                       Tape.tagOf n.Primal = 0L
+                       && n.Op.Inputs |> Array.forall (fun i -> Tape.tagOf (Tape.primalAt tag i) = 0L))
+
+            if enabled then
+                Prim.backend().NextPhase()
+
+            Recycler(enabled)
+
+        /// An adjoint slot takes `t`.
+        member _.Hold(t: Tensor) =
+            match constBuffer t with
+            | ValueSome b when enabled ->
+                match holders.TryGetValue b with
+                | true, c -> holders.[b] <- c + 1
+                | _ -> holders.[b] <- 1
+            | _ -> ()
+
+        /// A rule's result: fresh unless it is an adjoint some slot holds (or the seed).
+        member _.Created(t: Tensor) =
+            match constBuffer t with
+            | ValueSome b when enabled && not (holders.ContainsKey b) -> fresh.Add b |> ignore
+            | _ -> ()
+
+        /// A slot lets go of `t`.
+        member _.Drop(t: Tensor) =
+            match constBuffer t with
+            | ValueSome b when enabled ->
+                match holders.TryGetValue b with
+                | true, c when c > 1 -> holders.[b] <- c - 1
+                | _ ->
+                    holders.Remove b |> ignore
+                    recycleIfDead t b
+            | _ -> ()
+
+        /// A result that no slot took (it was summed into an accumulator).
+        member _.Discard(t: Tensor) =
+            match constBuffer t with
+            | ValueSome b when enabled -> recycleIfDead t b
+            | _ -> ()
+
+        /// A rule's own temporary, dead once the rule returns (never an adjoint a slot holds).
+        member _.Scratch(t: Tensor) =
+            if enabled then
+                match t with
+                | TConst r ->
+                    match constBuffer t with
+                    | ValueSome b when holders.ContainsKey b -> ()
+                    | _ -> Prim.backend().Recycle r
+                | TRev _ -> ()
+
+    /// Reverse topological order of the nodes of level `tag` that `root` depends on, found with
+    /// an explicit stack (no recursion limit on deep graphs): `root` comes last.
+    let private topologicalOrder (tag: int64) (root: Node) =
         let order = List<Node>()
         let visited = HashSet<Node>(HashIdentity.Reference)
         let stack = Stack<struct (Node * bool)>()
@@ -264,63 +324,17 @@ module Autodiff =
                     | TRev c when c.Tag = tag && not (visited.Contains c) -> stack.Push(struct (c, false))
                     | _ -> ()
 
-        // First order (every primal a constant, as in a training step): the rules compute on
-        // constants only, so no outer tape keeps an adjoint, and a buffer a rule created is dead
-        // once no adjoint slot holds it any more. Such buffers go back to the backend for reuse
-        // (a third to a half of a step's allocations). Rules return either fresh buffers or
-        // their adjoint `g` itself (reshaped, or passed through by sumTo, expand, cast), never
-        // a primal, so counting the adjoint slots that hold each buffer is enough.
-        let recycling =
-            Tape.tagOf seed = 0L
-            && order
-               |> Seq.forall (fun n ->
-                   Tape.tagOf n.Primal = 0L
-                   && n.Op.Inputs |> Array.forall (fun i -> Tape.tagOf (Tape.primalAt tag i) = 0L))
+        order
 
-        let holders = Dictionary<float32[], int>(HashIdentity.Reference)
-        let fresh = HashSet<float32[]>(HashIdentity.Reference)
-
-        let hold (t: Tensor) =
-            match constBuffer t with
-            | ValueSome b when recycling ->
-                match holders.TryGetValue b with
-                | true, c -> holders.[b] <- c + 1
-                | _ -> holders.[b] <- 1
-            | _ -> ()
-
-        // a rule's result: fresh unless it is an adjoint some slot holds (or the seed)
-        let created (t: Tensor) =
-            match constBuffer t with
-            | ValueSome b when recycling && not (holders.ContainsKey b) -> fresh.Add b |> ignore
-            | _ -> ()
-
-        let recycleIfDead (t: Tensor) (b: float32[]) =
-            if not (holders.ContainsKey b) && fresh.Remove b then
-                Prim.backend().Recycle(Tape.raw t)
-
-        // a slot lets go of t
-        let drop (t: Tensor) =
-            match constBuffer t with
-            | ValueSome b when recycling ->
-                match holders.TryGetValue b with
-                | true, c when c > 1 -> holders.[b] <- c - 1
-                | _ ->
-                    holders.Remove b |> ignore
-                    recycleIfDead t b
-            | _ -> ()
-
-        // a temporary no slot took
-        let discard (t: Tensor) =
-            match constBuffer t with
-            | ValueSome b when recycling -> recycleIfDead t b
-            | _ -> ()
-
-        if recycling then
-            Prim.backend().NextPhase()
-
+    /// Propagates `seed` (the adjoint of `root`) back through every node of level `tag` in
+    /// reverse topological order; fan-out adjoints are summed. Returns the adjoints of the
+    /// leaves (and of nothing else: interior adjoints are dropped once propagated).
+    let private backward (tag: int64) (root: Node) (seed: Tensor) =
+        let order = topologicalOrder tag root
+        let recycler = Recycler.For(tag, order, seed)
         let adjoints = Dictionary<Node, Tensor>(HashIdentity.Reference)
         adjoints.[root] <- seed
-        hold seed
+        recycler.Hold seed
 
         for k in order.Count - 1 .. -1 .. 0 do
             let n = order.[k]
@@ -329,66 +343,64 @@ module Autodiff =
             | true, g ->
                 let inputs = n.Op.Inputs
 
+                let wanted =
+                    inputs
+                    |> Array.map (fun input ->
+                        match input with
+                        | TRev c -> c.Tag = tag
+                        | TConst _ -> false)
+
+                let contributions = rule n g wanted recycler.Scratch
+
                 for i in 0 .. inputs.Length - 1 do
-                    match inputs.[i] with
-                    | TRev c when c.Tag = tag ->
-                        let gi = rule n g i
-                        created gi
+                    match inputs.[i], contributions.[i] with
+                    | TRev c, ValueSome gi when wanted.[i] ->
+                        recycler.Created gi
 
                         match adjoints.TryGetValue c with
                         | true, acc ->
                             let sum = Prim.add acc gi
-                            created sum
+                            recycler.Created sum
                             adjoints.[c] <- sum
-                            hold sum
-                            drop acc
-                            discard gi
+                            recycler.Hold sum
+                            recycler.Drop acc
+                            recycler.Discard gi
                         | _ ->
                             adjoints.[c] <- gi
-                            hold gi
+                            recycler.Hold gi
                     | _ -> ()
-
-                // the fused BatchNorm gradients are shared by this node's inputs only
-                match n.Op with
-                | BatchNorm _ -> batchNormGrads.Remove n |> ignore
-                | BatchNormAct _ ->
-                    batchNormGrads.Remove n |> ignore
-
-                    match activationGrads.TryGetValue n with
-                    | true, (_, gb) ->
-                        activationGrads.Remove n |> ignore
-                        // the activation's adjoint was a temporary of this node's rule alone
-                        if recycling then
-                            Prim.backend().Recycle(Tape.raw gb)
-                    | _ -> ()
-                | _ -> ()
 
                 // interior adjoints are no longer needed once propagated
                 match n.Op with
                 | Leaf -> ()
                 | _ ->
                     adjoints.Remove n |> ignore
-                    drop g
+                    recycler.Drop g
             | _ -> ()
 
         adjoints
 
-    /// Runs `f` on leaves at a fresh level, then back-propagates `seed` (ones when None) from
-    /// its output. Returns the output's value one level out and each leaf's adjoint.
-    let private run (f: Tensor[] -> Tensor) (xs: Tensor[]) (seed: Tensor option) =
+    /// Opens a fresh level, runs `f` on leaves at that level holding `xs`, and returns the
+    /// output, f's other result and a pullback: given a cotangent shaped like the output (ones
+    /// when None), each leaf's adjoint (zeros for a leaf the output does not depend on). The
+    /// pullback may run later, after other work.
+    let private record (f: Tensor[] -> Tensor * 'Aux) (xs: Tensor[]) =
         let tag = Tape.newTag ()
         let leaves = xs |> Array.map (fun x -> Node(x, tag, Leaf))
-        let y = f (leaves |> Array.map TRev)
+        let y, aux = f (leaves |> Array.map TRev)
         let value = Tape.primalAt tag y
 
-        match seed with
-        | Some s when Prim.shape s <> Prim.shape y ->
-            Shape.fail
-                "vjp"
-                (sprintf "cotangent %s does not match output %s" (Shape.show (Prim.shape s)) (Shape.show (Prim.shape y)))
-        | _ -> ()
+        let pullback (seed: Tensor option) =
+            match seed with
+            | Some s when Prim.shape s <> Prim.shape y ->
+                Shape.fail
+                    "vjp"
+                    (sprintf
+                        "cotangent %s does not match output %s"
+                        (Shape.show (Prim.shape s))
+                        (Shape.show (Prim.shape y)))
+            | _ -> ()
 
-        let grads =
             match y with
             | TRev n when n.Tag = tag ->
                 let s = seed |> Option.defaultWith (fun () -> Tensor.onesLike value)
@@ -403,7 +415,13 @@ module Autodiff =
                     xs
             | _ -> xs |> Array.map Tensor.zerosLike
 
-        value, grads
+        value, aux, pullback
+
+    /// Runs `f` on leaves at a fresh level, then back-propagates `seed` (ones when None) from
+    /// its output. Returns the output's value one level out and each leaf's adjoint.
+    let private run (f: Tensor[] -> Tensor) (xs: Tensor[]) (seed: Tensor option) =
+        let value, (), pullback = record (fun leaves -> f leaves, ()) xs
+        value, pullback seed
 
     let private scalarOutput (f: Tensor[] -> Tensor) =
         fun (leaves: Tensor[]) ->
@@ -471,35 +489,7 @@ module Autodiff =
     /// pullback may be called later — after other work — so a forward pass can be shared, as a
     /// GAN step shares G(z) between the discriminator and the generator updates.
     let vjpNamedWithAux (f: Map<string, Tensor> -> Tensor * 'Aux) (ps: Map<string, Tensor>) =
-        let names = ps |> Map.toArray |> Array.map fst
-        let values = ps |> Map.toArray |> Array.map snd
-        let tag = Tape.newTag ()
-        let leaves = values |> Array.map (fun x -> Node(x, tag, Leaf))
-        let y, aux = f (Array.zip names (leaves |> Array.map TRev) |> Map.ofArray)
-        let value = Tape.primalAt tag y
+        let names, values, g = named f ps
+        let value, aux, pullback = record g values
 
-        let pullback (seed: Tensor) =
-            if Prim.shape seed <> Prim.shape y then
-                Shape.fail
-                    "vjp"
-                    (sprintf
-                        "cotangent %s does not match output %s"
-                        (Shape.show (Prim.shape seed))
-                        (Shape.show (Prim.shape y)))
-
-            let adjoints =
-                match y with
-                | TRev n when n.Tag = tag -> Some(backward tag n seed)
-                | _ -> None
-
-            Array.zip3 names leaves values
-            |> Array.map (fun (name, leaf, x) ->
-                let g =
-                    match adjoints with
-                    | Some a when a.ContainsKey leaf -> a.[leaf]
-                    | _ -> Tensor.zerosLike x
-
-                name, g)
-            |> Map.ofArray
-
-        value, aux, pullback
+        value, aux, (fun (seed: Tensor) -> Array.zip names (pullback (Some seed)) |> Map.ofArray)
