@@ -239,6 +239,14 @@ public class RunLockTests(ITestOutputHelper output)
         Assert.False(File.Exists(leftover), "the dead decode's temporary file is still there");
         Assert.Single(Directory.GetFiles(cache, "*.u8"));
         Assert.Empty(Directory.GetFiles(cache, "*.lock"));
+
+        // and when the next start finds its own cache filled (another folder's decode was killed)
+        var other = Path.Combine(cache, $"images-fedcba9876543210-3x64.u8{AtomicFile.TempMarker}{dead}-0e0e");
+        File.WriteAllBytes(other, new byte[1 << 20]);
+        var again = Host.Run(sandbox, "train", "--dataset", "images:pngs", "--out", "run2", "--epochs", "1", "--batch-size", "4");
+        Assert.True(again.Code == 0, again.Err + again.Out);
+        Assert.Contains("cached in", again.Out);
+        Assert.False(File.Exists(other), "a dead decode's temporary file survived a start that found its cache filled");
     }
 
     [Fact]

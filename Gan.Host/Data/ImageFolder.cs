@@ -51,16 +51,17 @@ internal static class ImageFolder
         var boxes = bboxFile is null ? null : ReadBoundingBoxes(bboxFile);
         var key = CacheKey(root, files.Select(f => f.Full), channels, size, bboxFile);
         var cachePath = Path.Combine(cacheDir, $"images-{Convert.ToHexStringLower(key)[..16]}-{channels}x{size}.u8");
+        // the temporary file of a decode that was killed (up to a whole set's size, of this or
+        // another folder) goes at the next start, hit or miss; live writers' files stay
+        AtomicFile.CleanTemporaries(cacheDir);
         if (TryOpenCache(cachePath, key, files.Count, channels, size) is { } cached)
         {
             ctx.Info($"images: {files.Count:N0} from {root}, cached in {cachePath}");
             return cached;
         }
 
-        // one writer per cache file: another process filling it is waited for, then its result used;
-        // the temporary file of a decode that was killed (up to the whole set's size) is removed
+        // one writer per cache file: another process filling it is waited for, then its result used
         using var cacheLock = WriterLock.Wait(cachePath + ".lock", $"the image cache {cachePath}", ctx.Info);
-        AtomicFile.CleanTemporaries(cacheDir);
         if (TryOpenCache(cachePath, key, files.Count, channels, size) is { } filled)
         {
             ctx.Info($"images: {files.Count:N0} from {root}, cached in {cachePath}");
