@@ -5,6 +5,7 @@ open System.Collections.Generic
 open Gan.Functional
 open Gan.Functional.Nn
 open Gan.Functional.Gan
+open Gan.Functional.Run
 
 /// A named tensor as plain .NET data: row-major values with a shape. Exactly one of
 /// `Float32Data` and `Float64Data` is non-null.
@@ -67,62 +68,15 @@ type ModelInfo internal (model: GanModel, gParams: int, dParams: int) =
     member _.DefaultLrDecayEpochs = List.toArray model.Defaults.LrDecayEpochs
     member internal _.Model = model
 
-/// Training settings. Start from `TrainOptions.ForModel` to get a model's SEEDS.md defaults,
-/// then change what you need.
-[<Sealed>]
-type TrainOptions() =
-    /// Zoo model name.
-    member val Model = "mlp" with get, set
-    /// Image channels (dcgan64 only: 1 or 3).
-    member val Channels = 3 with get, set
-    /// Examples per step.
-    member val BatchSize = 256 with get, set
-    /// The discriminator's learning rate.
-    member val LearningRate = 2e-4 with get, set
-    /// The generator's learning rate is LearningRate × this.
-    member val GeneratorLrScale = 1.0 with get, set
-    /// Adam β1 for both networks.
-    member val Beta1 = 0.5 with get, set
-    /// minimax | bce (non-saturating) | wgan | lsgan | hinge | ragan.
-    member val Loss = "bce" with get, set
-    /// Discriminator steps per generator step.
-    member val DSteps = 1 with get, set
-    /// WGAN-GP weight (0: off).
-    member val GradientPenaltyWeight = 0.0 with get, set
-    /// R1 weight (0: off).
-    member val R1Weight = 0.0 with get, set
-    /// Generator EMA decay (0: off).
-    member val EmaDecay = 0.0 with get, set
-    /// Epochs at which both learning rates are halved.
-    member val LrDecayEpochs: int[] = [||] with get, set
-    /// Take G's gradient through D as it was before the step's D update (S1's tutorial).
-    member val SimultaneousUpdates = false with get, set
-    /// Seed of every random draw of the run.
-    member val Seed = 0UL with get, set
-
-    /// The defaults of a zoo model (SEEDS.md); throws ArgumentException for an unknown name.
-    static member ForModel(model: string, channels: int) =
-        let m = Zoo.byName model channels
-        let d = m.Defaults
-
-        TrainOptions(
-            Model = model,
-            Channels = channels,
-            BatchSize = d.BatchSize,
-            LearningRate = d.Lr,
-            GeneratorLrScale = d.GLrScale,
-            Beta1 = d.Beta1,
-            LrDecayEpochs = List.toArray d.LrDecayEpochs,
-            SimultaneousUpdates = d.SimultaneousUpdates
-        )
-
 /// What one training step measured.
 [<Sealed>]
-type StepResult internal (m: StepMetrics) =
+type StepResult internal (m: StepMetrics, generatorUpdated: bool) =
     /// The discriminator's loss.
     member _.DiscriminatorLoss = m.DLoss
     /// The generator's loss (NaN when the step did not update the generator).
     member _.GeneratorLoss = m.GLoss
+    /// Whether this step updated the generator (every DSteps-th step does).
+    member _.GeneratorUpdated = generatorUpdated
     /// Mean D(x) on the real batch, as a probability.
     member _.RealScore = m.RealScore
     /// Mean D(G(z)) on the fake batch, as a probability.
@@ -154,19 +108,14 @@ type Engine =
     static member FirstRunEmaDecay = Zoo.firstRun.EmaDecay
 
     /// Names of the known GAN losses.
-    static member LossNames = [| "minimax"; "bce"; "wgan"; "lsgan"; "hinge"; "ragan" |]
+    static member LossNames = List.toArray TrainSettings.lossNames
 
-    /// The loss of a name in `LossNames`.
-    static member internal ParseLoss(name: string) =
-        match name with
-        | "minimax" -> Minimax
-        | "bce" -> NonSaturating
-        | "wgan" -> Wasserstein
-        | "lsgan" -> LeastSquares
-        | "hinge" -> Hinge
-        | "ragan" -> RelativisticAverage
-        | other ->
-            invalidArg "Loss" (sprintf "unknown loss '%s'; known: %s" other (String.Join(", ", Engine.LossNames)))
+    /// Every zoo model's name.
+    static member ModelNames = List.toArray Zoo.names
+
+    /// True for a zoo model whose channel count is a parameter (dcgan64); ArgumentException for
+    /// an unknown name.
+    static member TakesChannels(name: string) = TrainSettings.takesChannels name
 
     /// The name of the kernel backend in use.
     static member BackendName = (Prim.backend ()).Name
@@ -184,28 +133,17 @@ type Engine =
 /// A GAN being trained: the pure training state of Gan.Functional behind a mutable handle, for
 /// C# callers. Images are float32 NCHW, row-major, in the model's pixel range.
 [<Sealed>]
-type GanTrainer private (info: ModelInfo, options: TrainOptions, config: TrainConfig, initial: TrainState) =
+type GanTrainer private (info: ModelInfo, options: TrainSettings, config: TrainConfig, initial: TrainState) =
     let mutable state = initial
 
     static let configOf (o: TrainOptions) =
-        let adam = Adam(o.Beta1, 0.999, 1e-8, 0.0, false)
-
-        {
-            Loss = Engine.ParseLoss o.Loss
-            DSteps = o.DSteps
-            GOptimizer = adam
-            DOptimizer = adam
-            GpWeight = o.GradientPenaltyWeight
-            R1Weight = o.R1Weight
-            EmaDecay = o.EmaDecay
-            SimultaneousUpdates = o.SimultaneousUpdates
-        }
+        TrainSettings.trainConfig o.Settings o.SimultaneousUpdates
 
     /// A fresh run with the given options (see `TrainOptions.ForModel`).
     static member Create(options: TrainOptions) =
         let info = Engine.Model(options.Model, options.Channels)
         let config = configOf options
-        GanTrainer(info, options, config, Training.init info.Model config (Random.key options.Seed))
+        GanTrainer(info, options.Settings, config, Training.init info.Model config (Random.key options.Seed))
 
     /// A run restored from named tensors (as written by `ExportState`); throws
     /// Checkpoint.CheckpointMismatchException when they do not fit the model.
@@ -214,7 +152,7 @@ type GanTrainer private (info: ModelInfo, options: TrainOptions, config: TrainCo
         let config = configOf options
         let template = Training.init info.Model config (Random.key options.Seed)
         let named = tensors |> Seq.map (fun t -> t.Name, t.ToTensor()) |> Seq.toList
-        GanTrainer(info, options, config, Checkpoint.ofNamed template named)
+        GanTrainer(info, options.Settings, config, Checkpoint.ofNamed template named)
 
     /// The model.
     member _.Model = info
@@ -223,12 +161,12 @@ type GanTrainer private (info: ModelInfo, options: TrainOptions, config: TrainCo
 
     /// The generator's learning rate at a 0-based epoch (halved at each decay epoch).
     member _.GeneratorLearningRate(epoch: int) =
-        Schedule.rate (StepDecay(List.ofArray options.LrDecayEpochs, 0.5)) options.LearningRate epoch
+        Schedule.rate (StepDecay(options.LrDecayEpochs, 0.5)) options.LearningRate epoch
         * options.GeneratorLrScale
 
     /// The discriminator's learning rate at a 0-based epoch.
     member _.DiscriminatorLearningRate(epoch: int) =
-        Schedule.rate (StepDecay(List.ofArray options.LrDecayEpochs, 0.5)) options.LearningRate epoch
+        Schedule.rate (StepDecay(options.LrDecayEpochs, 0.5)) options.LearningRate epoch
 
     /// Runs one step function over this handle's state; the handle owns its state, so the step
     /// may donate the optimizer buffers (less peak memory).
@@ -238,8 +176,9 @@ type GanTrainer private (info: ModelInfo, options: TrainOptions, config: TrainCo
         let next, metrics =
             step info.Model config (this.GeneratorLearningRate epoch) (this.DiscriminatorLearningRate epoch) real state
 
+        let updated = Training.updatesGenerator config state.Step
         state <- next
-        StepResult metrics
+        StepResult(metrics, updated)
 
     /// One training step on `count` real images (NCHW, flat) at a 0-based `epoch`.
     member this.Step(images: float32[], count: int, epoch: int) =

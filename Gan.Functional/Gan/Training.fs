@@ -82,6 +82,9 @@ module Training =
             Key = ks.[2]
         }
 
+    /// Whether the step taken from a state with `step` steps done updates G: every DSteps-th.
+    let updatesGenerator (config: TrainConfig) (step: int) = (step + 1) % (max 1 config.DSteps) = 0
+
     /// z ~ N(0, 1) of shape [n, noiseDim].
     let noise (model: GanModel) (key: Key) (n: int) =
         Tensor.randn key [| n; model.NoiseDim |]
@@ -210,28 +213,38 @@ module Training =
             | Some sh -> not sh.SyncBatchNorm
             | None -> false
 
+        // the step's keys, by use; the G-through-D pass and the next state share the last one,
+        // as they always have (a fresh one would change every run's random stream)
         let ks = Random.splitN 7 state.Key
+        let noiseKey = ks.[0]
+        let generatorKey = ks.[1]
+        let dRealKey = ks.[2]
+        let dFakeKey = ks.[3]
+        let criticKey = ks.[4]
+        let penaltyKey = ks.[5]
+        let gThroughDKey = ks.[6]
+        let nextKey = ks.[6]
 
-        let ctx i = {
+        let ctx key = {
             Mode = Train
-            Key = ks.[i]
+            Key = key
             Shard = shard
         }
 
         // in the real batch's dtype (float64 runs check the float32 ones)
-        let z = rows (fun m -> Tensor.cast (Tensor.dtype real) (noise model ks.[0] m))
-        let updateG = (state.Step + 1) % (max 1 config.DSteps) = 0
+        let z = rows (fun m -> Tensor.cast (Tensor.dtype real) (noise model noiseKey m))
+        let updateG = updatesGenerator config state.Step
         // G forward, taped against G's parameters only when G will be updated
         let fake, gState, pullbackG =
             if updateG then
                 let fake, gState, pullback =
                     Autodiff.vjpNamedWithAux
-                        (fun p -> model.Generator.Apply { state.G with Params = p } (ctx 1) z)
+                        (fun p -> model.Generator.Apply { state.G with Params = p } (ctx generatorKey) z)
                         state.G.Params
 
                 fake, gState, Some pullback
             else
-                let fake, gState = model.Generator.Apply state.G (ctx 1) z
+                let fake, gState = model.Generator.Apply state.G (ctx generatorKey) z
                 Tensor.detach fake, gState, None
 
         let g = withState state.G gState
@@ -242,18 +255,18 @@ module Training =
             Autodiff.valueAndGradsWithAux
                 (fun p ->
                     let dv = { state.D with Params = p }
-                    let realLogits, s1 = model.Discriminator.Apply dv (ctx 2) real
+                    let realLogits, s1 = model.Discriminator.Apply dv (ctx dRealKey) real
                     let dv = withState dv s1
-                    let fakeLogits, s2 = model.Discriminator.Apply dv (ctx 3) fakeC
+                    let fakeLogits, s2 = model.Discriminator.Apply dv (ctx dFakeKey) fakeC
                     let realLogits, fakeLogits = gather realLogits, gather fakeLogits
 
                     let critic x =
-                        fst (model.Discriminator.Apply { dv with Params = p } (ctx 4) x)
+                        fst (model.Discriminator.Apply { dv with Params = p } (ctx criticKey) x)
 
                     let mutable loss = Losses.discriminator config.Loss realLogits fakeLogits
 
                     if config.GpWeight > 0.0 then
-                        let alpha = rows (fun m -> Losses.penaltyMix ks.[5] m real)
+                        let alpha = rows (fun m -> Losses.penaltyMix penaltyKey m real)
 
                         loss <-
                             loss
@@ -305,7 +318,7 @@ module Training =
                 let gLossValue, dFake =
                     Autodiff.valueAndGrad
                         (fun f ->
-                            let logits, s = model.Discriminator.Apply dForG (ctx 6) f
+                            let logits, s = model.Discriminator.Apply dForG (ctx gThroughDKey) f
                             dAfter <- (withState d s).State
                             Losses.generator config.Loss realLogits (gather logits))
                         fakeC
@@ -346,7 +359,7 @@ module Training =
                 DOpt = dOpt
                 GEma = ema
                 Step = state.Step + 1
-                Key = ks.[6]
+                Key = nextKey
         },
         metrics
 
