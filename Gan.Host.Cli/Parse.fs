@@ -3,6 +3,7 @@ namespace Gan.Host.Cli
 open System
 open System.Globalization
 open Argu
+open Gan.Functional.Run
 
 /// Parses Gan.Host's command line into plain requests. Pure: no I/O; values are checked for
 /// range here, names (models, losses, devices) and files by the host.
@@ -65,13 +66,6 @@ module CommandLine =
 
         v
 
-    let private checkDecay (flag: string) (values: int array) =
-        if values |> Array.exists (fun v -> v < 1) then
-            fail "%s takes epoch numbers of at least 1 (got '%s')." flag (String.Join(",", values))
-
-        if values |> Array.pairwise |> Array.exists (fun (a, b) -> b <= a) then
-            fail "%s must list epochs in increasing order (got '%s')." flag (String.Join(",", values))
-
     /// "10,20,25" → [|10; 20; 25|]; "none" or "" → [||].
     let parseEpochList (text: string) =
         let t = text.Trim()
@@ -91,8 +85,9 @@ module CommandLine =
                             "--lr-decay-epochs takes epoch numbers of at least 1 separated by commas, e.g. 10,20,25, or none (got '%s')."
                             text)
 
-            checkDecay "--lr-decay-epochs" values
-            values
+            match TrainSettings.checkDecay "--lr-decay-epochs" (List.ofArray values) with
+            | Some message -> raise (BadValue message)
+            | None -> values
 
     let private nullable (v: 'T option) =
         match v with
@@ -104,133 +99,87 @@ module CommandLine =
         | Some s -> s
         | None -> null
 
-    let private checkDataset (spec: string) =
-        let s = spec.Trim()
-
-        if List.contains s [ "mnist"; "fashion-mnist"; "ring8"; "grid25"; "stacked-mnist"; "emoji" ] then
-            s
-        elif s.StartsWith("images:", StringComparison.Ordinal) then
-            if s.Length = "images:".Length then
-                fail "--dataset images:DIR needs a folder after the colon, e.g. images:/data/celeba."
-
-            s
-        else
-            fail
-                "Unknown dataset '%s'; known: mnist, fashion-mnist, stacked-mnist, emoji (64×64 colour), ring8, grid25 (2-D mixtures), images:DIR (a folder of PNG/JPEG files)."
-                spec
-
-    /// The range of --epochs (and of a run's stored epochs).
-    [<Literal>]
-    let MaxEpochs = 1_000_000
-
-    let private check (f: 'T -> 'T) (v: Nullable<'T>) =
-        if v.HasValue then
-            f v.Value |> ignore
-
-    /// Range-checks every value a train request carries; <c>name</c> turns a flag into the name a
-    /// message shows (the flag itself on the command line, the stored setting for a run's config.json).
-    let private checkTrain (name: string -> string) (req: TrainRequest) =
-        match req.Dataset with
-        | NonNull d -> checkDataset d |> ignore
-        | Null -> ()
-
-        check (between (name "--epochs") 1 MaxEpochs) req.Epochs
-        check (between (name "--batch-size") 1 65536) req.BatchSize
-        check (positive (name "--lr")) req.LearningRate
-        check (positive (name "--g-lr-scale")) req.GeneratorLrScale
-        check (unitInterval (name "--beta1")) req.Beta1
-        check (atLeast (name "--noise-dim") 1) req.NoiseDim
-        check (between (name "--d-steps") 1 1000) req.DSteps
-        check (nonNegative (name "--gp-weight")) req.GradientPenaltyWeight
-        check (nonNegative (name "--r1-weight")) req.R1Weight
-        check (unitInterval (name "--ema")) req.EmaDecay
-
-        match req.LrDecayEpochs with
-        | NonNull e -> checkDecay (name "--lr-decay-epochs") e
-        | Null -> ()
-
-        check (between (name "--image-size") 4 4096) req.ImageSize
-
-        check
-            (fun c ->
-                if c <> 1 && c <> 3 then
-                    fail "%s must be 1 (grey) or 3 (colour) (got %d)." (name "--channels") c
-
-                c)
-            req.Channels
-
-        check (atLeast (name "--train-size") 1) req.TrainSize
-        check (atLeast (name "--checkpoint-every") 1) req.CheckpointEvery
-        check (between (name "--keep-checkpoints") 1 1000) req.KeepCheckpoints
-        check (between (name "--threads") 0 1024) req.Threads
-        check (between (name "--eval-every") 0 MaxEpochs) req.EvalEvery
-        check (between (name "--eval-samples") 10 1_000_000) req.EvalSamples
-
-        match req.BoundingBoxes, req.Dataset with
-        | NonNull _, NonNull d when d.StartsWith("images:", StringComparison.Ordinal) -> ()
-        | NonNull _, d ->
-            let ds =
-                match d with
-                | NonNull d -> d
-                | Null -> "mnist"
-
-            fail "%s crops the images of --dataset images:DIR; it does not apply to %s." (name "--bbox") ds
-        | Null, _ -> ()
+    let private orFail (r: Result<'T, string>) =
+        match r with
+        | Ok v -> v
+        | Error message -> raise (BadValue message)
 
     let private trainRequest (r: ParseResults<TrainArgs>) =
-        let req = TrainRequest()
-        req.Model <- str (r.TryGetResult TrainArgs.Model)
-        req.Dataset <- str (r.TryGetResult TrainArgs.Dataset |> Option.map (fun d -> d.Trim()))
-        req.Epochs <- nullable (r.TryGetResult TrainArgs.Epochs)
-        req.BatchSize <- nullable (r.TryGetResult TrainArgs.Batch_Size)
-        req.LearningRate <- nullable (r.TryGetResult TrainArgs.Lr)
-        req.GeneratorLrScale <- nullable (r.TryGetResult TrainArgs.G_Lr_Scale)
-        req.Beta1 <- nullable (r.TryGetResult TrainArgs.Beta1)
-        req.NoiseDim <- nullable (r.TryGetResult TrainArgs.Noise_Dim)
-        req.Loss <- str (r.TryGetResult TrainArgs.Loss)
-        req.DSteps <- nullable (r.TryGetResult TrainArgs.D_Steps)
-        req.GradientPenaltyWeight <- nullable (r.TryGetResult TrainArgs.Gp_Weight)
-        req.R1Weight <- nullable (r.TryGetResult TrainArgs.R1_Weight)
-        req.EmaDecay <- nullable (r.TryGetResult TrainArgs.Ema)
+        let mutable values = TrainSettings.noneGiven.Values
+        let mutable keys = Set.empty
 
-        let decay: int array | null =
-            match r.TryGetResult TrainArgs.Lr_Decay_Epochs with
-            | Some t -> parseEpochList t
-            | None -> null
+        let give key (value: 'T option) (set: 'T -> TrainSettings -> TrainSettings) =
+            match value with
+            | Some v ->
+                values <- set v values
+                keys <- keys.Add key
+            | None -> ()
 
-        req.LrDecayEpochs <- decay
-        req.ImageSize <- nullable (r.TryGetResult TrainArgs.Image_Size)
-        req.Channels <- nullable (r.TryGetResult TrainArgs.Channels)
-        req.BoundingBoxes <- str (r.TryGetResult TrainArgs.Bbox)
-        req.TrainSize <- nullable (r.TryGetResult TrainArgs.Train_Size)
-        req.CheckpointEvery <- nullable (r.TryGetResult TrainArgs.Checkpoint_Every)
-        req.KeepCheckpoints <- nullable (r.TryGetResult TrainArgs.Keep_Checkpoints)
-        req.Seed <- nullable (r.TryGetResult TrainArgs.Seed)
-        req.Threads <- nullable (r.TryGetResult TrainArgs.Threads)
-        req.Device <- str (r.TryGetResult TrainArgs.Device)
-        req.DataDir <- str (r.TryGetResult TrainArgs.Data_Dir)
+        let dataset =
+            r.TryGetResult TrainArgs.Dataset
+            |> Option.map (Dataset.parse >> orFail)
+
+        give "dataset" dataset (fun v s -> { s with Dataset = v })
+        give "model" (r.TryGetResult TrainArgs.Model) (fun v s -> { s with Model = v })
+        give "epochs" (r.TryGetResult TrainArgs.Epochs) (fun v s -> { s with Epochs = v })
+        give "batchSize" (r.TryGetResult TrainArgs.Batch_Size) (fun v s -> { s with BatchSize = v })
+        give "learningRate" (r.TryGetResult TrainArgs.Lr) (fun v s -> { s with LearningRate = v })
+        give "generatorLrScale" (r.TryGetResult TrainArgs.G_Lr_Scale) (fun v s -> { s with GeneratorLrScale = v })
+        give "beta1" (r.TryGetResult TrainArgs.Beta1) (fun v s -> { s with Beta1 = v })
+        give "noiseDim" (r.TryGetResult TrainArgs.Noise_Dim) (fun v s -> { s with NoiseDim = v })
+        give "loss" (r.TryGetResult TrainArgs.Loss) (fun v s -> { s with Loss = v })
+        give "dSteps" (r.TryGetResult TrainArgs.D_Steps) (fun v s -> { s with DSteps = v })
+        give "gpWeight" (r.TryGetResult TrainArgs.Gp_Weight) (fun v s -> { s with GpWeight = v })
+        give "r1Weight" (r.TryGetResult TrainArgs.R1_Weight) (fun v s -> { s with R1Weight = v })
+        give "ema" (r.TryGetResult TrainArgs.Ema) (fun v s -> { s with Ema = v })
+
+        give "lrDecayEpochs" (r.TryGetResult TrainArgs.Lr_Decay_Epochs |> Option.map parseEpochList) (fun v s -> {
+            s with
+                LrDecayEpochs = List.ofArray v
+        })
+
+        give "imageSize" (r.TryGetResult TrainArgs.Image_Size) (fun v s -> { s with ImageSize = v })
+        give "channels" (r.TryGetResult TrainArgs.Channels) (fun v s -> { s with Channels = v })
+        give "trainSize" (r.TryGetResult TrainArgs.Train_Size) (fun v s -> { s with TrainSize = Some v })
+        give "checkpointEvery" (r.TryGetResult TrainArgs.Checkpoint_Every) (fun v s -> { s with CheckpointEvery = v })
+        give "keepCheckpoints" (r.TryGetResult TrainArgs.Keep_Checkpoints) (fun v s -> { s with KeepCheckpoints = v })
+        give "seed" (r.TryGetResult TrainArgs.Seed) (fun v s -> { s with Seed = v })
+        give "threads" (r.TryGetResult TrainArgs.Threads) (fun v s -> { s with Threads = v })
+        give "device" (r.TryGetResult TrainArgs.Device) (fun v s -> { s with Device = v })
+        give "dataDir" (r.TryGetResult TrainArgs.Data_Dir) (fun v s -> { s with DataDir = v })
+        // --eval-every scores again a run stored with --no-eval
+        give "evalEvery" (r.TryGetResult TrainArgs.Eval_Every) (fun v s -> { s with EvalEvery = v })
+        give "evaluate" (r.TryGetResult TrainArgs.Eval_Every) (fun _ s -> { s with Evaluate = true })
+        give "evalSamples" (r.TryGetResult TrainArgs.Eval_Samples) (fun v s -> { s with EvalSamples = Some v })
+
+        give "syncBatchNorm" (if r.Contains TrainArgs.Sync_Batchnorm then Some true else None) (fun v s -> {
+            s with
+                SyncBatchNorm = v
+        })
+
+        match TrainSettings.checkGiven { Values = values; Keys = keys } with
+        | Some message -> raise (BadValue message)
+        | None -> ()
+
+        match r.TryGetResult TrainArgs.Bbox, dataset with
+        | Some b, Some(Images(dir, _)) -> give "bbox" (Some b) (fun v s -> { s with Dataset = Images(dir, Some v) })
+        | Some _, d ->
+            let name = d |> Option.map Dataset.name |> Option.defaultValue "mnist"
+            raise (BadValue(TrainSettings.bboxMisplaced "--bbox" name))
+        | None, _ -> ()
+
+        if r.Contains TrainArgs.No_Eval then
+            match r.TryGetResult TrainArgs.Eval_Every with
+            | Some e when e > 0 -> fail "--no-eval turns the metrics off; it cannot be combined with --eval-every %d." e
+            | _ -> ()
+
+            give "evaluate" (Some false) (fun v s -> { s with Evaluate = v; EvalEvery = 0 })
+            give "evalEvery" (Some 0) (fun v s -> { s with EvalEvery = v })
+
+        let req = TrainRequest { Values = values; Keys = keys }
         req.Out <- str (r.TryGetResult TrainArgs.Out)
         req.Resume <- r.Contains TrainArgs.Resume
-        req.SyncBatchNorm <- r.Contains TrainArgs.Sync_Batchnorm
-        req.EvalEvery <- nullable (r.TryGetResult TrainArgs.Eval_Every)
-        req.NoEval <- r.Contains TrainArgs.No_Eval
-        req.EvalSamples <- nullable (r.TryGetResult TrainArgs.Eval_Samples)
-        checkTrain id req
-
-        if req.NoEval && req.EvalEvery.HasValue && req.EvalEvery.Value > 0 then
-            fail "--no-eval turns the metrics off; it cannot be combined with --eval-every %d." req.EvalEvery.Value
-
         req
-
-    /// The command line's checks of `train`'s values, applied to a request built from stored
-    /// settings (a run's config.json on --resume): null when every value passes, else the message,
-    /// naming each setting by <paramref name="name"/> (a flag → its stored name).
-    let checkStoredTrain (req: TrainRequest) (name: Func<string, string>) : string | null =
-        try
-            checkTrain name.Invoke req
-            null
-        with BadValue message ->
-            message
 
     let private requiredOut (command: string) (ext: string) (v: string option) =
         match v with
@@ -295,7 +244,9 @@ module CommandLine =
 
         match req.Real, req.Images, req.Run, req.Checkpoint, req.Dataset with
         | true, Null, Null, Null, NonNull d when
-            List.contains d [ "mnist"; "fashion-mnist"; "stacked-mnist"; "emoji"; "ring8"; "grid25" ]
+            (match Dataset.parse d with
+             | Ok ds -> Dataset.hasMetrics ds
+             | Error _ -> false)
             ->
             ()
         | true, Null, Null, Null, _ ->
@@ -503,7 +454,7 @@ module CommandLine =
             ParsedCommand(CommandKind.Help, parser.PrintUsage(), null, null, 3, 0)
         | None when argv.[0] = "--version" ->
             let v =
-                typeof<TrainRequest>.Assembly.GetName().Version
+                typeof<BenchRequest>.Assembly.GetName().Version
                 |> Option.ofObj
                 |> Option.map string
                 |> Option.defaultValue "?"

@@ -1,44 +1,24 @@
 namespace Gan.Host.Cli
 
 open System
+open Gan.Functional.CSharp
+open Gan.Functional.Run
 
-/// What `train` was asked for: null/empty members were not given on the command line (the host
-/// fills them from the model's defaults, or from config.json on --resume).
+/// What `train` was asked for: the settings given on the command line (the library's
+/// <c>GivenSettings</c>; the host resolves them over the model's defaults, or over config.json on
+/// --resume), the run directory and whether to resume.
 [<Sealed>]
-type TrainRequest() =
-    member val Model: string | null = null with get, set
-    member val Dataset: string | null = null with get, set
-    member val Epochs = Nullable<int>() with get, set
-    member val BatchSize = Nullable<int>() with get, set
-    member val LearningRate = Nullable<float>() with get, set
-    member val GeneratorLrScale = Nullable<float>() with get, set
-    member val Beta1 = Nullable<float>() with get, set
-    member val NoiseDim = Nullable<int>() with get, set
-    member val Loss: string | null = null with get, set
-    member val DSteps = Nullable<int>() with get, set
-    member val GradientPenaltyWeight = Nullable<float>() with get, set
-    member val R1Weight = Nullable<float>() with get, set
-    member val EmaDecay = Nullable<float>() with get, set
-    /// The epochs of --lr-decay-epochs (empty for "none"), or null when not given.
-    member val LrDecayEpochs: int[] | null = null with get, set
-    member val ImageSize = Nullable<int>() with get, set
-    member val Channels = Nullable<int>() with get, set
-    member val BoundingBoxes: string | null = null with get, set
-    member val TrainSize = Nullable<int>() with get, set
-    member val CheckpointEvery = Nullable<int>() with get, set
-    member val KeepCheckpoints = Nullable<int>() with get, set
-    member val Seed = Nullable<uint64>() with get, set
-    member val Threads = Nullable<int>() with get, set
-    member val Device: string | null = null with get, set
-    member val DataDir: string | null = null with get, set
+type TrainRequest(given: GivenSettings) =
+    /// The settings given; only those it names were on the command line.
+    member val Given = given with get, set
+    /// The given values as a settings handle (only the settings <c>IsGiven</c> names count).
+    member this.Settings = TrainOptions(this.Given.Values)
+    /// True when the setting with this config.json name (e.g. "epochs") was given.
+    member this.IsGiven(key: string) = this.Given.Has key
+    /// --out, or null.
     member val Out: string | null = null with get, set
+    /// --resume.
     member val Resume = false with get, set
-    member val EvalEvery = Nullable<int>() with get, set
-    member val EvalSamples = Nullable<int>() with get, set
-    /// --no-eval: no metrics at all (not even after the last epoch).
-    member val NoEval = false with get, set
-    /// Under mpirun: BatchNorm with the whole global batch's statistics.
-    member val SyncBatchNorm = false with get, set
 
 /// What `sample` was asked for.
 [<Sealed>]

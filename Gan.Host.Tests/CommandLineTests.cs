@@ -11,10 +11,11 @@ public class CommandLineTests
 
         Assert.Equal(CommandKind.Train, p.Kind);
         var t = p.Train!;
-        Assert.Null(t.Model);
-        Assert.Null(t.Dataset);
-        Assert.Null(t.Epochs);
-        Assert.Null(t.LrDecayEpochs);
+        Assert.False(t.IsGiven("model"));
+        Assert.False(t.IsGiven("dataset"));
+        Assert.False(t.IsGiven("epochs"));
+        Assert.False(t.IsGiven("lrDecayEpochs"));
+        Assert.Empty(t.Given.Keys);
         Assert.False(t.Resume);
     }
 
@@ -32,13 +33,19 @@ public class CommandLineTests
         ]);
 
         Assert.Equal(CommandKind.Train, p.Kind);
-        var t = p.Train!;
+        var r = p.Train!;
+        var t = r.Settings;
         Assert.Equal(("dcgan64", "images:/data/celeba", 30, 128), (t.Model, t.Dataset, t.Epochs, t.BatchSize));
         Assert.Equal((2e-4, 5.0, 0.5, 100), (t.LearningRate, t.GeneratorLrScale, t.Beta1, t.NoiseDim));
         Assert.Equal(("hinge", 2, 10.0, 0.5, 0.999), (t.Loss, t.DSteps, t.GradientPenaltyWeight, t.R1Weight, t.EmaDecay));
-        Assert.Equal([10, 20, 25], t.LrDecayEpochs!);
-        Assert.Equal((64, 3, "list_bbox_celeba.txt", 1000, 5, 4), (t.ImageSize, t.Channels, t.BoundingBoxes, t.TrainSize, t.CheckpointEvery, t.KeepCheckpoints));
-        Assert.Equal((ulong.MaxValue, 2, "cpu", "d", "o", true), (t.Seed, t.Threads, t.Device, t.DataDir, t.Out, t.Resume));
+        Assert.Equal([10, 20, 25], t.LrDecayEpochs);
+        Assert.Equal((64, 3, "list_bbox_celeba.txt", (int?)1000, 5, 4), (t.ImageSize, t.Channels, t.BoundingBoxes, t.TrainSize, t.CheckpointEvery, t.KeepCheckpoints));
+        Assert.Equal((ulong.MaxValue, 2, "cpu", "d", "o", true), (t.Seed, t.Threads, t.Device, t.DataDir, r.Out, r.Resume));
+        // every flag given is marked given; settings without a flag (sampleCount) and the metrics switches are not
+        Assert.Equal(
+            ["batchSize", "bbox", "beta1", "channels", "checkpointEvery", "dSteps", "dataDir", "dataset", "device", "ema", "epochs", "generatorLrScale", "gpWeight",
+             "imageSize", "keepCheckpoints", "learningRate", "loss", "lrDecayEpochs", "model", "noiseDim", "r1Weight", "seed", "threads", "trainSize"],
+            r.Given.Keys.OrderBy(k => k, StringComparer.Ordinal));
     }
 
     [Fact]
@@ -47,13 +54,16 @@ public class CommandLineTests
         var p = CommandLine.parse(["--epochs", "120"]);
 
         Assert.Equal(CommandKind.Train, p.Kind);
-        Assert.Equal(120, p.Train!.Epochs);
+        Assert.True(p.Train!.IsGiven("epochs"));
+        Assert.Equal(120, p.Train.Settings.Epochs);
     }
 
     [Fact]
     public void None_turns_the_learning_rate_decay_off()
     {
-        Assert.Empty(CommandLine.parse(["train", "--lr-decay-epochs", "none"]).Train!.LrDecayEpochs!);
+        var t = CommandLine.parse(["train", "--lr-decay-epochs", "none"]).Train!;
+        Assert.True(t.IsGiven("lrDecayEpochs"));
+        Assert.Empty(t.Settings.LrDecayEpochs);
     }
 
     [Fact]

@@ -108,21 +108,50 @@ public class ReaderLimitsTests(ITestOutputHelper output)
         Assert.Contains("__metadata__ names 'format' twice", e.Message);
     }
 
-    internal static string ValidConfig() => new RunConfig
+    /// <summary>A config.json as the host has always written it (mlp on MNIST, 10 epochs).</summary>
+    internal static string ValidConfig() => """
+        {
+          "format": 1,
+          "model": "mlp",
+          "dataset": "mnist",
+          "channels": 1,
+          "imageSize": 28,
+          "noiseDim": 100,
+          "epochs": 10,
+          "batchSize": 256,
+          "learningRate": 0.0002,
+          "generatorLrScale": 5,
+          "beta1": 0.5,
+          "loss": "bce",
+          "dSteps": 1,
+          "gpWeight": 0,
+          "r1Weight": 0,
+          "ema": 0,
+          "lrDecayEpochs": [],
+          "bbox": null,
+          "trainSize": null,
+          "checkpointEvery": 15,
+          "keepCheckpoints": 3,
+          "seed": 0,
+          "threads": 0,
+          "device": "auto",
+          "dataDir": "/data/mnist",
+          "sampleCount": 16,
+          "evalEvery": 0,
+          "evaluate": true,
+          "syncBatchNorm": false,
+          "evalSamples": null
+        }
+
+        """;
+
+    [Fact]
+    public void The_valid_config_reads_back_and_writes_the_same_text()
     {
-        Model = "mlp",
-        Dataset = "mnist",
-        Channels = 1,
-        ImageSize = 28,
-        NoiseDim = 100,
-        Epochs = 10,
-        BatchSize = 256,
-        LearningRate = 2e-4,
-        GeneratorLrScale = 5,
-        Beta1 = 0.5,
-        CheckpointEvery = 15,
-        DataDir = "/data/mnist",
-    }.ToJson();
+        var c = RunConfig.FromJson(ValidConfig(), "run/config.json");
+        Assert.Equal(("mlp", "mnist", 10, 256, "/data/mnist"), (c.Model, c.Dataset, c.Epochs, c.BatchSize, c.DataDir));
+        Assert.Equal(ValidConfig(), c.ToJson());
+    }
 
     [Theory]
     [InlineData("keepCheckpoints", "0", "keepCheckpoints (--keep-checkpoints) must be between 1 and 1000 (got 0)")]

@@ -24,7 +24,7 @@ internal static class EvaluateCommand
         {
             result = ScoreReal(req.Dataset!, req.Samples, req.Seed, dataDir, ctx);
         }
-        else if (req.Images is { } colourImages && req.Dataset == "emoji")
+        else if (req.Images is { } colourImages && req.Dataset is { } colour && DatasetInfo.Parse(colour).Kind == DatasetKind.Emoji)
         {
             var (pixels, count, root) = LoadColourFolder(ctx.Resolve(colourImages));
             using var scorer = Scorer.For(req.Dataset, dataDir, ctx);
@@ -42,7 +42,7 @@ internal static class EvaluateCommand
         {
             var gen = LoadedGenerator.Load(req.Run, req.Checkpoint, ctx);
             var config = gen.Checkpoint.Config;
-            if (req.Features is { } f && config.Dataset != "emoji")
+            if (req.Features is { } f && config.DatasetInfo.Kind != DatasetKind.Emoji)
             {
                 throw new UserError($"--features {f} scores colour data (emoji); this run trained on {config.Dataset}, which is scored with its own metrics.", ExitCodes.Usage);
             }
@@ -85,11 +85,11 @@ internal static class EvaluateCommand
         using var scorer = Scorer.For(dataset, dataDir, ctx);
         var n = samples ?? scorer.DefaultSamples;
         ctx.Info($"scoring {n:N0} real samples of {dataset} (seed {seed}) as if generated: the ceiling of the metrics");
-        switch (dataset)
+        switch (DatasetInfo.Parse(dataset).Kind)
         {
-            case "ring8" or "grid25":
+            case DatasetKind.Mixture:
                 return scorer.ScoreGenerated(Mixture.Sample(dataset, seed, n), n, [2], false, seed);
-            case "emoji":
+            case DatasetKind.Emoji:
                 // training images (a random subset from the seed) against the held-out ones
                 using (var emoji = Emoji.Load(dataDir ?? Path.Combine(ctx.CacheRoot, "emoji"), heldOut: false, ctx))
                 {
@@ -99,7 +99,7 @@ internal static class EvaluateCommand
                     return scorer.ScoreColour(i => emoji.Image(pick[i]).ToArray(), pick.Length, Emoji.Size, Emoji.Size, seed);
                 }
 
-            case "stacked-mnist":
+            case DatasetKind.StackedMnist:
                 var dir = LabeledDigits.Locate("mnist", dataDir, ctx);
                 using (var digits = Mnist.Read(Mnist.FindTrainImages(dir)!))
                 using (var stacked = StackedMnist.Build(digits, n, seed))
@@ -120,11 +120,14 @@ internal static class EvaluateCommand
     }
 
     /// <summary>The run's data directory when it holds the labelled files the classifier needs (MNIST's cache, or a --data-dir given to train).</summary>
-    public static string? ClassifierDataDir(string dataset, string runDataDir) =>
-        dataset == "emoji" && runDataDir.Length > 0 ? runDataDir
-        : dataset is "mnist" or "fashion-mnist" or "stacked-mnist" && runDataDir.Length > 0 && LabeledDigits.Find(runDataDir, "t10k-labels-idx1-ubyte") is not null
-            ? runDataDir
-            : null;
+    public static string? ClassifierDataDir(string dataset, string runDataDir)
+    {
+        var info = DatasetInfo.Parse(dataset);
+        return info.Kind == DatasetKind.Emoji && runDataDir.Length > 0 ? runDataDir
+            : info.ClassifierBackbone is not null && runDataDir.Length > 0 && LabeledDigits.Find(runDataDir, "t10k-labels-idx1-ubyte") is not null
+                ? runDataDir
+                : null;
+    }
 
     /// <summary>Every PNG/JPEG under <paramref name="root"/> (in path order) as RGB 64×64 images, planar (central square, resized).</summary>
     public static (byte[][] Pixels, int Count, string Root) LoadColourFolder(string root)

@@ -45,7 +45,7 @@ internal sealed record LoadedGenerator(GanTrainer Trainer, LoadedCheckpoint Chec
     /// <summary>"(12 epochs, EMA weights)" for messages.</summary>
     public string Describe(bool useEma)
     {
-        var ema = useEma && Checkpoint.Config.Ema > 0 ? ", EMA weights" : "";
+        var ema = useEma && Checkpoint.Config.EmaDecay > 0 ? ", EMA weights" : "";
         return $"{Info.Name} from {Checkpoint.Path} ({Checkpoint.CompletedEpochs} epochs + {Checkpoint.StepInEpoch} steps{ema})";
     }
 }

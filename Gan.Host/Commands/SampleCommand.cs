@@ -53,7 +53,7 @@ internal static class SampleCommand
             throw IoErrors.Describe(e, "write", outPath);
         }
 
-        var ema = req.UseEma && ckpt.Config.Ema > 0 ? ", EMA weights" : "";
+        var ema = req.UseEma && ckpt.Config.EmaDecay > 0 ? ", EMA weights" : "";
         ctx.Info(kernels);
         ctx.Info($"wrote {outPath}: {req.Count} {info.Name} samples (seed {req.Seed}{ema}) from {path} ({ckpt.CompletedEpochs} epochs + {ckpt.StepInEpoch} steps)");
         return ExitCodes.Ok;

@@ -13,7 +13,7 @@ internal static class TrainCommand
 {
     public static int Run(TrainRequest req, HostContext ctx, ProgressSink sink)
     {
-        RunConfig config;
+        TrainOptions config;
         RunDirectory run;
         LoadedCheckpoint? resumeFrom = null;
         using var writer = new WriterLock.Holder();
@@ -29,7 +29,7 @@ internal static class TrainCommand
 
         var kernels = Engine.ConfigureCpu(config.Threads);
 
-        var trainer = resumeFrom is not null ? CheckpointFile.Restore(resumeFrom, config) : GanTrainer.Create(config.ToTrainOptions());
+        var trainer = resumeFrom is not null ? CheckpointFile.Restore(resumeFrom, config) : GanTrainer.Create(config);
         using var data = LoadData(config, ctx);
         var usable = LoadSource(config, data, trainer.Model, ctx);
         var world = ctx.World;
@@ -76,7 +76,7 @@ internal static class TrainCommand
         var header = new List<string>
         {
             kernels,
-            string.Create(c, $"model {config.Model} ({info.Summary}); data {config.Dataset}: {usable.Count:N0} {(IsMixture(config.Dataset) ? "points drawn from seed " + config.Seed : "images from " + config.DataDir)}"),
+            string.Create(c, $"model {config.Model} ({info.Summary}); data {config.Dataset}: {usable.Count:N0} {(config.DatasetInfo.IsMixture ? "points drawn from seed " + config.Seed : "images from " + config.DataDir)}"),
             string.Create(c, $"{config.Epochs} epoch(s) of {steps} steps at batch {config.BatchSize}; lr {config.LearningRate} (G ×{config.GeneratorLrScale}), β1 {config.Beta1}, loss {config.Loss}, seed {config.Seed}"),
             $"run directory: {run.Root}",
         };
@@ -89,13 +89,13 @@ internal static class TrainCommand
         {
             header.Add($"resuming from {resumeFrom.Path} ({resumeFrom.CompletedEpochs} epochs + {resumeFrom.StepInEpoch} steps)");
         }
-        else if (IsFirstRun(req, config.Dataset))
+        else if (IsFirstRun(req))
         {
             var seed = Zoo.Model(config.Model, config.Channels);
             header.Add(string.Create(c,
-                $"(the first run: {config.Model} for a quick look, at lr {config.LearningRate} with an EMA of G's weights ({config.Ema}); its seed recipe is --model {config.Model}: lr {seed.DefaultLearningRate}, no EMA, {seed.DefaultEpochs} epochs)"));
+                $"(the first run: {config.Model} for a quick look, at lr {config.LearningRate} with an EMA of G's weights ({config.EmaDecay}); its seed recipe is --model {config.Model}: lr {seed.DefaultLearningRate}, no EMA, {seed.DefaultEpochs} epochs)"));
         }
-        else if (req.Epochs is null && !req.Resume)
+        else if (!req.IsGiven("epochs") && !req.Resume)
         {
             var full = Zoo.Model(config.Model, config.Channels).DefaultEpochs;
             header.Add($"(a quick look of {config.Epochs} epoch(s); the seed's full schedule is --epochs {full})");
@@ -145,7 +145,7 @@ internal static class TrainCommand
 
         var last = run.SamplePath(config.Epochs);
         ctx.Info(string.Create(c, $"done: {config.Epochs - startEpoch} epoch(s) in {PlainProgress.Format(watch.Elapsed)}. Outputs in {run.Root}:"));
-        ctx.Info(IsMixture(config.Dataset)
+        ctx.Info(config.DatasetInfo.IsMixture
             ? $"  samples/    a scatter plot of {config.SampleCount:N0} points per epoch from fixed noise over the modes (latest: {last})"
             : $"  samples/    a {Math.Ceiling(Math.Sqrt(config.SampleCount))}×{Math.Ceiling(Math.Sqrt(config.SampleCount))} grid per epoch from fixed noise (latest: {last})");
         if (scorer is not null)
@@ -160,7 +160,7 @@ internal static class TrainCommand
         var report = ReportCommand.TryWrite(run, ctx);
         if (loop.LastMetrics is { } metrics)
         {
-            ctx.Info($"The final generator{(config.Ema > 0 ? " (EMA weights)" : "")}, scored as `evaluate` does:");
+            ctx.Info($"The final generator{(config.EmaDecay > 0 ? " (EMA weights)" : "")}, scored as `evaluate` does:");
             foreach (var row in metrics.Table())
             {
                 ctx.Info("  " + row);
@@ -169,7 +169,7 @@ internal static class TrainCommand
 
         ctx.Info($"Look at: {last} (the latest samples){(report is not null ? $" and {report} (losses, metrics and every epoch's samples; open it in a browser)" : "")}");
         ctx.Info($"More epochs: {self} train --resume --out {run.Root} --epochs {config.Epochs * 2}");
-        ctx.Info($"New samples: {self} sample --run {run.Root} --count {(IsMixture(config.Dataset) ? Mixture.DefaultSamples : 64)} --out samples.png");
+        ctx.Info($"New samples: {self} sample --run {run.Root} --count {(config.DatasetInfo.IsMixture ? Mixture.DefaultSamples : 64)} --out samples.png");
         return code;
     }
 
@@ -178,7 +178,7 @@ internal static class TrainCommand
     /// none), or by default after the last epoch wherever the dataset has metrics; a default one that
     /// cannot be had (e.g. no labelled test set for the classifier) is a note, not a failure.
     /// </summary>
-    private static Eval.Scorer? LoadScorer(RunConfig config, HostContext ctx)
+    private static Eval.Scorer? LoadScorer(TrainOptions config, HostContext ctx)
     {
         var dataDir = EvaluateCommand.ClassifierDataDir(config.Dataset, config.DataDir);
         if (config.EvalEvery > 0)
@@ -206,133 +206,38 @@ internal static class TrainCommand
     /// True for a new run that names no model on image data: it gets the library's first-run
     /// settings (model, epochs, learning rate, EMA) wherever the command line gives none.
     /// </summary>
-    private static bool IsFirstRun(TrainRequest req, string dataset) => !req.Resume && req.Model is null && !IsMixture(dataset);
+    private static bool IsFirstRun(TrainRequest req) => !req.Resume && TrainOptions.IsFirstRun(req.Given);
+
+    /// <summary>The given settings with their paths (data dir, image folder, bounding boxes) made absolute.</summary>
+    private static Gan.Functional.Run.GivenSettings Given(TrainRequest req, HostContext ctx) => req.Given.MapPaths(ctx.Resolve);
 
     /// <summary>The settings of a new run: the request over the model's SEEDS.md defaults.</summary>
-    public static RunConfig Resolve(TrainRequest req, HostContext ctx)
+    public static TrainOptions Resolve(TrainRequest req, HostContext ctx)
     {
-        var dataset = req.Dataset ?? "mnist";
-        var firstRun = IsFirstRun(req, dataset);
-        var model = req.Model ?? (IsMixture(dataset) ? "toy2d" : Engine.FirstRunModel);
-        var isImages = dataset.StartsWith("images:", StringComparison.Ordinal);
-        var stacked = dataset == "stacked-mnist";
-        if (isImages)
+        TrainOptions config;
+        try
         {
-            dataset = "images:" + ctx.Resolve(dataset["images:".Length..]);
+            config = TrainOptions.Resolve(Given(req, ctx), ctx.CacheRoot);
+        }
+        catch (InvalidSettingsException e)
+        {
+            throw new UserError(e.Message, ExitCodes.Usage);
         }
 
-        var fixedInfo = Zoo.Model(model, 3);
-        var pointModel = fixedInfo.ImageShape.Length == 1;
-        if (pointModel != IsMixture(dataset))
-        {
-            var points = Zoo.ModelNames.Where(m => Zoo.Model(m, 3).ImageShape.Length == 1).ToList();
-            throw new UserError(
-                pointModel
-                    ? $"{model} generates 2-D points, so it trains on the mixtures ring8 and grid25 only, not {dataset}; pick an image model for images (`Gan.Host models` lists them)."
-                    : $"{dataset} is a mixture of 2-D points; {model} generates images. Train it with {(points.Count > 0 ? string.Join(" or ", points) : "a 2-D model (none is in this build's zoo)")}.",
-                ExitCodes.Usage);
-        }
-
-        if (pointModel && (req.Channels is not null || req.ImageSize is not null))
-        {
-            throw new UserError($"--channels and --image-size describe images; {model} generates 2-D points.", ExitCodes.Usage);
-        }
-
-        int channels;
-        if (pointModel)
-        {
-            channels = 1;
-        }
-        else if (Zoo.TakesChannels(model))
-        {
-            channels = req.Channels ?? (isImages || stacked || dataset == "emoji" ? 3 : 1);
-            if (stacked && channels != 3)
-            {
-                throw new UserError("stacked-mnist has 3 channels (one digit each); drop --channels 1 or pass --channels 3.", ExitCodes.Usage);
-            }
-        }
-        else
-        {
-            channels = fixedInfo.ImageShape[0];
-            if (stacked && channels != 3)
-            {
-                throw new UserError(
-                    $"stacked-mnist has 3 channels (one digit each), but {model} generates {channels}-channel images. No zoo model makes 3×28×28 images; "
-                    + "dcgan64 (--channels 3) and valid64 train on Stacked MNIST resized to 64×64.",
-                    ExitCodes.Usage);
-            }
-
-            if (req.Channels is { } asked && asked != channels)
-            {
-                throw new UserError(
-                    $"--channels {asked} does not fit {model}, which generates {channels}-channel images; only dcgan64 takes either 1 or 3.",
-                    ExitCodes.Usage);
-            }
-        }
-
-        var info = Zoo.Model(model, channels);
-        var size = pointModel ? 0 : info.ImageShape[1];
-        if (req.ImageSize is { } s && s != size)
-        {
-            throw new UserError(
-                $"--image-size {s} does not fit {model}, whose layers are built for {size}×{size} images; data is resized to {size} automatically.",
-                ExitCodes.Usage);
-        }
-
-        if (req.NoiseDim is { } z && z != info.NoiseDim)
-        {
-            throw new UserError(
-                $"--noise-dim {z} does not fit {model}, whose generator takes z of length {info.NoiseDim} (fixed by SEEDS.md).",
-                ExitCodes.Usage);
-        }
-
-        string? bbox = null;
-        if (req.BoundingBoxes is { } b)
-        {
-            bbox = ctx.Resolve(b);
-            if (!File.Exists(bbox))
-            {
-                throw new UserError($"The bounding-box file {bbox} (--bbox) does not exist.");
-            }
-        }
-
-        var device = Zoo.Device(req.Device ?? "auto");
-        var defaultDataDir = isImages ? Path.Combine(ctx.CacheRoot, "images") : Path.Combine(ctx.CacheRoot, stacked ? "mnist" : dataset);
-        return new RunConfig
-        {
-            Model = model,
-            Dataset = dataset,
-            Channels = channels,
-            ImageSize = size,
-            NoiseDim = info.NoiseDim,
-            Epochs = req.Epochs ?? (firstRun ? Engine.FirstRunEpochs : info.QuickEpochs),
-            BatchSize = req.BatchSize ?? info.DefaultBatchSize,
-            LearningRate = req.LearningRate ?? (firstRun ? Engine.FirstRunLearningRate : info.DefaultLearningRate),
-            GeneratorLrScale = req.GeneratorLrScale ?? info.DefaultGeneratorLrScale,
-            Beta1 = req.Beta1 ?? info.DefaultBeta1,
-            Loss = Zoo.Loss(req.Loss ?? "bce"),
-            DSteps = req.DSteps ?? 1,
-            GpWeight = req.GradientPenaltyWeight ?? 0,
-            R1Weight = req.R1Weight ?? 0,
-            Ema = req.EmaDecay ?? (firstRun ? Engine.FirstRunEmaDecay : 0),
-            LrDecayEpochs = req.LrDecayEpochs ?? info.DefaultLrDecayEpochs,
-            Bbox = bbox,
-            TrainSize = req.TrainSize,
-            CheckpointEvery = req.CheckpointEvery ?? info.DefaultCheckpointEvery,
-            KeepCheckpoints = req.KeepCheckpoints ?? 3,
-            Seed = req.Seed ?? 0,
-            Threads = req.Threads ?? 0,
-            Device = device,
-            DataDir = req.DataDir is { } d ? ctx.Resolve(d) : dataset == "fashion-mnist" || IsMixture(dataset) ? "" : defaultDataDir,
-            SampleCount = pointModel ? Mixture.DefaultSamples : 16,
-            EvalEvery = req.EvalEvery ?? 0,
-            Evaluate = !req.NoEval,
-            SyncBatchNorm = req.SyncBatchNorm,
-            EvalSamples = req.EvalSamples,
-        };
+        CheckBoundingBoxes(config);
+        return config;
     }
 
-    private static RunDirectory NewRunDirectory(TrainRequest req, RunConfig config, HostContext ctx, WriterLock.Holder writer)
+    /// <summary>The bounding-box list, when there is one, must exist.</summary>
+    private static void CheckBoundingBoxes(TrainOptions config)
+    {
+        if (config.BoundingBoxes is { } bbox && !File.Exists(bbox))
+        {
+            throw new UserError($"The bounding-box file {bbox} (--bbox) does not exist.");
+        }
+    }
+
+    private static RunDirectory NewRunDirectory(TrainRequest req, TrainOptions config, HostContext ctx, WriterLock.Holder writer)
     {
         if (req.Out is { } o)
         {
@@ -376,7 +281,7 @@ internal static class TrainCommand
         }
 
         var runs = Path.Combine(ctx.WorkingDirectory, "runs");
-        var stem = $"{config.Model}-{config.DatasetLabel}-{DateTime.Now.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture)}";
+        var stem = $"{config.Model}-{config.DatasetInfo.Label}-{DateTime.Now.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture)}";
         var path = Path.Combine(runs, stem);
         for (var i = 2; Directory.Exists(path); i++)
         {
@@ -386,7 +291,7 @@ internal static class TrainCommand
         return new RunDirectory(path);
     }
 
-    private static (RunConfig, RunDirectory, LoadedCheckpoint?) PrepareResume(TrainRequest req, HostContext ctx, WriterLock.Holder writer)
+    private static (TrainOptions, RunDirectory, LoadedCheckpoint?) PrepareResume(TrainRequest req, HostContext ctx, WriterLock.Holder writer)
     {
         RunDirectory run;
         if (req.Out is { } o)
@@ -413,10 +318,19 @@ internal static class TrainCommand
         // before anything is read: a run directory another process is writing is refused at once
         writer.Lock = run.TakeLock(ctx);
         var stored = RunConfig.Load(run.ConfigPath);
-        var asked = Resolve(req, ctx, stored);
-        var conflicts = stored.Fixed().Zip(asked.Fixed())
-            .Where(p => p.First.Value != p.Second.Value)
-            .Select(p => $"{p.First.Flag} {p.Second.Value} (the run has {p.First.Value})")
+        TrainOptions asked;
+        try
+        {
+            asked = TrainOptions.Resume(stored, Given(req, ctx), ctx.CacheRoot);
+        }
+        catch (InvalidSettingsException e)
+        {
+            throw new UserError(e.Message, ExitCodes.Usage);
+        }
+
+        CheckBoundingBoxes(asked);
+        var conflicts = stored.WeightDifferences(asked)
+            .Select(d => $"{d.Flag} {d.Second} (the run has {d.First})")
             .ToList();
         if (conflicts.Count > 0)
         {
@@ -436,57 +350,8 @@ internal static class TrainCommand
         return (asked, run, from);
     }
 
-    /// <summary>The stored settings with what --resume may change (epochs, checkpoints, threads, device, data dir).</summary>
-    private static RunConfig Resolve(TrainRequest req, HostContext ctx, RunConfig stored)
-    {
-        // The result-deciding settings as asked: the stored ones, overridden by what the request gives.
-        var over = new TrainRequest
-        {
-            Model = req.Model ?? stored.Model,
-            Dataset = req.Dataset ?? stored.Dataset,
-            // points have no channels: passing the stored 1 would read as a --channels flag
-            Channels = req.Channels ?? (IsMixture(stored.Dataset) ? null : stored.Channels),
-            ImageSize = req.ImageSize,
-            NoiseDim = req.NoiseDim,
-            Epochs = req.Epochs ?? stored.Epochs,
-            BatchSize = req.BatchSize ?? stored.BatchSize,
-            LearningRate = req.LearningRate ?? stored.LearningRate,
-            GeneratorLrScale = req.GeneratorLrScale ?? stored.GeneratorLrScale,
-            Beta1 = req.Beta1 ?? stored.Beta1,
-            Loss = req.Loss ?? stored.Loss,
-            DSteps = req.DSteps ?? stored.DSteps,
-            GradientPenaltyWeight = req.GradientPenaltyWeight ?? stored.GpWeight,
-            R1Weight = req.R1Weight ?? stored.R1Weight,
-            EmaDecay = req.EmaDecay ?? stored.Ema,
-            LrDecayEpochs = req.LrDecayEpochs ?? stored.LrDecayEpochs,
-            BoundingBoxes = req.BoundingBoxes ?? stored.Bbox,
-            TrainSize = req.TrainSize ?? stored.TrainSize,
-            CheckpointEvery = req.CheckpointEvery ?? stored.CheckpointEvery,
-            KeepCheckpoints = req.KeepCheckpoints ?? stored.KeepCheckpoints,
-            Seed = req.Seed ?? stored.Seed,
-            Threads = req.Threads ?? stored.Threads,
-            Device = req.Device ?? stored.Device,
-            DataDir = req.DataDir ?? stored.DataDir,
-            EvalEvery = req.NoEval ? 0 : req.EvalEvery ?? stored.EvalEvery,
-            NoEval = req.NoEval || (!stored.Evaluate && req.EvalEvery is null),
-            EvalSamples = req.EvalSamples ?? stored.EvalSamples,
-            SyncBatchNorm = req.SyncBatchNorm || stored.SyncBatchNorm,
-        };
-        var resolved = Resolve(over, ctx);
-        if (req.DataDir is null)
-        {
-            resolved.DataDir = stored.DataDir;
-        }
-
-        resolved.SampleCount = stored.SampleCount;
-        return resolved;
-    }
-
-    /// <summary>True for the 2-D mixtures (ring8, grid25).</summary>
-    public static bool IsMixture(string dataset) => Mixture.IsMixture(dataset);
-
     /// <summary>The training examples as batches of the model's shape: points as they are, images converted and resized.</summary>
-    public static BatchSource LoadSource(RunConfig config, ImageSet? images, ModelInfo info, HostContext ctx)
+    public static BatchSource LoadSource(TrainOptions config, ImageSet? images, ModelInfo info, HostContext ctx)
     {
         if (images is null)
         {
@@ -506,24 +371,24 @@ internal static class TrainCommand
     public const int StackedImages = 60_000;
 
     /// <summary>Loads the run's training images (fetching MNIST on first use); null for the point mixtures.</summary>
-    public static ImageSet? LoadData(RunConfig config, HostContext ctx)
+    public static ImageSet? LoadData(TrainOptions config, HostContext ctx)
     {
-        switch (config.Dataset)
+        var dataset = config.DatasetInfo;
+        switch (dataset.Kind)
         {
-            case "ring8" or "grid25":
+            case DatasetKind.Mixture:
                 return null;
-            case "mnist":
+            case DatasetKind.Mnist:
                 return Mnist.LoadMnist(config.DataDir, ctx);
-            case "stacked-mnist":
+            case DatasetKind.StackedMnist:
                 return StackedMnist.Build(Mnist.LoadMnist(config.DataDir, ctx), config.TrainSize ?? StackedImages, RunRandom.DatasetSeed(config.Seed));
-            case "emoji":
+            case DatasetKind.Emoji:
                 return Emoji.Load(config.DataDir, heldOut: false, ctx);
-            case "fashion-mnist":
+            case DatasetKind.FashionMnist:
                 config.DataDir = Mnist.LocateFashion(config.DataDir.Length > 0 ? config.DataDir : null, ctx);
                 return Mnist.Read(Mnist.FindTrainImages(config.DataDir)!);
             default:
-                var root = config.Dataset["images:".Length..];
-                return ImageFolder.Load(root, config.Channels, config.ImageSize, config.Bbox, config.DataDir, ctx);
+                return ImageFolder.Load(dataset.ImageFolder!, config.Channels, config.ImageSize, dataset.BoundingBoxes, config.DataDir, ctx);
         }
     }
 }

@@ -21,7 +21,7 @@ internal static class DistributedTrain
     private sealed record Header(string Config, int Count, int Epoch, int Step, bool SyncBatchNorm);
 
     /// <summary>Rank 0: checks the batch splits over the ranks, then sends settings, position and state.</summary>
-    public static void Share(World world, RunConfig config, GanTrainer trainer, LoadedCheckpoint? from, int count)
+    public static void Share(World world, TrainOptions config, GanTrainer trainer, LoadedCheckpoint? from, int count)
     {
         CheckSplit(world.Size, config.BatchSize, count);
         var header = new Header(config.ToJson(), count, from?.CompletedEpochs ?? 0, from?.StepInEpoch ?? 0, world.SyncBatchNorm);
@@ -50,14 +50,14 @@ internal static class DistributedTrain
         var header = JsonSerializer.Deserialize<Header>(world.Broadcast(null))
             ?? throw new InvalidOperationException("rank 0 sent no settings");
         var config = RunConfig.FromJson(header.Config, "the settings rank 0 sent");
-        if (req.DataDir is { } dir)
+        if (req.IsGiven("dataDir"))
         {
-            config.DataDir = ctx.Resolve(dir);
+            config.DataDir = ctx.Resolve(req.Settings.DataDir);
         }
 
         world.SyncBatchNorm = header.SyncBatchNorm;
         Engine.ConfigureCpu(config.Threads);
-        var fresh = GanTrainer.Create(config.ToTrainOptions());
+        var fresh = GanTrainer.Create(config);
         using var data = TrainCommand.LoadData(config, ctx);
         var source = TrainCommand.LoadSource(config, data, fresh.Model, ctx);
         if (source.Count != header.Count)
@@ -67,13 +67,13 @@ internal static class DistributedTrain
         }
 
         var state = World.Unpack(fresh.ExportState(), world.Broadcast(null));
-        var trainer = GanTrainer.Restore(config.ToTrainOptions(), state);
+        var trainer = GanTrainer.Restore(config, state);
         world.HostNames(); // rank 0 gathers the machine names for its header
         return Loop(world, config, source, trainer, header.Epoch, header.Step);
     }
 
     /// <summary>TrainLoop's iteration without its files: the same order, the same collectives.</summary>
-    private static int Loop(World world, RunConfig config, BatchSource data, GanTrainer trainer, int epoch, int step)
+    private static int Loop(World world, TrainOptions config, BatchSource data, GanTrainer trainer, int epoch, int step)
     {
         var n = data.Count;
         var batch = config.BatchSize;

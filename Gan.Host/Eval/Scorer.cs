@@ -72,30 +72,35 @@ internal sealed class Scorer : IDisposable
     private Scorer(string dataset, LoadedBackbone? backbone, ColourReference? colour = null)
     {
         Dataset = dataset;
+        info = DatasetInfo.Parse(dataset);
         this.backbone = backbone;
         this.colour = colour;
     }
 
+    private readonly DatasetInfo info;
+
     public string Dataset { get; }
 
-    public static readonly IReadOnlyList<string> Scorable = ["mnist", "fashion-mnist", "ring8", "grid25", "stacked-mnist", "emoji"];
+    /// <summary>The default sample count of `evaluate` (the library's evaluation protocol).</summary>
+    public int DefaultSamples => info.EvalSamples;
 
-    /// <summary>
-    /// The default sample count: 10,000 images, 1,000 colour images (emoji: against its 378 held-out
-    /// images), 2,500 points (PacGAN), 26,000 stacked images (VEEGAN).
-    /// </summary>
-    public int DefaultSamples => Mixture.IsMixture(Dataset) ? Mixture.DefaultSamples
-        : Dataset == "stacked-mnist" ? Mixture.StackedSamples
-        : Dataset == "emoji" ? 1000
-        : 10000;
-
-    /// <summary>The default of --eval-every: half of evaluate's images for mnist, fashion-mnist and emoji (it runs during training); mixtures and Stacked MNIST as evaluate.</summary>
-    public int DefaultTrainingSamples => Dataset is "mnist" or "fashion-mnist" or "emoji" ? DefaultSamples / 2 : DefaultSamples;
+    /// <summary>The default sample count of the metrics during training.</summary>
+    public int DefaultTrainingSamples => info.TrainingEvalSamples;
 
     public void Dispose() => colour?.Dispose();
 
     /// <summary>True when <paramref name="dataset"/> has metrics.</summary>
-    public static bool CanScore(string dataset) => Scorable.Contains(dataset);
+    public static bool CanScore(string dataset)
+    {
+        try
+        {
+            return DatasetInfo.Parse(dataset).HasMetrics;
+        }
+        catch (InvalidSettingsException)
+        {
+            return false;
+        }
+    }
 
     /// <summary>A scorer for <paramref name="dataset"/>, training the classifier backbone first if it needs one that is not cached.</summary>
     public static Scorer For(string dataset, string? dataDir, HostContext ctx)
@@ -109,19 +114,19 @@ internal sealed class Scorer : IDisposable
                 ExitCodes.Usage);
         }
 
-        if (Mixture.IsMixture(dataset))
+        var info = DatasetInfo.Parse(dataset);
+        if (info.IsMixture)
         {
             return new Scorer(dataset, null);
         }
 
-        if (dataset == "emoji")
+        if (info.Kind == DatasetKind.Emoji)
         {
             return new Scorer(dataset, null, ColourReference.Load(dataDir ?? Path.Combine(ctx.CacheRoot, "emoji"), 0, ctx));
         }
 
         // Stacked MNIST labels each channel with the MNIST classifier.
-        var backboneSet = dataset == "stacked-mnist" ? "mnist" : dataset;
-        return new Scorer(dataset, ClassifierCache.Ensure(backboneSet, dataDir, ctx));
+        return new Scorer(dataset, ClassifierCache.Ensure(info.ClassifierBackbone!, dataDir, ctx));
     }
 
     /// <summary>G's output for <paramref name="count"/> latent vectors drawn from <paramref name="seed"/>, generated in chunks.</summary>
@@ -145,7 +150,7 @@ internal sealed class Scorer : IDisposable
     /// <summary>Scores <paramref name="count"/> outputs of a generator with the given per-sample shape and pixel range.</summary>
     public EvalResult ScoreGenerated(float[] output, int count, int[] shape, bool zeroToOne, ulong seed)
     {
-        if (Mixture.IsMixture(Dataset))
+        if (info.IsMixture)
         {
             if (shape.Length != 1 || shape[0] != 2)
             {
@@ -182,9 +187,9 @@ internal sealed class Scorer : IDisposable
             }, count, h, w, seed);
         }
 
-        var wantChannels = Dataset == "stacked-mnist" ? 3 : 1;
-        var unit = ToClassifierInput(output, count, shape[0], shape[1], shape[2], zeroToOne, wantChannels);
-        return Dataset == "stacked-mnist" ? ScoreStacked(unit, count) : ScoreImages(unit, count, seed);
+        var stacked = info.Kind == DatasetKind.StackedMnist;
+        var unit = ToClassifierInput(output, count, shape[0], shape[1], shape[2], zeroToOne, stacked ? 3 : 1);
+        return stacked ? ScoreStacked(unit, count) : ScoreImages(unit, count, seed);
     }
 
     /// <summary>Classifier metrics of grey 28×28 images with pixels in [0, 1].</summary>

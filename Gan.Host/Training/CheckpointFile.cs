@@ -40,7 +40,7 @@ internal sealed record EpochSums(double D, double G, int GCount, double Real, do
 internal sealed record LoadedCheckpoint(
     string Path,
     IReadOnlyList<NamedTensor> Tensors,
-    RunConfig Config,
+    TrainOptions Config,
     int CompletedEpochs,
     int StepInEpoch,
     int TrainStep,
@@ -56,7 +56,7 @@ internal static class CheckpointFile
 {
     public const string Format = "gan-functional-checkpoint/1";
 
-    public static void Write(string path, GanTrainer trainer, RunConfig config, int completedEpochs, int stepInEpoch, EpochSums sums)
+    public static void Write(string path, GanTrainer trainer, TrainOptions config, int completedEpochs, int stepInEpoch, EpochSums sums)
     {
         var meta = new Dictionary<string, string>
         {
@@ -151,7 +151,7 @@ internal static class CheckpointFile
     }
 
     /// <summary>Restores a trainer, with a clear error when the tensors do not fit the model.</summary>
-    public static GanTrainer Restore(LoadedCheckpoint ckpt, RunConfig config)
+    public static GanTrainer Restore(LoadedCheckpoint ckpt, TrainOptions config)
     {
         if (ckpt.Config.Model != config.Model || ckpt.Config.Channels != config.Channels)
         {
@@ -162,9 +162,8 @@ internal static class CheckpointFile
 
         // every setting that decides the weights, not only the model: a checkpoint continued with
         // another seed, learning rate or loss would give weights no uninterrupted run gives
-        var changed = ckpt.Config.Fixed().Zip(config.Fixed())
-            .Where(p => p.First.Value != p.Second.Value)
-            .Select(p => $"{RunConfig.SettingName(p.First.Flag)} ({p.First.Flag}) {p.First.Value} in the checkpoint, {p.Second.Value} in the run's configuration")
+        var changed = ckpt.Config.WeightDifferences(config)
+            .Select(d => $"{d.Key} ({d.Flag}) {d.First} in the checkpoint, {d.Second} in the run's configuration")
             .ToList();
         if (changed.Count > 0)
         {
@@ -175,7 +174,7 @@ internal static class CheckpointFile
 
         try
         {
-            return GanTrainer.Restore(config.ToTrainOptions(), ckpt.Tensors);
+            return GanTrainer.Restore(config, ckpt.Tensors);
         }
         catch (Gan.Functional.Gan.Checkpoint.CheckpointMismatchException e)
         {

@@ -11,7 +11,7 @@ namespace Gan.Host.Training;
 /// checkpoints, Ctrl-C and divergence. Every random choice derives from the run's seed and the
 /// position in the run, so a resumed run repeats exactly what an uninterrupted one does.
 /// </summary>
-internal sealed class TrainLoop(RunConfig config, RunDirectory run, BatchSource data, GanTrainer trainer, HostContext ctx, ProgressSink sink, Eval.Scorer? scorer = null)
+internal sealed class TrainLoop(TrainOptions config, RunDirectory run, BatchSource data, GanTrainer trainer, HostContext ctx, ProgressSink sink, Eval.Scorer? scorer = null)
 {
     private static readonly CultureInfo C = CultureInfo.InvariantCulture;
 
@@ -88,8 +88,7 @@ internal sealed class TrainLoop(RunConfig config, RunDirectory run, BatchSource 
                 var t0 = Stopwatch.GetTimestamp();
                 var r = world.Step(trainer, images, local, offset, count, epoch);
                 var seconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
-                var gUpdated = trainer.StepCount % Math.Max(1, config.DSteps) == 0;
-                if (!double.IsFinite(r.DiscriminatorLoss) || (gUpdated && !double.IsFinite(r.GeneratorLoss)))
+                if (!double.IsFinite(r.DiscriminatorLoss) || (r.GeneratorUpdated && !double.IsFinite(r.GeneratorLoss)))
                 {
                     stepsLog.Flush();
                     var which = !double.IsFinite(r.DiscriminatorLoss)
@@ -98,12 +97,12 @@ internal sealed class TrainLoop(RunConfig config, RunDirectory run, BatchSource 
                     throw Diverged($"{which} at epoch {epoch + 1}, step {step + 1} (step {trainer.StepCount} of the run)");
                 }
 
-                sums = sums.Add(r, gUpdated, seconds);
+                sums = sums.Add(r, r.GeneratorUpdated, seconds);
                 stepsLog.WriteLine(string.Join(",",
                     trainer.StepCount.ToString(C),
                     (epoch + 1).ToString(C),
                     r.DiscriminatorLoss.ToString("G7", C),
-                    gUpdated ? r.GeneratorLoss.ToString("G7", C) : "",
+                    r.GeneratorUpdated ? r.GeneratorLoss.ToString("G7", C) : "",
                     r.RealScore.ToString("G7", C),
                     r.FakeScore.ToString("G7", C),
                     seconds.ToString("0.0000", C)));
