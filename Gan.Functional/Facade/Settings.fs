@@ -43,7 +43,7 @@ type DatasetInfo internal (d: Dataset) =
         | FashionMnist -> DatasetKind.FashionMnist
         | StackedMnist -> DatasetKind.StackedMnist
         | Emoji -> DatasetKind.Emoji
-        | Mixture _ -> DatasetKind.Mixture
+        | Dataset.Mixture _ -> DatasetKind.Mixture
         | Images _ -> DatasetKind.Images
     /// True for the 2-D mixtures.
     member _.IsMixture = Dataset.isMixture d
@@ -288,7 +288,7 @@ type TrainOptions(settings: TrainSettings, simultaneousUpdates: bool) =
     /// model on ring8); throws ArgumentException for an unknown name.
     static member ForModel(model: string, channels: int) =
         let m = Zoo.byName model channels
-        let dataset = if m.ImageShape.Length = 1 then Mixture "ring8" else Mnist
+        let dataset = if m.ImageShape.Length = 1 then Dataset.Mixture "ring8" else Mnist
 
         TrainOptions(
             {
