@@ -116,8 +116,7 @@ module CommandLine =
             | None -> ()
 
         let dataset =
-            r.TryGetResult TrainArgs.Dataset
-            |> Option.map (Dataset.parse >> orFail)
+            r.TryGetResult TrainArgs.Dataset |> Option.map (Dataset.parse >> orFail)
 
         give "dataset" dataset (fun v s -> { s with Dataset = v })
         give "model" (r.TryGetResult TrainArgs.Model) (fun v s -> { s with Model = v })
@@ -152,10 +151,13 @@ module CommandLine =
         give "evaluate" (r.TryGetResult TrainArgs.Eval_Every) (fun _ s -> { s with Evaluate = true })
         give "evalSamples" (r.TryGetResult TrainArgs.Eval_Samples) (fun v s -> { s with EvalSamples = Some v })
 
-        give "syncBatchNorm" (if r.Contains TrainArgs.Sync_Batchnorm then Some true else None) (fun v s -> {
-            s with
-                SyncBatchNorm = v
-        })
+        give
+            "syncBatchNorm"
+            (if r.Contains TrainArgs.Sync_Batchnorm then
+                 Some true
+             else
+                 None)
+            (fun v s -> { s with SyncBatchNorm = v })
 
         match TrainSettings.checkGiven { Values = values; Keys = keys } with
         | Some message -> raise (BadValue message)

@@ -54,24 +54,42 @@ let ``Data sets parse to their cases and say their facts`` () =
 [<Fact>]
 let ``An unknown data set or an empty folder is the command line's message`` () =
     Assert.StartsWith("Unknown dataset 'imagenet'; known: mnist, fashion-mnist", error (Dataset.parse "imagenet"))
-    Assert.Equal("--dataset images:DIR needs a folder after the colon, e.g. images:/data/celeba.", error (Dataset.parse "images:"))
+
+    Assert.Equal(
+        "--dataset images:DIR needs a folder after the colon, e.g. images:/data/celeba.",
+        error (Dataset.parse "images:")
+    )
 
 // ------------------------------------------------------------------------------ checks
 
 [<Fact>]
 let ``Given values are checked with the command line's messages naming the flag`` () =
-    let check keys values = TrainSettings.checkGiven (given keys values)
+    let check keys values =
+        TrainSettings.checkGiven (given keys values)
+
     Assert.Equal(Some "--epochs must be between 1 and 1000000 (got 0).", check [ "epochs" ] { none with Epochs = 0 })
-    Assert.Equal(Some "--lr must be a positive number (got -1).", check [ "learningRate" ] { none with LearningRate = -1.0 })
+
+    Assert.Equal(
+        Some "--lr must be a positive number (got -1).",
+        check [ "learningRate" ] { none with LearningRate = -1.0 }
+    )
+
     Assert.Equal(Some "--beta1 must be at least 0 and below 1 (got 1).", check [ "beta1" ] { none with Beta1 = 1.0 })
-    Assert.Equal(Some "--channels must be 1 (grey) or 3 (colour) (got 2).", check [ "channels" ] { none with Channels = 2 })
+
+    Assert.Equal(
+        Some "--channels must be 1 (grey) or 3 (colour) (got 2).",
+        check [ "channels" ] { none with Channels = 2 }
+    )
 
     Assert.Equal(
         Some "--lr-decay-epochs must list epochs in increasing order (got '20,10').",
         check [ "lrDecayEpochs" ] { none with LrDecayEpochs = [ 20; 10 ] }
     )
 
-    Assert.Equal(Some "--image-size must be between 4 and 4096 (got 0).", check [ "imageSize" ] { none with ImageSize = 0 })
+    Assert.Equal(
+        Some "--image-size must be between 4 and 4096 (got 0).",
+        check [ "imageSize" ] { none with ImageSize = 0 }
+    )
     // values not given are not checked (the placeholders would fail)
     Assert.Equal(None, check [] none)
     Assert.Equal(None, check [ "epochs" ] { none with Epochs = 5 })
@@ -113,25 +131,48 @@ let ``A new run takes what is given over the model's defaults`` () =
 
     let d = Zoo.dcgan28.Defaults
     Assert.Equal((32, 9UL), (s.BatchSize, s.Seed))
-    Assert.Equal((d.Lr, d.QuickEpochs, d.CheckpointEvery, 1, 28, 100), (s.LearningRate, s.Epochs, s.CheckpointEvery, s.Channels, s.ImageSize, s.NoiseDim))
+
+    Assert.Equal(
+        (d.Lr, d.QuickEpochs, d.CheckpointEvery, 1, 28, 100),
+        (s.LearningRate, s.Epochs, s.CheckpointEvery, s.Channels, s.ImageSize, s.NoiseDim)
+    )
+
     Assert.Equal(("/cache/mnist", "auto", "bce", 16), (s.DataDir, s.Device, s.Loss, s.SampleCount))
 
 [<Fact>]
 let ``No model on image data is the first run; on a mixture the 2-D model`` () =
     let first = ok (TrainSettings.resolve cache TrainSettings.noneGiven)
-    Assert.Equal((Zoo.firstRun.Model, Zoo.firstRun.Epochs, Zoo.firstRun.Lr, Zoo.firstRun.EmaDecay), (first.Model, first.Epochs, first.LearningRate, first.Ema))
 
-    let ring = ok (TrainSettings.resolve cache (given [ "dataset" ] { none with Dataset = Dataset.Mixture "ring8" }))
+    Assert.Equal(
+        (Zoo.firstRun.Model, Zoo.firstRun.Epochs, Zoo.firstRun.Lr, Zoo.firstRun.EmaDecay),
+        (first.Model, first.Epochs, first.LearningRate, first.Ema)
+    )
+
+    let ring =
+        ok (
+            TrainSettings.resolve
+                cache
+                (given [ "dataset" ] {
+                    none with
+                        Dataset = Dataset.Mixture "ring8"
+                })
+        )
+
     Assert.Equal(("toy2d", 1, 0, 2500, ""), (ring.Model, ring.Channels, ring.ImageSize, ring.SampleCount, ring.DataDir))
     Assert.Equal(0.0, ring.Ema)
 
 [<Fact>]
 let ``Model facts that do not fit what is given are the command line's messages`` () =
-    let resolve keys values = error (TrainSettings.resolve cache (given keys values))
+    let resolve keys values =
+        error (TrainSettings.resolve cache (given keys values))
 
     Assert.Equal(
         "--noise-dim 7 does not fit mlp, whose generator takes z of length 100 (fixed by SEEDS.md).",
-        resolve [ "model"; "noiseDim" ] { none with Model = "mlp"; NoiseDim = 7 }
+        resolve [ "model"; "noiseDim" ] {
+            none with
+                Model = "mlp"
+                NoiseDim = 7
+        }
     )
 
     Assert.Equal(
@@ -144,10 +185,22 @@ let ``Model facts that do not fit what is given are the command line's messages`
         }
     )
 
-    Assert.StartsWith("Unknown model 'nope'; the zoo has mlp, dcgan28", resolve [ "model" ] { none with Model = "nope" })
+    Assert.StartsWith(
+        "Unknown model 'nope'; the zoo has mlp, dcgan28",
+        resolve [ "model" ] { none with Model = "nope" }
+    )
+
     Assert.StartsWith("Unknown loss 'x'; known: minimax, bce", resolve [ "loss" ] { none with Loss = "x" })
     Assert.StartsWith("Unknown device 'cuda'", resolve [ "device" ] { none with Device = "cuda" })
-    Assert.StartsWith("ring8 is a mixture of 2-D points; mlp generates images.", resolve [ "model"; "dataset" ] { none with Model = "mlp"; Dataset = Dataset.Mixture "ring8" })
+
+    Assert.StartsWith(
+        "ring8 is a mixture of 2-D points; mlp generates images.",
+        resolve [ "model"; "dataset" ] {
+            none with
+                Model = "mlp"
+                Dataset = Dataset.Mixture "ring8"
+        }
+    )
 
 [<Fact>]
 let ``dcgan64 takes its channels from the data set unless given`` () =
@@ -287,7 +340,12 @@ let private written =
 [<Fact>]
 let ``A config.json of the earlier version reads and writes back the same text`` () =
     let s = ok (TrainSettings.ofJson "config.json" written)
-    Assert.Equal(("dcgan64", Emoji, 3, [ 10; 20; 25 ], Some 500), (s.Model, s.Dataset, s.Channels, s.LrDecayEpochs, s.EvalSamples))
+
+    Assert.Equal(
+        ("dcgan64", Emoji, 3, [ 10; 20; 25 ], Some 500),
+        (s.Model, s.Dataset, s.Channels, s.LrDecayEpochs, s.EvalSamples)
+    )
+
     Assert.Equal(written.Replace("\r\n", "\n"), TrainSettings.toJson s)
 
 [<Fact>]
@@ -332,10 +390,23 @@ let ``Every setting survives config.json`` () =
 
 [<Fact>]
 let ``A damaged config.json names the setting or says it is not valid`` () =
-    let refused (edit: string -> string) = error (TrainSettings.ofJson "run/config.json" (edit written))
-    Assert.Contains("is not a valid run configuration (seed: ", refused (fun j -> j.Replace("\"seed\": 0", "\"seed\": -1")))
-    Assert.Contains("dataDir is null; it must be given", refused (fun j -> j.Replace("\"/root/.cache/gan-functional/emoji\"", "null")))
-    Assert.Contains("epochs (--epochs) must be between 1 and 1000000 (got 0)", refused (fun j -> j.Replace("\"epochs\": 30", "\"epochs\": 0")))
+    let refused (edit: string -> string) =
+        error (TrainSettings.ofJson "run/config.json" (edit written))
+
+    Assert.Contains(
+        "is not a valid run configuration (seed: ",
+        refused (fun j -> j.Replace("\"seed\": 0", "\"seed\": -1"))
+    )
+
+    Assert.Contains(
+        "dataDir is null; it must be given",
+        refused (fun j -> j.Replace("\"/root/.cache/gan-functional/emoji\"", "null"))
+    )
+
+    Assert.Contains(
+        "epochs (--epochs) must be between 1 and 1000000 (got 0)",
+        refused (fun j -> j.Replace("\"epochs\": 30", "\"epochs\": 0"))
+    )
 
     Assert.Contains(
         "bbox (--bbox) crops the images of --dataset images:DIR; it does not apply to emoji",
@@ -354,4 +425,7 @@ let ``The generator is updated on every DSteps-th step`` () =
             DSteps = 3
     }
 
-    Assert.Equal<bool list>([ false; false; true; false; false; true ], [ for s in 0..5 -> Training.updatesGenerator config s ])
+    Assert.Equal<bool list>(
+        [ false; false; true; false; false; true ],
+        [ for s in 0..5 -> Training.updatesGenerator config s ]
+    )

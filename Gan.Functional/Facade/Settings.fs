@@ -36,6 +36,7 @@ type DatasetInfo internal (d: Dataset) =
     member internal _.Value = d
     /// The name `Parse` reads back.
     member _.Name = Dataset.name d
+
     /// The kind.
     member _.Kind =
         match d with
@@ -45,18 +46,22 @@ type DatasetInfo internal (d: Dataset) =
         | Emoji -> DatasetKind.Emoji
         | Dataset.Mixture _ -> DatasetKind.Mixture
         | Images _ -> DatasetKind.Images
+
     /// True for the 2-D mixtures.
     member _.IsMixture = Dataset.isMixture d
+
     /// The image folder of an Images data set, else null.
     member _.ImageFolder: string | null =
         match d with
         | Images(dir, _) -> dir
         | _ -> null
+
     /// The bounding-box list of an image folder, else null.
     member _.BoundingBoxes: string | null =
         match Dataset.bbox d with
         | Some b -> b
         | None -> null
+
     /// The name in a run directory's name ("images-FOLDER" for a folder).
     member _.Label = Dataset.label d
     /// True where the evaluation protocol has metrics for it.
@@ -65,6 +70,7 @@ type DatasetInfo internal (d: Dataset) =
     member _.EvalSamples = Dataset.evalSamples d
     /// The samples scored during training by default.
     member _.TrainingEvalSamples = Dataset.trainingEvalSamples d
+
     /// The data set whose classifier backbone scores this one ("mnist", "fashion-mnist"), else null.
     member _.ClassifierBackbone: string | null =
         match Dataset.classifierBackbone d with
@@ -138,10 +144,13 @@ type TrainOptions(settings: TrainSettings, simultaneousUpdates: bool) =
             | None -> null
         and set (v: string | null) =
             match s.Dataset with
-            | Images(dir, _) -> s <- { s with Dataset = Images(dir, Option.ofObj v) }
+            | Images(dir, _) ->
+                s <- {
+                    s with
+                        Dataset = Images(dir, Option.ofObj v)
+                }
             | _ when isNull v -> ()
-            | other ->
-                raise (InvalidSettingsException(TrainSettings.bboxMisplaced "--bbox" (Dataset.name other)))
+            | other -> raise (InvalidSettingsException(TrainSettings.bboxMisplaced "--bbox" (Dataset.name other)))
 
     /// Image channels (1 or 3).
     member _.Channels
@@ -211,12 +220,20 @@ type TrainOptions(settings: TrainSettings, simultaneousUpdates: bool) =
     /// Epochs at which both learning rates are halved.
     member _.LrDecayEpochs
         with get () = List.toArray s.LrDecayEpochs
-        and set (v: int[]) = s <- { s with LrDecayEpochs = List.ofArray v }
+        and set (v: int[]) =
+            s <- {
+                s with
+                    LrDecayEpochs = List.ofArray v
+            }
 
     /// Only the first N training examples (null: all).
     member _.TrainSize
         with get () = Option.toNullable s.TrainSize
-        and set (v: Nullable<int>) = s <- { s with TrainSize = Option.ofNullable v }
+        and set (v: Nullable<int>) =
+            s <- {
+                s with
+                    TrainSize = Option.ofNullable v
+            }
 
     /// A checkpoint every N epochs (and after the last).
     member _.CheckpointEvery
@@ -271,7 +288,11 @@ type TrainOptions(settings: TrainSettings, simultaneousUpdates: bool) =
     /// Samples scored after an epoch (null: the data set's default).
     member _.EvalSamples
         with get () = Option.toNullable s.EvalSamples
-        and set (v: Nullable<int>) = s <- { s with EvalSamples = Option.ofNullable v }
+        and set (v: Nullable<int>) =
+            s <- {
+                s with
+                    EvalSamples = Option.ofNullable v
+            }
 
     /// Take G's gradient through D as it was before the step's D update (S1's tutorial); not
     /// stored: it follows the model.
@@ -288,7 +309,12 @@ type TrainOptions(settings: TrainSettings, simultaneousUpdates: bool) =
     /// model on ring8); throws ArgumentException for an unknown name.
     static member ForModel(model: string, channels: int) =
         let m = Zoo.byName model channels
-        let dataset = if m.ImageShape.Length = 1 then Dataset.Mixture "ring8" else Mnist
+
+        let dataset =
+            if m.ImageShape.Length = 1 then
+                Dataset.Mixture "ring8"
+            else
+                Mnist
 
         TrainOptions(
             {

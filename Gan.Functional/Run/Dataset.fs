@@ -79,7 +79,11 @@ module Dataset =
             let safe =
                 String(
                     folder.ToCharArray()
-                    |> Array.map (fun c -> if Char.IsAsciiLetterOrDigit c || c = '-' || c = '_' then c else '-')
+                    |> Array.map (fun c ->
+                        if Char.IsAsciiLetterOrDigit c || c = '-' || c = '_' then
+                            c
+                        else
+                            '-')
                 )
                     .Trim('-')
 

@@ -86,7 +86,9 @@ type GivenSettings = {
     /// (the host makes them absolute).
     member g.MapPaths(resolve: Func<string, string>) =
         let v = g.Values
-        let path key (p: string) = if g.Has key then resolve.Invoke p else p
+
+        let path key (p: string) =
+            if g.Has key then resolve.Invoke p else p
 
         let dataset =
             match v.Dataset with
@@ -167,7 +169,8 @@ module TrainSettings =
     let private show (v: float) =
         v.ToString("R", CultureInfo.InvariantCulture)
 
-    let private showInt (v: int) = v.ToString(CultureInfo.InvariantCulture)
+    let private showInt (v: int) =
+        v.ToString(CultureInfo.InvariantCulture)
 
     // ------------------------------------------------------------------ checks (the CLI's messages)
 
@@ -246,25 +249,24 @@ module TrainSettings =
         (check: bool -> string -> 'T -> string option)
         (write: Utf8JsonWriter -> 'T -> unit)
         (read: JsonElement -> Result<'T option, string>)
-        : Setting =
-        {
-            Key = key
-            Flag = flag
-            DecidesWeights = decides
-            Show = get >> showValue
-            Check = fun stored name s -> check stored name (get s)
-            Copy = fun from into -> set (get from) into
-            Write =
-                fun w s ->
-                    w.WritePropertyName key
-                    write w (get s)
-            Read =
-                fun e s ->
-                    match read e with
-                    | Ok(Some v) -> Ok(set v s, None)
-                    | Ok None -> Ok(s, Some(sprintf "%s is null; it must be given" key))
-                    | Error what -> invalid key what
-        }
+        : Setting = {
+        Key = key
+        Flag = flag
+        DecidesWeights = decides
+        Show = get >> showValue
+        Check = fun stored name s -> check stored name (get s)
+        Copy = fun from into -> set (get from) into
+        Write =
+            fun w s ->
+                w.WritePropertyName key
+                write w (get s)
+        Read =
+            fun e s ->
+                match read e with
+                | Ok(Some v) -> Ok(set v s, None)
+                | Ok None -> Ok(s, Some(sprintf "%s is null; it must be given" key))
+                | Error what -> invalid key what
+    }
 
     let private noCheck _ _ _ = None
 
@@ -316,20 +318,11 @@ module TrainSettings =
 
     /// A string that must be given (null is a problem the check names).
     let private stringSetting key flag decides get set =
-        setting
-            key
-            flag
-            decides
-            get
-            set
-            id
-            noCheck
-            (fun w (v: string) -> w.WriteStringValue v)
-            (fun e ->
-                match e.ValueKind with
-                | JsonValueKind.String -> Ok(Some(e.GetString() |> nonNull))
-                | JsonValueKind.Null -> Ok None
-                | _ -> Error "expected a string")
+        setting key flag decides get set id noCheck (fun w (v: string) -> w.WriteStringValue v) (fun e ->
+            match e.ValueKind with
+            | JsonValueKind.String -> Ok(Some(e.GetString() |> nonNull))
+            | JsonValueKind.Null -> Ok None
+            | _ -> Error "expected a string")
 
     /// A whole number or null.
     let private optionalIntSetting key flag decides get set (none: string) (check: string -> int -> string option) =
@@ -343,7 +336,7 @@ module TrainSettings =
             (fun _ name v -> v |> Option.bind (check name))
             (fun w v ->
                 match v with
-                | Some (n: int) -> w.WriteNumberValue n
+                | Some(n: int) -> w.WriteNumberValue n
                 | None -> w.WriteNullValue())
             (fun e ->
                 match e.ValueKind with
@@ -367,7 +360,10 @@ module TrainSettings =
                 true
                 (fun s -> s.Dataset)
                 // an image folder's bounding boxes are a setting of their own (bbox)
-                (fun v s -> { s with Dataset = datasetWith (Dataset.bbox s.Dataset) v })
+                (fun v s -> {
+                    s with
+                        Dataset = datasetWith (Dataset.bbox s.Dataset) v
+                })
                 Dataset.name
                 noCheck
                 (fun w d -> w.WriteStringValue(Dataset.name d))
@@ -380,7 +376,14 @@ module TrainSettings =
                         match e.ValueKind with
                         | JsonValueKind.String ->
                             match Dataset.parse (e.GetString() |> nonNull) with
-                            | Ok d -> Ok({ settings with Dataset = datasetWith (Dataset.bbox settings.Dataset) d }, None)
+                            | Ok d ->
+                                Ok(
+                                    {
+                                        settings with
+                                            Dataset = datasetWith (Dataset.bbox settings.Dataset) d
+                                    },
+                                    None
+                                )
                             | Error message -> Ok(settings, Some(message.TrimEnd '.'))
                         | JsonValueKind.Null -> Ok(settings, Some "dataset is null; it must be given")
                         | _ -> invalid "dataset" "expected a string"
@@ -394,7 +397,10 @@ module TrainSettings =
                 "--bbox"
                 true
                 (fun s -> Dataset.bbox s.Dataset)
-                (fun v s -> { s with Dataset = datasetWith v s.Dataset })
+                (fun v s -> {
+                    s with
+                        Dataset = datasetWith v s.Dataset
+                })
                 (Option.defaultValue "(none)")
                 noCheck
                 (fun w v ->
@@ -408,9 +414,22 @@ module TrainSettings =
                 Read =
                     fun e settings ->
                         match e.ValueKind, settings.Dataset with
-                        | JsonValueKind.Null, _ -> Ok({ settings with Dataset = datasetWith None settings.Dataset }, None)
+                        | JsonValueKind.Null, _ ->
+                            Ok(
+                                {
+                                    settings with
+                                        Dataset = datasetWith None settings.Dataset
+                                },
+                                None
+                            )
                         | JsonValueKind.String, Images(dir, _) ->
-                            Ok({ settings with Dataset = Images(dir, Some(e.GetString() |> nonNull)) }, None)
+                            Ok(
+                                {
+                                    settings with
+                                        Dataset = Images(dir, Some(e.GetString() |> nonNull))
+                                },
+                                None
+                            )
                         | JsonValueKind.String, other ->
                             Ok(settings, Some((bboxMisplaced "bbox (--bbox)" (Dataset.name other)).TrimEnd '.'))
                         | _ -> invalid "bbox" "expected a string or null"
@@ -429,13 +448,24 @@ module TrainSettings =
 
         {
             s with
-                Check = fun stored name v -> if stored && v.ImageSize = 0 then None else between 4 4096 name v.ImageSize
+                Check =
+                    fun stored name v ->
+                        if stored && v.ImageSize = 0 then
+                            None
+                        else
+                            between 4 4096 name v.ImageSize
         }
 
     // no flag: the sample count follows the model
     let private sampleCountSetting =
         let s =
-            intSetting "sampleCount" "" false (fun s -> s.SampleCount) (fun v s -> { s with SampleCount = v }) (fun _ _ -> None)
+            intSetting
+                "sampleCount"
+                ""
+                false
+                (fun s -> s.SampleCount)
+                (fun v s -> { s with SampleCount = v })
+                (fun _ _ -> None)
 
         {
             s with
@@ -514,9 +544,27 @@ module TrainSettings =
         intSetting "channels" "--channels" true (fun s -> s.Channels) (fun v s -> { s with Channels = v }) channelsCheck
         imageSizeSetting
         intSetting "noiseDim" "--noise-dim" true (fun s -> s.NoiseDim) (fun v s -> { s with NoiseDim = v }) (atLeast 1)
-        intSetting "epochs" "--epochs" false (fun s -> s.Epochs) (fun v s -> { s with Epochs = v }) (between 1 MaxEpochs)
-        intSetting "batchSize" "--batch-size" true (fun s -> s.BatchSize) (fun v s -> { s with BatchSize = v }) (between 1 65536)
-        floatSetting "learningRate" "--lr" true (fun s -> s.LearningRate) (fun v s -> { s with LearningRate = v }) positive
+        intSetting
+            "epochs"
+            "--epochs"
+            false
+            (fun s -> s.Epochs)
+            (fun v s -> { s with Epochs = v })
+            (between 1 MaxEpochs)
+        intSetting
+            "batchSize"
+            "--batch-size"
+            true
+            (fun s -> s.BatchSize)
+            (fun v s -> { s with BatchSize = v })
+            (between 1 65536)
+        floatSetting
+            "learningRate"
+            "--lr"
+            true
+            (fun s -> s.LearningRate)
+            (fun v s -> { s with LearningRate = v })
+            positive
         floatSetting
             "generatorLrScale"
             "--g-lr-scale"
@@ -527,23 +575,70 @@ module TrainSettings =
         floatSetting "beta1" "--beta1" true (fun s -> s.Beta1) (fun v s -> { s with Beta1 = v }) unitInterval
         stringSetting "loss" "--loss" true (fun s -> s.Loss) (fun v s -> { s with Loss = v })
         intSetting "dSteps" "--d-steps" true (fun s -> s.DSteps) (fun v s -> { s with DSteps = v }) (between 1 1000)
-        floatSetting "gpWeight" "--gp-weight" true (fun s -> s.GpWeight) (fun v s -> { s with GpWeight = v }) nonNegative
-        floatSetting "r1Weight" "--r1-weight" true (fun s -> s.R1Weight) (fun v s -> { s with R1Weight = v }) nonNegative
+        floatSetting
+            "gpWeight"
+            "--gp-weight"
+            true
+            (fun s -> s.GpWeight)
+            (fun v s -> { s with GpWeight = v })
+            nonNegative
+        floatSetting
+            "r1Weight"
+            "--r1-weight"
+            true
+            (fun s -> s.R1Weight)
+            (fun v s -> { s with R1Weight = v })
+            nonNegative
         floatSetting "ema" "--ema" true (fun s -> s.Ema) (fun v s -> { s with Ema = v }) unitInterval
         lrDecaySetting
         bboxSetting
-        optionalIntSetting "trainSize" "--train-size" true (fun s -> s.TrainSize) (fun v s -> { s with TrainSize = v }) "(all)" (atLeast 1)
-        intSetting "checkpointEvery" "--checkpoint-every" false (fun s -> s.CheckpointEvery) (fun v s -> { s with CheckpointEvery = v }) (atLeast 1)
-        intSetting "keepCheckpoints" "--keep-checkpoints" false (fun s -> s.KeepCheckpoints) (fun v s -> { s with KeepCheckpoints = v }) (between 1 1000)
+        optionalIntSetting
+            "trainSize"
+            "--train-size"
+            true
+            (fun s -> s.TrainSize)
+            (fun v s -> { s with TrainSize = v })
+            "(all)"
+            (atLeast 1)
+        intSetting
+            "checkpointEvery"
+            "--checkpoint-every"
+            false
+            (fun s -> s.CheckpointEvery)
+            (fun v s -> { s with CheckpointEvery = v })
+            (atLeast 1)
+        intSetting
+            "keepCheckpoints"
+            "--keep-checkpoints"
+            false
+            (fun s -> s.KeepCheckpoints)
+            (fun v s -> { s with KeepCheckpoints = v })
+            (between 1 1000)
         seedSetting
         intSetting "threads" "--threads" false (fun s -> s.Threads) (fun v s -> { s with Threads = v }) (between 0 1024)
         stringSetting "device" "--device" false (fun s -> s.Device) (fun v s -> { s with Device = v })
         stringSetting "dataDir" "--data-dir" false (fun s -> s.DataDir) (fun v s -> { s with DataDir = v })
         sampleCountSetting
-        intSetting "evalEvery" "--eval-every" false (fun s -> s.EvalEvery) (fun v s -> { s with EvalEvery = v }) (between 0 MaxEpochs)
+        intSetting
+            "evalEvery"
+            "--eval-every"
+            false
+            (fun s -> s.EvalEvery)
+            (fun v s -> { s with EvalEvery = v })
+            (between 0 MaxEpochs)
         boolSetting "evaluate" "--no-eval" (fun s -> s.Evaluate) (fun v s -> { s with Evaluate = v })
-        boolSetting "syncBatchNorm" "--sync-batchnorm" (fun s -> s.SyncBatchNorm) (fun v s -> { s with SyncBatchNorm = v })
-        optionalIntSetting "evalSamples" "--eval-samples" false (fun s -> s.EvalSamples) (fun v s -> { s with EvalSamples = v }) "(default)" (between 10 1_000_000)
+        boolSetting "syncBatchNorm" "--sync-batchnorm" (fun s -> s.SyncBatchNorm) (fun v s -> {
+            s with
+                SyncBatchNorm = v
+        })
+        optionalIntSetting
+            "evalSamples"
+            "--eval-samples"
+            false
+            (fun s -> s.EvalSamples)
+            (fun v s -> { s with EvalSamples = v })
+            "(default)"
+            (between 10 1_000_000)
     ]
 
     /// The config.json names of every setting, in the file's order.
@@ -574,7 +669,12 @@ module TrainSettings =
     let checkStored (settings: TrainSettings) : string option =
         table
         |> List.tryPick (fun s ->
-            let name = if s.Flag = "" then s.Key else sprintf "%s (%s)" s.Key s.Flag
+            let name =
+                if s.Flag = "" then
+                    s.Key
+                else
+                    sprintf "%s (%s)" s.Key s.Flag
+
             s.Check true name settings)
         |> Option.map (fun m -> m.TrimEnd '.')
 
@@ -717,7 +817,8 @@ module TrainSettings =
                 | Ok f, _ when f <> CurrentFormat -> notUnderstood (string f)
                 | Ok _, Ok(settings, problems) ->
                     let nulls, others =
-                        problems |> List.partition (fun p -> p.EndsWith("it must be given", StringComparison.Ordinal))
+                        problems
+                        |> List.partition (fun p -> p.EndsWith("it must be given", StringComparison.Ordinal))
 
                     let problem =
                         List.tryHead nulls
@@ -746,7 +847,11 @@ module TrainSettings =
                 Model = model.Name
                 Dataset = dataset
                 Channels = channels
-                ImageSize = (if model.ImageShape.Length = 1 then 0 else model.ImageShape.[1])
+                ImageSize =
+                    (if model.ImageShape.Length = 1 then
+                         0
+                     else
+                         model.ImageShape.[1])
                 NoiseDim = model.NoiseDim
                 Epochs = d.QuickEpochs
                 BatchSize = d.BatchSize
@@ -755,7 +860,11 @@ module TrainSettings =
                 Beta1 = d.Beta1
                 LrDecayEpochs = d.LrDecayEpochs
                 CheckpointEvery = d.CheckpointEvery
-                SampleCount = (if model.ImageShape.Length = 1 then Mixtures.defaultSamples else 16)
+                SampleCount =
+                    (if model.ImageShape.Length = 1 then
+                         Mixtures.defaultSamples
+                     else
+                         16)
         }
 
     /// Nothing given: every value a placeholder.
@@ -828,7 +937,11 @@ module TrainSettings =
                         if pointModel then
                             Ok 1
                         elif takesChannels name then
-                            let c = if given.Has "channels" then g.Channels else Dataset.defaultChannels dataset
+                            let c =
+                                if given.Has "channels" then
+                                    g.Channels
+                                else
+                                    Dataset.defaultChannels dataset
 
                             if stacked && c <> 3 then
                                 Error
