@@ -223,128 +223,162 @@ module TrainSettings =
 
     let private invalid (key: string) (what: string) = Error(sprintf "%s: %s" key what)
 
+    /// How values of one type are shown, written and read (Ok None: a JSON null).
+    type private Kind<'T> = {
+        Show: 'T -> string
+        Write: Utf8JsonWriter -> 'T -> unit
+        Read: JsonElement -> Result<'T option, string>
+    }
+
     let private readInt (e: JsonElement) =
-        match e.ValueKind with
-        | JsonValueKind.Number ->
-            match e.TryGetInt32() with
-            | true, v -> Some v
-            | _ -> None
+        match
+            e.ValueKind,
+            (if e.ValueKind = JsonValueKind.Number then
+                 e.TryGetInt32()
+             else
+                 (false, 0))
+        with
+        | JsonValueKind.Number, (true, v) -> Some v
         | _ -> None
 
-    let private readFloat (e: JsonElement) =
-        match e.ValueKind with
-        | JsonValueKind.Number ->
-            match e.TryGetDouble() with
-            | true, v -> Some v
-            | _ -> None
-        | _ -> None
+    let private kind show write (read: JsonElement -> 'T option) (expected: string) : Kind<'T> = {
+        Show = show
+        Write = write
+        Read =
+            fun e ->
+                match read e with
+                | Some v -> Ok(Some v)
+                | None -> Error expected
+    }
 
+    /// A kind whose JSON null is a value (None).
+    let private optional (none: string) (k: Kind<'T>) : Kind<'T option> = {
+        Show = Option.map k.Show >> Option.defaultValue none
+        Write =
+            fun w v ->
+                match v with
+                | Some x -> k.Write w x
+                | None -> w.WriteNullValue()
+        Read =
+            fun e ->
+                if e.ValueKind = JsonValueKind.Null then
+                    Ok(Some None)
+                else
+                    k.Read e |> Result.map (Option.map Some)
+    }
+
+    let private intKind =
+        kind showInt (fun w (v: int) -> w.WriteNumberValue v) readInt "expected a whole number"
+
+    let private floatKind =
+        kind
+            show
+            (fun w (v: float) -> w.WriteNumberValue v)
+            (fun e ->
+                match
+                    e.ValueKind,
+                    (if e.ValueKind = JsonValueKind.Number then
+                         e.TryGetDouble()
+                     else
+                         (false, 0.0))
+                with
+                | JsonValueKind.Number, (true, v) -> Some v
+                | _ -> None)
+            "expected a number"
+
+    let private boolKind =
+        kind
+            (fun (b: bool) -> if b then "true" else "false")
+            (fun w (v: bool) -> w.WriteBooleanValue v)
+            (fun e ->
+                match e.ValueKind with
+                | JsonValueKind.True -> Some true
+                | JsonValueKind.False -> Some false
+                | _ -> None)
+            "expected true or false"
+
+    let private seedKind =
+        kind
+            (fun (v: uint64) -> v.ToString(CultureInfo.InvariantCulture))
+            (fun w (v: uint64) -> w.WriteNumberValue v)
+            (fun e ->
+                match
+                    e.ValueKind,
+                    (if e.ValueKind = JsonValueKind.Number then
+                         e.TryGetUInt64()
+                     else
+                         (false, 0UL))
+                with
+                | JsonValueKind.Number, (true, v) -> Some v
+                | _ -> None)
+            "expected a whole number of at least 0"
+
+    /// A string that must be given: null is a problem the checks name.
+    let private stringKind: Kind<string> = {
+        Show = id
+        Write = fun w v -> w.WriteStringValue v
+        Read =
+            fun e ->
+                match e.ValueKind with
+                | JsonValueKind.String -> Ok(Some(e.GetString() |> nonNull))
+                | JsonValueKind.Null -> Ok None
+                | _ -> Error "expected a string"
+    }
+
+    let private epochListKind: Kind<int list> = {
+        Show = fun l -> if l.IsEmpty then "none" else String.Join(",", l)
+        Write =
+            fun w l ->
+                w.WriteStartArray()
+
+                for v in l do
+                    w.WriteNumberValue(v: int)
+
+                w.WriteEndArray()
+        Read =
+            fun e ->
+                match e.ValueKind with
+                | JsonValueKind.Null -> Ok None
+                | JsonValueKind.Array ->
+                    let values = [ for v in e.EnumerateArray() -> readInt v ]
+
+                    if values |> List.forall Option.isSome then
+                        Ok(Some(values |> List.choose id))
+                    else
+                        Error "expected a list of whole numbers"
+                | _ -> Error "expected a list of whole numbers"
+    }
+
+    /// One row of the table: a value of kind `k` at `get`/`set`, checked by `check` (given the
+    /// name a message uses); a JSON null where `k` has no null value is a problem the checks name.
     let private setting
         key
         flag
         decides
         (get: TrainSettings -> 'T)
         (set: 'T -> TrainSettings -> TrainSettings)
-        (showValue: 'T -> string)
-        (check: bool -> string -> 'T -> string option)
-        (write: Utf8JsonWriter -> 'T -> unit)
-        (read: JsonElement -> Result<'T option, string>)
+        (k: Kind<'T>)
+        (check: string -> 'T -> string option)
         : Setting = {
         Key = key
         Flag = flag
         DecidesWeights = decides
-        Show = get >> showValue
-        Check = fun stored name s -> check stored name (get s)
+        Show = get >> k.Show
+        Check = fun _ name s -> check name (get s)
         Copy = fun from into -> set (get from) into
         Write =
             fun w s ->
                 w.WritePropertyName key
-                write w (get s)
+                k.Write w (get s)
         Read =
             fun e s ->
-                match read e with
+                match k.Read e with
                 | Ok(Some v) -> Ok(set v s, None)
                 | Ok None -> Ok(s, Some(sprintf "%s is null; it must be given" key))
                 | Error what -> invalid key what
     }
 
-    let private noCheck _ _ _ = None
-
-    let private intSetting key flag decides get set (check: string -> int -> string option) =
-        setting
-            key
-            flag
-            decides
-            get
-            set
-            showInt
-            (fun _ name v -> check name v)
-            (fun w v -> w.WriteNumberValue(v: int))
-            (fun e ->
-                match readInt e with
-                | Some v -> Ok(Some v)
-                | None -> Error "expected a whole number")
-
-    let private floatSetting key flag decides get set (check: string -> float -> string option) =
-        setting
-            key
-            flag
-            decides
-            get
-            set
-            show
-            (fun _ name v -> check name v)
-            (fun w v -> w.WriteNumberValue(v: float))
-            (fun e ->
-                match readFloat e with
-                | Some v -> Ok(Some v)
-                | None -> Error "expected a number")
-
-    let private boolSetting key flag get set =
-        setting
-            key
-            flag
-            false
-            get
-            set
-            (fun (b: bool) -> if b then "true" else "false")
-            noCheck
-            (fun w v -> w.WriteBooleanValue(v: bool))
-            (fun e ->
-                match e.ValueKind with
-                | JsonValueKind.True -> Ok(Some true)
-                | JsonValueKind.False -> Ok(Some false)
-                | _ -> Error "expected true or false")
-
-    /// A string that must be given (null is a problem the check names).
-    let private stringSetting key flag decides get set =
-        setting key flag decides get set id noCheck (fun w (v: string) -> w.WriteStringValue v) (fun e ->
-            match e.ValueKind with
-            | JsonValueKind.String -> Ok(Some(e.GetString() |> nonNull))
-            | JsonValueKind.Null -> Ok None
-            | _ -> Error "expected a string")
-
-    /// A whole number or null.
-    let private optionalIntSetting key flag decides get set (none: string) (check: string -> int -> string option) =
-        setting
-            key
-            flag
-            decides
-            get
-            set
-            (Option.map showInt >> Option.defaultValue none)
-            (fun _ name v -> v |> Option.bind (check name))
-            (fun w v ->
-                match v with
-                | Some(n: int) -> w.WriteNumberValue n
-                | None -> w.WriteNullValue())
-            (fun e ->
-                match e.ValueKind with
-                | JsonValueKind.Null -> Ok(Some None)
-                | _ ->
-                    match readInt e with
-                    | Some v -> Ok(Some(Some v))
-                    | None -> Error "expected a whole number or null")
+    let private noCheck _ _ = None
 
     let private datasetWith (bbox: string option) (d: Dataset) =
         match d with
@@ -353,6 +387,12 @@ module TrainSettings =
 
     // the data set's name is parsed as it is read; an unknown one is the command line's message
     let private datasetSetting =
+        let datasetKind: Kind<Dataset> = {
+            Show = Dataset.name
+            Write = fun w d -> w.WriteStringValue(Dataset.name d)
+            Read = fun _ -> Ok None // replaced below: an unknown name is a problem, not a type error
+        }
+
         let s =
             setting
                 "dataset"
@@ -364,10 +404,8 @@ module TrainSettings =
                     s with
                         Dataset = datasetWith (Dataset.bbox s.Dataset) v
                 })
-                Dataset.name
+                datasetKind
                 noCheck
-                (fun w d -> w.WriteStringValue(Dataset.name d))
-                (fun _ -> Ok None)
 
         {
             s with
@@ -401,13 +439,8 @@ module TrainSettings =
                     s with
                         Dataset = datasetWith v s.Dataset
                 })
-                (Option.defaultValue "(none)")
+                (optional "(none)" stringKind)
                 noCheck
-                (fun w v ->
-                    match v with
-                    | Some b -> w.WriteStringValue(b: string)
-                    | None -> w.WriteNullValue())
-                (fun _ -> Ok None)
 
         {
             s with
@@ -438,13 +471,14 @@ module TrainSettings =
     // a stored 0 is a 2-D model's: no images
     let private imageSizeSetting =
         let s =
-            intSetting
+            setting
                 "imageSize"
                 "--image-size"
                 true
                 (fun s -> s.ImageSize)
                 (fun v s -> { s with ImageSize = v })
-                (between 4 4096)
+                intKind
+                noCheck
 
         {
             s with
@@ -456,189 +490,176 @@ module TrainSettings =
                             between 4 4096 name v.ImageSize
         }
 
-    // no flag: the sample count follows the model
+    // no flag: the sample count follows the model; the message has no flag to name
     let private sampleCountSetting =
-        let s =
-            intSetting
-                "sampleCount"
-                ""
-                false
-                (fun s -> s.SampleCount)
-                (fun v s -> { s with SampleCount = v })
-                (fun _ _ -> None)
+        let check _ v =
+            if v < 1 || v > MaxSampleCount then
+                Some(
+                    String.Format(
+                        CultureInfo.InvariantCulture,
+                        "sampleCount must be between 1 and {0:N0} (got {1})",
+                        MaxSampleCount,
+                        (v: int)
+                    )
+                )
+            else
+                None
 
-        {
-            s with
-                Check =
-                    fun _ _ v ->
-                        if v.SampleCount < 1 || v.SampleCount > MaxSampleCount then
-                            Some(
-                                String.Format(
-                                    CultureInfo.InvariantCulture,
-                                    "sampleCount must be between 1 and {0:N0} (got {1})",
-                                    MaxSampleCount,
-                                    v.SampleCount
-                                )
-                            )
-                        else
-                            None
-        }
+        setting "sampleCount" "" false (fun s -> s.SampleCount) (fun v s -> { s with SampleCount = v }) intKind check
 
-    let private lrDecaySetting =
+    let private channels name c =
+        if c <> 1 && c <> 3 then
+            Some(sprintf "%s must be 1 (grey) or 3 (colour) (got %d)." name c)
+        else
+            None
+
+    let private decay name v = checkDecay name v
+
+    /// The settings in config.json's order (key, flag, decides the weights, get, set, kind,
+    /// check). Weight-deciding ones are refused by --resume when the command line changes them,
+    /// and compared with a checkpoint's.
+    let internal table: Setting list = [
+        setting "model" "--model" true (fun s -> s.Model) (fun v s -> { s with Model = v }) stringKind noCheck
+        datasetSetting
+        setting "channels" "--channels" true (fun s -> s.Channels) (fun v s -> { s with Channels = v }) intKind channels
+        imageSizeSetting
+        setting
+            "noiseDim"
+            "--noise-dim"
+            true
+            (fun s -> s.NoiseDim)
+            (fun v s -> { s with NoiseDim = v })
+            intKind
+            (atLeast 1)
+        setting
+            "epochs"
+            "--epochs"
+            false
+            (fun s -> s.Epochs)
+            (fun v s -> { s with Epochs = v })
+            intKind
+            (between 1 MaxEpochs)
+        setting
+            "batchSize"
+            "--batch-size"
+            true
+            (fun s -> s.BatchSize)
+            (fun v s -> { s with BatchSize = v })
+            intKind
+            (between 1 65536)
+        setting
+            "learningRate"
+            "--lr"
+            true
+            (fun s -> s.LearningRate)
+            (fun v s -> { s with LearningRate = v })
+            floatKind
+            positive
+        setting
+            "generatorLrScale"
+            "--g-lr-scale"
+            true
+            (fun s -> s.GeneratorLrScale)
+            (fun v s -> { s with GeneratorLrScale = v })
+            floatKind
+            positive
+        setting "beta1" "--beta1" true (fun s -> s.Beta1) (fun v s -> { s with Beta1 = v }) floatKind unitInterval
+        setting "loss" "--loss" true (fun s -> s.Loss) (fun v s -> { s with Loss = v }) stringKind noCheck
+        setting
+            "dSteps"
+            "--d-steps"
+            true
+            (fun s -> s.DSteps)
+            (fun v s -> { s with DSteps = v })
+            intKind
+            (between 1 1000)
+        setting
+            "gpWeight"
+            "--gp-weight"
+            true
+            (fun s -> s.GpWeight)
+            (fun v s -> { s with GpWeight = v })
+            floatKind
+            nonNegative
+        setting
+            "r1Weight"
+            "--r1-weight"
+            true
+            (fun s -> s.R1Weight)
+            (fun v s -> { s with R1Weight = v })
+            floatKind
+            nonNegative
+        setting "ema" "--ema" true (fun s -> s.Ema) (fun v s -> { s with Ema = v }) floatKind unitInterval
         setting
             "lrDecayEpochs"
             "--lr-decay-epochs"
             true
             (fun s -> s.LrDecayEpochs)
             (fun v s -> { s with LrDecayEpochs = v })
-            (fun l -> if l.IsEmpty then "none" else String.Join(",", l))
-            (fun _ name v -> checkDecay name v)
-            (fun w l ->
-                w.WriteStartArray()
-
-                for v in l do
-                    w.WriteNumberValue(v: int)
-
-                w.WriteEndArray())
-            (fun e ->
-                match e.ValueKind with
-                | JsonValueKind.Null -> Ok None
-                | JsonValueKind.Array ->
-                    let values = [ for v in e.EnumerateArray() -> readInt v ]
-
-                    if values |> List.forall Option.isSome then
-                        Ok(Some(values |> List.choose id))
-                    else
-                        Error "expected a list of whole numbers"
-                | _ -> Error "expected a list of whole numbers")
-
-    let private seedSetting =
-        setting
-            "seed"
-            "--seed"
-            true
-            (fun s -> s.Seed)
-            (fun v s -> { s with Seed = v })
-            (fun v -> v.ToString(CultureInfo.InvariantCulture))
-            noCheck
-            (fun w v -> w.WriteNumberValue(v: uint64))
-            (fun e ->
-                match e.ValueKind with
-                | JsonValueKind.Number ->
-                    match e.TryGetUInt64() with
-                    | true, v -> Ok(Some v)
-                    | _ -> Error "expected a whole number of at least 0"
-                | _ -> Error "expected a whole number of at least 0")
-
-    let private channelsCheck name c =
-        if c <> 1 && c <> 3 then
-            Some(sprintf "%s must be 1 (grey) or 3 (colour) (got %d)." name c)
-        else
-            None
-
-    /// The settings in config.json's order. Weight-deciding ones are refused by --resume when the
-    /// command line changes them, and compared with a checkpoint's.
-    let internal table: Setting list = [
-        stringSetting "model" "--model" true (fun s -> s.Model) (fun v s -> { s with Model = v })
-        datasetSetting
-        intSetting "channels" "--channels" true (fun s -> s.Channels) (fun v s -> { s with Channels = v }) channelsCheck
-        imageSizeSetting
-        intSetting "noiseDim" "--noise-dim" true (fun s -> s.NoiseDim) (fun v s -> { s with NoiseDim = v }) (atLeast 1)
-        intSetting
-            "epochs"
-            "--epochs"
-            false
-            (fun s -> s.Epochs)
-            (fun v s -> { s with Epochs = v })
-            (between 1 MaxEpochs)
-        intSetting
-            "batchSize"
-            "--batch-size"
-            true
-            (fun s -> s.BatchSize)
-            (fun v s -> { s with BatchSize = v })
-            (between 1 65536)
-        floatSetting
-            "learningRate"
-            "--lr"
-            true
-            (fun s -> s.LearningRate)
-            (fun v s -> { s with LearningRate = v })
-            positive
-        floatSetting
-            "generatorLrScale"
-            "--g-lr-scale"
-            true
-            (fun s -> s.GeneratorLrScale)
-            (fun v s -> { s with GeneratorLrScale = v })
-            positive
-        floatSetting "beta1" "--beta1" true (fun s -> s.Beta1) (fun v s -> { s with Beta1 = v }) unitInterval
-        stringSetting "loss" "--loss" true (fun s -> s.Loss) (fun v s -> { s with Loss = v })
-        intSetting "dSteps" "--d-steps" true (fun s -> s.DSteps) (fun v s -> { s with DSteps = v }) (between 1 1000)
-        floatSetting
-            "gpWeight"
-            "--gp-weight"
-            true
-            (fun s -> s.GpWeight)
-            (fun v s -> { s with GpWeight = v })
-            nonNegative
-        floatSetting
-            "r1Weight"
-            "--r1-weight"
-            true
-            (fun s -> s.R1Weight)
-            (fun v s -> { s with R1Weight = v })
-            nonNegative
-        floatSetting "ema" "--ema" true (fun s -> s.Ema) (fun v s -> { s with Ema = v }) unitInterval
-        lrDecaySetting
+            epochListKind
+            decay
         bboxSetting
-        optionalIntSetting
+        setting
             "trainSize"
             "--train-size"
             true
             (fun s -> s.TrainSize)
             (fun v s -> { s with TrainSize = v })
-            "(all)"
-            (atLeast 1)
-        intSetting
+            (optional "(all)" intKind)
+            (fun n -> Option.bind (atLeast 1 n))
+        setting
             "checkpointEvery"
             "--checkpoint-every"
             false
             (fun s -> s.CheckpointEvery)
             (fun v s -> { s with CheckpointEvery = v })
+            intKind
             (atLeast 1)
-        intSetting
+        setting
             "keepCheckpoints"
             "--keep-checkpoints"
             false
             (fun s -> s.KeepCheckpoints)
             (fun v s -> { s with KeepCheckpoints = v })
+            intKind
             (between 1 1000)
-        seedSetting
-        intSetting "threads" "--threads" false (fun s -> s.Threads) (fun v s -> { s with Threads = v }) (between 0 1024)
-        stringSetting "device" "--device" false (fun s -> s.Device) (fun v s -> { s with Device = v })
-        stringSetting "dataDir" "--data-dir" false (fun s -> s.DataDir) (fun v s -> { s with DataDir = v })
+        setting "seed" "--seed" true (fun s -> s.Seed) (fun v s -> { s with Seed = v }) seedKind noCheck
+        setting
+            "threads"
+            "--threads"
+            false
+            (fun s -> s.Threads)
+            (fun v s -> { s with Threads = v })
+            intKind
+            (between 0 1024)
+        setting "device" "--device" false (fun s -> s.Device) (fun v s -> { s with Device = v }) stringKind noCheck
+        setting "dataDir" "--data-dir" false (fun s -> s.DataDir) (fun v s -> { s with DataDir = v }) stringKind noCheck
         sampleCountSetting
-        intSetting
+        setting
             "evalEvery"
             "--eval-every"
             false
             (fun s -> s.EvalEvery)
             (fun v s -> { s with EvalEvery = v })
+            intKind
             (between 0 MaxEpochs)
-        boolSetting "evaluate" "--no-eval" (fun s -> s.Evaluate) (fun v s -> { s with Evaluate = v })
-        boolSetting "syncBatchNorm" "--sync-batchnorm" (fun s -> s.SyncBatchNorm) (fun v s -> {
-            s with
-                SyncBatchNorm = v
-        })
-        optionalIntSetting
+        setting "evaluate" "--no-eval" false (fun s -> s.Evaluate) (fun v s -> { s with Evaluate = v }) boolKind noCheck
+        setting
+            "syncBatchNorm"
+            "--sync-batchnorm"
+            false
+            (fun s -> s.SyncBatchNorm)
+            (fun v s -> { s with SyncBatchNorm = v })
+            boolKind
+            noCheck
+        setting
             "evalSamples"
             "--eval-samples"
             false
             (fun s -> s.EvalSamples)
             (fun v s -> { s with EvalSamples = v })
-            "(default)"
-            (between 10 1_000_000)
+            (optional "(default)" intKind)
+            (fun n -> Option.bind (between 10 1_000_000 n))
     ]
 
     /// The config.json names of every setting, in the file's order.
