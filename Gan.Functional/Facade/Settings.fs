@@ -351,6 +351,9 @@ type TrainOptions(settings: TrainSettings, simultaneousUpdates: bool) =
     /// The most samples per epoch a run can have.
     static member MaxSampleCount = TrainSettings.MaxSampleCount
 
+    /// The message for a model the zoo does not have.
+    static member UnknownModelMessage(name: string) = TrainSettings.unknownModel name
+
     /// The values --device accepts.
     static member Devices = List.toArray TrainSettings.devices
 

@@ -122,7 +122,7 @@ module Dataset =
     let evalSamples (d: Dataset) =
         match d with
         | Mixture _ -> Mixtures.defaultSamples
-        | StackedMnist -> Mixtures.stackedSamples
+        | StackedMnist -> Gan.Functional.Eval.StackedMnist.samples
         | Emoji -> 1000
         | Mnist
         | FashionMnist

@@ -900,11 +900,15 @@ module TrainSettings =
     /// The names the zoo knows, for messages.
     let private zooNames () = String.Join(", ", Zoo.names)
 
+    /// The message for a model the zoo does not have.
+    let unknownModel (name: string) =
+        sprintf "Unknown model '%s'; the zoo has %s (`Gan.Host models` describes them)." name (zooNames ())
+
     let private modelOf (name: string) channels =
         if List.contains name Zoo.names then
             Ok(Zoo.byName name channels)
         else
-            Error(sprintf "Unknown model '%s'; the zoo has %s (`Gan.Host models` describes them)." name (zooNames ()))
+            Error(unknownModel name)
 
     /// True for a zoo model whose channel count is a parameter (dcgan64).
     let takesChannels (name: string) =

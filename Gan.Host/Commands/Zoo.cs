@@ -8,8 +8,6 @@ internal static class Zoo
     // Engine.Model initialises the networks to count their parameters, so keep what was asked for.
     private static readonly System.Collections.Concurrent.ConcurrentDictionary<(string, int), ModelInfo> Cache = new();
 
-    public static IReadOnlyList<string> ModelNames => Engine.ModelNames;
-
     public static ModelInfo Model(string name, int channels)
     {
         if (Cache.TryGetValue((name, channels), out var known))
@@ -24,9 +22,7 @@ internal static class Zoo
         }
         catch (ArgumentException)
         {
-            throw new UserError(
-                $"Unknown model '{name}'; the zoo has {string.Join(", ", ModelNames)} (`Gan.Host models` describes them).",
-                ExitCodes.Usage);
+            throw new UserError(TrainOptions.UnknownModelMessage(name), ExitCodes.Usage);
         }
 
         return Cache.GetOrAdd((name, channels), info);
