@@ -433,6 +433,56 @@ let ``knobs given to the constructor replace the environment's`` () =
     let spec = ConvSpec.create 1 1 1 1
     close 1e-4 "im2col conv" (b.Conv2d(x, k, spec)) (reference.Conv2d(x, k, spec))
 
+/// A backend that accelerates one kernel (here: counts its calls) and inherits the rest.
+type private ExpOnlyBackend() =
+    inherit BackendBase()
+    member val Calls = 0 with get, set
+    override _.Name = "exp-only"
+
+    override this.Unary(op, x) =
+        match op with
+        | Exp ->
+            this.Calls <- this.Calls + 1
+            base.Unary(op, x)
+        | _ -> base.Unary(op, x)
+
+[<Fact>]
+let ``a backend derived from BackendBase runs every kernel it does not override on the reference`` () =
+    let b = ExpOnlyBackend()
+    let ib = b :> IBackend
+    let x = data 40UL [| 4; 5 |]
+    let w = data 41UL [| 5; 3 |]
+    close 0.0 "exp" (ib.Unary(Exp, x)) (reference.Unary(Exp, x))
+    close 0.0 "tanh" (ib.Unary(Tanh, x)) (reference.Unary(Tanh, x))
+    Assert.Equal(1, b.Calls)
+    close 0.0 "matmul" (ib.MatMul(x, false, w, false, [| 4; 3 |])) (reference.MatMul(x, false, w, false, [| 4; 3 |]))
+    close 0.0 "reduce" (ib.Reduce(ReduceSum, x, [| 1 |])) (reference.Reduce(ReduceSum, x, [| 1 |]))
+    // the fused optimizer steps come with the base class, on the reference kernels
+    let c = {
+        Lr = 1e-3
+        Beta1 = 0.9
+        Beta2 = 0.999
+        Eps = 1e-8
+        WeightDecay = 0.0
+        Decoupled = false
+        BiasCorrection1 = 0.1
+        BiasCorrection2 = 0.001
+    }
+
+    let v = RawTensor.ofFloat32 x.Shape (RawTensor.toFloat32Array x |> Array.map abs)
+    let p1, m1, v1 = (b :> IFusedOptimizer).AdamStep(x, x, x, v, c)
+
+    let p2, m2, v2 =
+        (ReferenceBackend.Instance :> IFusedOptimizer).AdamStep(x, x, x, v, c)
+
+    close 0.0 "adam p" p1 p2
+    close 0.0 "adam m" m1 m2
+    close 0.0 "adam v" v1 v2
+    // memory hints do nothing by default
+    ib.Recycle x
+    ib.NextPhase()
+    Assert.Equal("exp-only", ib.Name)
+
 [<Fact>]
 let ``knobs parse from GAN_ variables, keeping defaults for unset or invalid values`` () =
     let parse (vars: (string * string) list) =
@@ -621,14 +671,15 @@ let ``the donated Adam step agrees with the reference and writes the moments in 
         BiasCorrection2 = 0.002
     }
 
-    let p', m', v' = reference.AdamStep(p, g, m, v, c)
+    let optimizer (b: IBackend) = b :?> IFusedOptimizer
+    let p', m', v' = (optimizer reference).AdamStep(p, g, m, v, c)
 
     for name, backend in [ "cpu", fast; "reference", reference ] do
         let copy (t: RawTensor) =
             RawTensor.ofFloat32 t.Shape (RawTensor.toFloat32Array t)
 
         let md, vd = copy m, copy v
-        let pd = backend.AdamStepDonated(p, g, md, vd, c)
+        let pd = (optimizer backend).AdamStepDonated(p, g, md, vd, c)
         close 1e-6 (name + " p") p' pd
         close 1e-6 (name + " m in place") m' md
         close 1e-6 (name + " v in place") v' vd

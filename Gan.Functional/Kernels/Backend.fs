@@ -124,6 +124,21 @@ type IBackend =
         g: RawTensor * x: RawTensor * gamma: RawTensor * mean: RawTensor * var: RawTensor * eps: float ->
             RawTensor * RawTensor * RawTensor
 
+    /// Declares `x`'s buffer dead: the engine proved that nothing reads it again (an interior
+    /// adjoint the backward pass has propagated), so the backend may hand it out as a later
+    /// kernel's output. A hint: ignoring it is correct.
+    abstract Recycle: x: RawTensor -> unit
+
+    /// Marks a phase boundary of the caller's work (the engine calls it as a backward pass
+    /// starts): recycled buffers that stayed unclaimed for a whole phase may be released.
+    abstract NextPhase: unit -> unit
+
+/// Fused optimizer steps, optional for a backend: the optimizers call them when the backend in
+/// force implements this interface and the reference kernels otherwise (a backend that derives
+/// from <c>BackendBase</c> implements it with the reference kernels unless it overrides them).
+/// Kept apart from <see cref="T:Gan.Functional.IBackend"/>, whose kernels know nothing of
+/// training.
+type IFusedOptimizer =
     /// One Adam step for one parameter, fused into a single pass: returns (p, m, v) updated.
     abstract AdamStep:
         p: RawTensor * g: RawTensor * m: RawTensor * v: RawTensor * c: AdamCoefficients ->
@@ -135,15 +150,6 @@ type IBackend =
     /// parameter-sized allocations per parameter and step.
     abstract AdamStepDonated:
         p: RawTensor * g: RawTensor * m: RawTensor * v: RawTensor * c: AdamCoefficients -> RawTensor
-
-    /// Declares `x`'s buffer dead: the engine proved that nothing reads it again (an interior
-    /// adjoint the backward pass has propagated), so the backend may hand it out as a later
-    /// kernel's output. A hint: ignoring it is correct.
-    abstract Recycle: x: RawTensor -> unit
-
-    /// Marks a phase boundary of the caller's work (the engine calls it as a backward pass
-    /// starts): recycled buffers that stayed unclaimed for a whole phase may be released.
-    abstract NextPhase: unit -> unit
 
 /// The process-wide choice of kernels (like PyTorch's default device). Changing it affects
 /// operations started afterwards; tensors themselves are backend-neutral buffers.

@@ -32,6 +32,12 @@ type KernelTiming internal (kernel: string, calls: int64, seconds: float, flops:
 /// </summary>
 [<Sealed>]
 type ProfilingBackend(inner: IBackend, recordShapes: bool) =
+    // the inner backend's fused optimizer steps, or the reference's when it has none
+    let optimizer =
+        match inner with
+        | :? IFusedOptimizer as f -> f
+        | _ -> ReferenceBackend.Instance :> IFusedOptimizer
+
     let table = Dictionary<string, struct (int64 * int64 * float * int64)>()
 
     let shapeText (s: int[]) =
@@ -172,8 +178,9 @@ type ProfilingBackend(inner: IBackend, recordShapes: bool) =
         member _.BatchNormBackward(g, x, gm, m, v, eps) =
             timed (key "batchNorm.backward" [ x.Shape ]) 0.0 (fun () -> inner.BatchNormBackward(g, x, gm, m, v, eps))
 
+    interface IFusedOptimizer with
         member _.AdamStep(p, g, m, v, c) =
-            timed (key "adam" [ p.Shape ]) 0.0 (fun () -> inner.AdamStep(p, g, m, v, c))
+            timed (key "adam" [ p.Shape ]) 0.0 (fun () -> optimizer.AdamStep(p, g, m, v, c))
 
         member _.AdamStepDonated(p, g, m, v, c) =
-            timed (key "adam" [ p.Shape ]) 0.0 (fun () -> inner.AdamStepDonated(p, g, m, v, c))
+            timed (key "adam" [ p.Shape ]) 0.0 (fun () -> optimizer.AdamStepDonated(p, g, m, v, c))

@@ -507,6 +507,7 @@ type ReferenceBackend() =
                 RawTensor.ofFloat64 x.Shape dx, RawTensor.ofFloat64 c dg, RawTensor.ofFloat64 c db
             | _ -> ReferenceOps.dtypeMismatch "batchNorm" g x
 
+    interface IFusedOptimizer with
         member _.AdamStep(p, g, m, v, c) =
             let wrap (s: Storage) = { Shape = p.Shape; Storage = s }
 
@@ -520,7 +521,7 @@ type ReferenceBackend() =
             | _ -> ReferenceOps.dtypeMismatch "adam" p g
 
         member this.AdamStepDonated(p, g, m, v, c) =
-            let p', m', v' = (this :> IBackend).AdamStep(p, g, m, v, c)
+            let p', m', v' = (this :> IFusedOptimizer).AdamStep(p, g, m, v, c)
 
             match m.Storage, m'.Storage, v.Storage, v'.Storage with
             | Storage.F32 m, Storage.F32 m', Storage.F32 v, Storage.F32 v' ->

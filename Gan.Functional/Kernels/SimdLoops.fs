@@ -1,10 +1,5 @@
 namespace Gan.Functional.Kernels
 
-open System
-open System.Numerics.Tensors
-open System.Threading.Tasks
-open System.Runtime.Intrinsics
-open System.Runtime.Intrinsics.X86
 open Gan.Functional
 
 /// Hand-vectorised loops (Vector<float32>) for what TensorPrimitives lacks or does slowly.

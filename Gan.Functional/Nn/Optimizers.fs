@@ -103,9 +103,13 @@ module Optimizer =
                         // donation needs two distinct buffers; a state built by hand may share one
                         if donate && not (RawTensor.sameBuffer m v) then
                             // m and v now hold the new moments: the maps keep the same tensors
-                            Tensor.ofRaw (Prim.backend().AdamStepDonated(Tensor.toRaw p, Tensor.toRaw g, m, v, c))
+                            Tensor.ofRaw (
+                                Prim.fusedOptimizer().AdamStepDonated(Tensor.toRaw p, Tensor.toRaw g, m, v, c)
+                            )
                         else
-                            let p', m', v' = Prim.backend().AdamStep(Tensor.toRaw p, Tensor.toRaw g, m, v, c)
+                            let p', m', v' =
+                                Prim.fusedOptimizer().AdamStep(Tensor.toRaw p, Tensor.toRaw g, m, v, c)
+
                             m1 <- Map.add name (Tensor.ofRaw m') m1
                             m2 <- Map.add name (Tensor.ofRaw v') m2
                             Tensor.ofRaw p'

@@ -195,6 +195,13 @@ module internal Prim =
         | Some b -> b
         | None -> Gan.Functional.Kernels.DefaultBackend.get ()
 
+    /// The fused optimizer steps of the backend in force, or the reference kernels' when it has
+    /// none.
+    let fusedOptimizer () =
+        match backend () with
+        | :? IFusedOptimizer as f -> f
+        | _ -> ReferenceBackend.Instance :> IFusedOptimizer
+
     let shape t = (Tape.raw t).Shape
     let dtype (t: Tensor) = (Tape.raw t).DType
 

@@ -13,10 +13,10 @@ module Tensor =
     // ---------------------------------------------------------------- creation and reading
 
     /// Wraps a raw buffer as a constant tensor.
-    let ofRaw (r: RawTensor) = TConst r
+    let internal ofRaw (r: RawTensor) = TConst r
 
     /// The value as a raw buffer (through every differentiation level).
-    let toRaw (t: Tensor) = Tape.raw t
+    let internal toRaw (t: Tensor) = Tape.raw t
 
     /// A float32 tensor of `shape` over row-major `data` (copied).
     let ofArray (shape: int[]) (data: float32[]) =
