@@ -426,6 +426,23 @@ let ``slerp of parallel vectors falls back to lerp, and arithmetic is mean(a) - 
 // ------------------------------------------------------------------------------ C# facade
 
 [<Fact>]
+let ``the C# GanTrainer says which steps updated the generator`` () =
+    let options = TrainOptions.ForModel("mlp", 1)
+    options.BatchSize <- 4
+    options.DSteps <- 2
+    let trainer = GanTrainer.Create options
+    let images = Array.init (4 * 784) (fun i -> float32 (i % 7) / 7.0f - 0.5f)
+
+    let steps = [ for _ in 1..4 -> trainer.Step(images, 4, 0) ]
+
+    Assert.Equal<bool list>([ false; true; false; true ], steps |> List.map (fun r -> r.GeneratorUpdated))
+    // a step that leaves G alone has no generator loss
+    Assert.True(
+        steps
+        |> List.forall (fun r -> r.GeneratorUpdated = Double.IsFinite r.GeneratorLoss)
+    )
+
+[<Fact>]
 let ``the C# GanTrainer trains mlp for two steps and ExportState then Restore gives the same Generate output`` () =
     let options = TrainOptions.ForModel("mlp", 1)
     options.BatchSize <- 8

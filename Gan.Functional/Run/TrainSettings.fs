@@ -1086,16 +1086,12 @@ module TrainSettings =
 
     /// The engine's training configuration of these settings (Adam with the settings' β1 for
     /// both networks); `simultaneousUpdates` as the model's seed does it (<c>ModelDefaults</c>).
-    let trainConfig (settings: TrainSettings) (simultaneousUpdates: bool) : TrainConfig =
-        let adam = Adam(settings.Beta1, 0.999, 1e-8, 0.0, false)
-
-        {
+    let trainConfig (settings: TrainSettings) (simultaneousUpdates: bool) : TrainConfig = {
+        Training.defaultConfig settings.Beta1 with
             Loss = lossOf settings.Loss
             DSteps = settings.DSteps
-            GOptimizer = adam
-            DOptimizer = adam
             GpWeight = settings.GpWeight
             R1Weight = settings.R1Weight
             EmaDecay = settings.Ema
             SimultaneousUpdates = simultaneousUpdates
-        }
+    }

@@ -208,16 +208,13 @@ internal static class TrainCommand
     /// </summary>
     private static bool IsFirstRun(TrainRequest req) => !req.Resume && TrainOptions.IsFirstRun(req.Given);
 
-    /// <summary>The given settings with their paths (data dir, image folder, bounding boxes) made absolute.</summary>
-    private static Gan.Functional.Run.GivenSettings Given(TrainRequest req, HostContext ctx) => req.Given.MapPaths(ctx.Resolve);
-
     /// <summary>The settings of a new run: the request over the model's SEEDS.md defaults.</summary>
     public static TrainOptions Resolve(TrainRequest req, HostContext ctx)
     {
         TrainOptions config;
         try
         {
-            config = TrainOptions.Resolve(Given(req, ctx), ctx.CacheRoot);
+            config = TrainOptions.Resolve(req.Given.MapPaths(ctx.Resolve), ctx.CacheRoot);
         }
         catch (InvalidSettingsException e)
         {
@@ -321,7 +318,7 @@ internal static class TrainCommand
         TrainOptions asked;
         try
         {
-            asked = TrainOptions.Resume(stored, Given(req, ctx), ctx.CacheRoot);
+            asked = TrainOptions.Resume(stored, req.Given.MapPaths(ctx.Resolve), ctx.CacheRoot);
         }
         catch (InvalidSettingsException e)
         {
