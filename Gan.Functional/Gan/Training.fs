@@ -213,9 +213,9 @@ module Training =
             | Some sh -> not sh.SyncBatchNorm
             | None -> false
 
-        // the step's keys, by use; the G-through-D pass and the next state share the last one,
-        // as they always have (a fresh one would change every run's random stream)
-        let ks = Random.splitN 7 state.Key
+        // the step's keys, by use: each draw has its own, and the next step's key is used for
+        // nothing else (a key that both draws and seeds later keys would correlate them)
+        let ks = Random.splitN 8 state.Key
         let noiseKey = ks.[0]
         let generatorKey = ks.[1]
         let dRealKey = ks.[2]
@@ -223,7 +223,7 @@ module Training =
         let criticKey = ks.[4]
         let penaltyKey = ks.[5]
         let gThroughDKey = ks.[6]
-        let nextKey = ks.[6]
+        let nextKey = ks.[7]
 
         let ctx key = {
             Mode = Train
