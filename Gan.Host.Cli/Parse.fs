@@ -216,9 +216,11 @@ module CommandLine =
 
         req.Dataset <-
             match r.TryGetResult ClassifierArgs.Dataset with
-            | None -> "mnist"
-            | Some d when d = "mnist" || d = "fashion-mnist" -> d
-            | Some d -> fail "The classifier backbone exists for mnist and fashion-mnist only (got --dataset '%s')." d
+            | None -> Dataset.name Mnist
+            | Some d ->
+                match Dataset.parse d with
+                | Ok(Mnist | FashionMnist as ds) -> Dataset.name ds
+                | _ -> fail "The classifier backbone exists for mnist and fashion-mnist only (got --dataset '%s')." d
 
         req.DataDir <- str (r.TryGetResult ClassifierArgs.Data_Dir)
         req.Threads <- threads (r.TryGetResult ClassifierArgs.Threads)
@@ -230,6 +232,13 @@ module CommandLine =
         req.Checkpoint <- str (r.TryGetResult EvaluateArgs.Checkpoint)
         req.Images <- str (r.TryGetResult EvaluateArgs.Images)
         req.Dataset <- str (r.TryGetResult EvaluateArgs.Dataset)
+        // the data set parsed once; an unknown name is refused by the rules below, as before
+        let parsed = r.TryGetResult EvaluateArgs.Dataset |> Option.map Dataset.parse
+
+        let isOneOf (wanted: Dataset list) =
+            match parsed with
+            | Some(Ok ds) -> List.contains ds wanted
+            | _ -> false
 
         req.Real <- r.Contains EvaluateArgs.Real
 
@@ -238,17 +247,17 @@ module CommandLine =
             | None -> null
             | Some "resnet18" ->
                 match req.Dataset with
-                | NonNull d when d <> "emoji" ->
+                | NonNull d when not (isOneOf [ Emoji ]) ->
                     fail "--features resnet18 scores colour data (emoji); %s is scored with its own metrics." d
                 | _ -> "resnet18"
             | Some f ->
                 fail "--features: unknown features '%s'; the colour metrics use resnet18 (ImageNet ResNet-18)." f
 
         match req.Real, req.Images, req.Run, req.Checkpoint, req.Dataset with
-        | true, Null, Null, Null, NonNull d when
-            (match Dataset.parse d with
-             | Ok ds -> Dataset.hasMetrics ds
-             | Error _ -> false)
+        | true, Null, Null, Null, NonNull _ when
+            (match parsed with
+             | Some(Ok ds) -> Dataset.hasMetrics ds
+             | _ -> false)
             ->
             ()
         | true, Null, Null, Null, _ ->
@@ -263,7 +272,7 @@ module CommandLine =
         | NonNull _, Null, Null, Null ->
             fail
                 "evaluate --images DIR needs --dataset mnist or fashion-mnist (the classifier that scores the images) or emoji (ImageNet features)."
-        | NonNull _, Null, Null, NonNull d when d <> "mnist" && d <> "fashion-mnist" && d <> "emoji" ->
+        | NonNull _, Null, Null, NonNull d when not (isOneOf [ Mnist; FashionMnist; Emoji ]) ->
             fail
                 "evaluate --images scores with the mnist or fashion-mnist classifier, or against emoji's held-out images (got --dataset '%s')."
                 d

@@ -1,3 +1,4 @@
+using Gan.Functional.CSharp;
 using Gan.Host.Io;
 
 namespace Gan.Host.Data;
@@ -44,13 +45,14 @@ internal static class LabeledDigits
     /// </summary>
     public static string Locate(string dataset, string? dataDir, HostContext ctx)
     {
-        switch (dataset)
+        DatasetKind? kind = Datasets.Contains(dataset) ? DatasetInfo.Parse(dataset).Kind : null;
+        switch (kind)
         {
-            case "mnist":
+            case DatasetKind.Mnist:
                 var dir = dataDir ?? Path.Combine(ctx.CacheRoot, "mnist");
                 Mnist.EnsureFetched(dir, ctx);
                 return dir;
-            case "fashion-mnist":
+            case DatasetKind.FashionMnist:
                 return Mnist.LocateFashion(dataDir, ctx);
             default:
                 throw new UserError($"Unknown dataset '{dataset}' for the classifier; known: {string.Join(", ", Datasets)}.", ExitCodes.Usage);

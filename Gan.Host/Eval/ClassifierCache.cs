@@ -20,7 +20,7 @@ internal sealed record LoadedBackbone(string Dataset, Backbone Net, double TestA
 internal static class ClassifierCache
 {
     /// <summary>The accuracy each backbone should reach (issue 6); a lower one is reported, not hidden.</summary>
-    public static double AccuracyBar(string dataset) => dataset == "mnist" ? 0.99 : 0.90;
+    public static double AccuracyBar(string dataset) => DatasetInfo.Parse(dataset).Kind == DatasetKind.Mnist ? 0.99 : 0.90;
 
     public static string Dir(HostContext ctx) => Path.Combine(ctx.CacheRoot, "classifiers");
 
