@@ -17,7 +17,7 @@ let private knobs = CpuKnobs.FromEnvironment()
 let private data (key: uint64) (shape: int[]) =
     match (Random.normal (Random.key key) Float32 shape).Storage with
     | Storage.F32 a -> RawTensor.ofFloat32 shape a
-    | Storage.F64 _ -> failwith "unreachable"
+    | _ -> failwith "unreachable"
 
 /// |a − b| ≤ tol·(1 + max|b|) elementwise (sums of many terms cancel, so the scale is the
 /// tensor's, not the element's), with the worst offender in the message.

@@ -107,16 +107,21 @@ module Training =
 
             raws
             |> Array.iteri (fun i r ->
-                match r.Storage with
+                match (RawTensor.toHost r).Storage with
                 | Storage.F32 a ->
                     for j in 0 .. r.Numel - 1 do
                         buf.[offsets.[i] + j] <- a.[j] * w
-                | Storage.F64 _ -> ())
+                | _ -> ())
 
             reducer.SumInPlace(System.Span<float32> buf)
 
             raws
-            |> Array.mapi (fun i r -> Tensor.ofRaw (RawTensor.ofFloat32 r.Shape (Array.sub buf offsets.[i] r.Numel)))
+            |> Array.mapi (fun i r ->
+                Tensor.ofRaw (
+                    Gan.Functional.Kernels.Placement.onPlaceOf
+                        r
+                        (RawTensor.ofFloat32 r.Shape (Array.sub buf offsets.[i] r.Numel))
+                ))
         else
             let buf = Array.zeroCreate<float> total
 
@@ -131,7 +136,11 @@ module Training =
 
             raws
             |> Array.mapi (fun i r ->
-                Tensor.ofRaw (RawTensor.cast r.DType (RawTensor.ofFloat64 r.Shape (Array.sub buf offsets.[i] r.Numel))))
+                Tensor.ofRaw (
+                    Gan.Functional.Kernels.Placement.onPlaceOf
+                        r
+                        (RawTensor.cast r.DType (RawTensor.ofFloat64 r.Shape (Array.sub buf offsets.[i] r.Numel)))
+                ))
 
     /// `reduceFlat` over named groups and loose scalars; the same names and order on every rank
     /// (maps iterate in key order).

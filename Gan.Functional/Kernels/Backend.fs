@@ -151,13 +151,41 @@ type IFusedOptimizer =
     abstract AdamStepDonated:
         p: RawTensor * g: RawTensor * m: RawTensor * v: RawTensor * c: AdamCoefficients -> RawTensor
 
+/// A backend whose tensors live in a device's memory (a GPU's, or an accelerator's). Its
+/// kernels take and return tensors with <c>Storage.Device</c> buffers it allocated; the engine
+/// routes every operation to the owner of its inputs (mixing devices is an error, see
+/// <c>Tensor.toDevice</c>) and, while such a backend is selected with
+/// <see cref="M:Gan.Functional.Backend.set"/>, creates new tensors on its device.
+type IDeviceBackend =
+    inherit IBackend
+    /// The device's name, as errors show it (e.g. "cuda:0 (NVIDIA H100)").
+    abstract DeviceName: string
+    /// A copy of host tensor `x` in the device's memory (the tensor itself when it is already
+    /// on this device).
+    abstract Upload: x: RawTensor -> RawTensor
+
 /// The process-wide choice of kernels (like PyTorch's default device). Changing it affects
 /// operations started afterwards; tensors themselves are backend-neutral buffers.
 module Backend =
     let mutable private current: IBackend option = None
+    let private scoped = AsyncLocal<IBackend option>()
 
     /// Selects the backend for subsequent operations.
     let set (backend: IBackend) = Volatile.Write(&current, Some backend)
 
-    /// The selected backend, if one was selected.
-    let tryGet () = Volatile.Read(&current)
+    /// The selected backend, if one was selected (a <see cref="using"/> scope's first).
+    let tryGet () =
+        match scoped.Value with
+        | Some b -> Some b
+        | None -> Volatile.Read(&current)
+
+    /// Runs `f` with `backend` selected for the calling thread and the async flow it starts
+    /// only, leaving the process-wide choice alone (tests, or two devices side by side).
+    let using (backend: IBackend) (f: unit -> 'a) : 'a =
+        let before = scoped.Value
+        scoped.Value <- Some backend
+
+        try
+            f ()
+        finally
+            scoped.Value <- before

@@ -63,7 +63,7 @@ type CpuBackend(threads: int, knobs: CpuKnobs) =
                 Storage = Storage.F32 y
               }
             | None -> base.Unary(op, x)
-        | Storage.F64 _ -> base.Unary(op, x)
+        | _ -> base.Unary(op, x)
 
     override _.Binary(op, a, b, outShape) =
         match a.Storage, b.Storage with
@@ -97,7 +97,7 @@ type CpuBackend(threads: int, knobs: CpuKnobs) =
                 Storage = Storage.F32 y
               }
             | None -> base.Reduce(op, x, axes)
-        | Storage.F64 _ -> base.Reduce(op, x, axes)
+        | _ -> base.Reduce(op, x, axes)
 
     override _.View(x, offset, strides, shape) =
         match x.Storage with
@@ -105,7 +105,7 @@ type CpuBackend(threads: int, knobs: CpuKnobs) =
             Shape = shape
             Storage = Storage.F32(FastElementwise.view threshold threads a offset strides shape)
           }
-        | Storage.F64 _ -> base.View(x, offset, strides, shape)
+        | _ -> base.View(x, offset, strides, shape)
 
     override _.Embed(x, shape, offset, strides) =
         match x.Storage with
@@ -113,7 +113,7 @@ type CpuBackend(threads: int, knobs: CpuKnobs) =
             Shape = shape
             Storage = Storage.F32(FastElementwise.embed threshold threads a x.Shape (Shape.numel shape) offset strides)
           }
-        | Storage.F64 _ -> base.Embed(x, shape, offset, strides)
+        | _ -> base.Embed(x, shape, offset, strides)
 
     override _.MatMul(a, transA, b, transB, outShape) =
         match a.Storage, b.Storage with
@@ -224,7 +224,7 @@ type CpuBackend(threads: int, knobs: CpuKnobs) =
     override _.Recycle x =
         match x.Storage with
         | Storage.F32 a -> BufferPool.give a
-        | Storage.F64 _ -> ()
+        | _ -> ()
 
     override _.NextPhase() = BufferPool.nextPhase ()
 
@@ -237,7 +237,7 @@ type CpuBackend(threads: int, knobs: CpuKnobs) =
                 SimdLoops.leakyRelu (float32 alpha) a y lo hi)
 
             RawTensor.ofFloat32 x.Shape y
-        | Storage.F64 _ -> base.LeakyRelu(x, alpha)
+        | _ -> base.LeakyRelu(x, alpha)
 
     override _.LeakyReluBackward(g, x, alpha) =
         match g.Storage, x.Storage with

@@ -7,9 +7,14 @@ open Gan.Functional
 module internal ReferenceOps =
 
     let dtypeMismatch op (a: RawTensor) (b: RawTensor) : 'a =
-        Shape.fail
-            op
-            (sprintf "dtypes differ: %A %s and %A %s" a.DType (Shape.show a.Shape) b.DType (Shape.show b.Shape))
+        match a.Storage, b.Storage with
+        | Storage.Device d, _
+        | _, Storage.Device d -> RawTensor.hostOnly op d
+        | _ ->
+
+            Shape.fail
+                op
+                (sprintf "dtypes differ: %A %s and %A %s" a.DType (Shape.show a.Shape) b.DType (Shape.show b.Shape))
 
     let inline sigmoid (x: ^T) : ^T =
         let one = LanguagePrimitives.GenericOne
@@ -220,6 +225,7 @@ type ReferenceBackend() =
 
         member _.Unary(op, x) =
             match x.Storage with
+            | Storage.Device d -> RawTensor.hostOnly "unary" d
             | Storage.F32 a -> {
                 Shape = x.Shape
                 Storage = Storage.F32(ReferenceOps.mapT op a)
@@ -257,6 +263,7 @@ type ReferenceBackend() =
             let shape = Shape.reduceKeep x.Shape axes
 
             match x.Storage with
+            | Storage.Device d -> RawTensor.hostOnly "reduce" d
             | Storage.F32 a -> {
                 Shape = shape
                 Storage = Storage.F32(ReferenceOps.reduceT op a x.Shape axes Single.NegativeInfinity)
@@ -268,11 +275,13 @@ type ReferenceBackend() =
 
         member _.ArgMax(x, axis) =
             match x.Storage with
+            | Storage.Device d -> RawTensor.hostOnly "argmax" d
             | Storage.F32 a -> Strided.argMax a x.Shape axis
             | Storage.F64 a -> Strided.argMax a x.Shape axis
 
         member _.View(x, offset, strides, shape) =
             match x.Storage with
+            | Storage.Device d -> RawTensor.hostOnly "view" d
             | Storage.F32 a -> {
                 Shape = shape
                 Storage = Storage.F32(Strided.view a offset strides shape)
@@ -284,6 +293,7 @@ type ReferenceBackend() =
 
         member _.Embed(x, shape, offset, strides) =
             match x.Storage with
+            | Storage.Device d -> RawTensor.hostOnly "embed" d
             | Storage.F32 a ->
                 let dst = Array.zeroCreate (Shape.numel shape)
                 Strided.embed a x.Shape dst offset strides
@@ -307,11 +317,13 @@ type ReferenceBackend() =
             let shapes = xs |> Array.map (fun x -> x.Shape)
 
             match xs.[0].Storage with
+            | Storage.Device d -> RawTensor.hostOnly "concat" d
             | Storage.F32 _ ->
                 let parts =
                     xs
                     |> Array.map (fun x ->
                         match x.Storage with
+                        | Storage.Device d -> RawTensor.hostOnly "concat" d
                         | Storage.F32 a -> a
                         | Storage.F64 _ -> ReferenceOps.dtypeMismatch "concat" xs.[0] x)
 
@@ -324,6 +336,7 @@ type ReferenceBackend() =
                     xs
                     |> Array.map (fun x ->
                         match x.Storage with
+                        | Storage.Device d -> RawTensor.hostOnly "concat" d
                         | Storage.F64 a -> a
                         | Storage.F32 _ -> ReferenceOps.dtypeMismatch "concat" xs.[0] x)
 
@@ -334,6 +347,7 @@ type ReferenceBackend() =
 
         member _.Take(x, index, shape) =
             match x.Storage with
+            | Storage.Device d -> RawTensor.hostOnly "take" d
             | Storage.F32 a -> {
                 Shape = shape
                 Storage = Storage.F32(ReferenceOps.takeT a index)
@@ -347,6 +361,7 @@ type ReferenceBackend() =
             let n = Shape.numel shape
 
             match src.Storage with
+            | Storage.Device d -> RawTensor.hostOnly "scatter_add" d
             | Storage.F32 a -> {
                 Shape = shape
                 Storage = Storage.F32(ReferenceOps.scatterAddT a index n)
@@ -408,6 +423,7 @@ type ReferenceBackend() =
 
         member _.MaxPool2dIndices(x, kh, kw, spec) =
             match x.Storage with
+            | Storage.Device d -> RawTensor.hostOnly "max_pool2d" d
             | Storage.F32 a -> ReferenceConv.maxPool2dIndices kh kw spec a x.Shape
             | Storage.F64 a -> ReferenceConv.maxPool2dIndices kh kw spec a x.Shape
 
@@ -419,6 +435,7 @@ type ReferenceBackend() =
 
         member _.LeakyRelu(x, alpha) =
             match x.Storage with
+            | Storage.Device d -> RawTensor.hostOnly "leaky_relu" d
             | Storage.F32 a ->
                 let k = float32 alpha
                 RawTensor.ofFloat32 x.Shape (a |> Array.map (fun v -> if v > 0.0f then v else k * v))

@@ -202,6 +202,7 @@ module Autodiff =
             // k = convW(x, gg): ⟨k, V⟩ = ⟨gg, conv(x, V)⟩
             binary (fun () -> Prim.conv2dInputGrad spec (shapeOf x) (p gg) g) (fun () -> Prim.conv2d spec (p x) g)
         | Cast a -> unary (fun () -> Prim.cast (Prim.dtype a) g)
+        | Move a -> unary (fun () -> Prim.moveTo (Gan.Functional.Kernels.Placement.ownerOf (Tape.raw a)) g)
         | PairwiseL1(a, b) ->
             binary
                 (fun () -> pairwiseL1Adjoint g (p a) (p b))
@@ -219,13 +220,15 @@ module Autodiff =
             scratch gb
             adjoints
 
-    /// The float32 buffer under a constant (none for tracked or float64 tensors).
-    let private constBuffer (t: Tensor) : float32[] voption =
+    /// The float32 buffer under a constant, a host array or a device buffer (none for tracked
+    /// or float64 tensors).
+    let private constBuffer (t: Tensor) : obj voption =
         match t with
         | TConst r ->
             match r.Storage with
-            | Storage.F32 a -> ValueSome a
-            | Storage.F64 _ -> ValueNone
+            | Storage.F32 a -> ValueSome(a :> obj)
+            | Storage.Device d when d.DType = Float32 -> ValueSome(d :> obj)
+            | _ -> ValueNone
         | TRev _ -> ValueNone
 
     /// Hands buffers that one backward pass created back to the backend once they are dead.
@@ -239,10 +242,10 @@ module Autodiff =
     /// differentiation) nothing is recycled.
     [<Sealed>]
     type private Recycler private (enabled: bool) =
-        let holders = Dictionary<float32[], int>(HashIdentity.Reference)
-        let fresh = HashSet<float32[]>(HashIdentity.Reference)
+        let holders = Dictionary<obj, int>(HashIdentity.Reference)
+        let fresh = HashSet<obj>(HashIdentity.Reference)
 
-        let recycleIfDead (t: Tensor) (b: float32[]) =
+        let recycleIfDead (t: Tensor) (b: obj) =
             if not (holders.ContainsKey b) && fresh.Remove b then
                 Prim.backend().Recycle(Tape.raw t)
 

@@ -79,7 +79,11 @@ module internal Rewrites =
             Prim.matmulT
                 (Prim.reshape [| o * c; 9 |] w)
                 false
-                (Prim.cast (Prim.dtype w) (TConst(RawTensor.ofFloat64 [| 9; 16 |] m)))
+                (TConst(
+                    Gan.Functional.Kernels.Placement.onPlaceOf
+                        (Tape.raw w)
+                        (RawTensor.cast (Prim.dtype w) (RawTensor.ofFloat64 [| 9; 16 |] m))
+                ))
                 false
             |> Prim.reshape [| o; c; 2; 2; 2; 2 |]
             |> Prim.permute [| 2; 3; 0; 1; 4; 5 |]

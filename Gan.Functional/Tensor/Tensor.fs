@@ -82,6 +82,9 @@ and internal Op =
     | ConvInputGrad of Tensor * Tensor * ConvSpec
     | ConvWeightGrad of Tensor * Tensor * ConvSpec
     | Cast of Tensor
+    /// The same values at another place (a device, or the host): Tensor.toDevice/toHost. The
+    /// adjoint moves back to the input's place.
+    | Move of Tensor
     /// y = x where x > 0, αx elsewhere: one pass forward and back, and the tape keeps x only
     /// (composed as x·slope it would also keep a full-size slope tensor).
     | LeakyRelu of Tensor * alpha: float
@@ -130,6 +133,7 @@ and internal Op =
         | ScatterAdd(a, _)
         | LeakyRelu(a, _)
         | AllReduce(a, _)
+        | Move a
         | Cast a -> [| a |]
         | Add(a, b)
         | Sub(a, b)
@@ -189,18 +193,14 @@ module internal Tape =
 
 /// Forward definitions of the primitives: shape checks with clear errors, then the kernel.
 module internal Prim =
-    /// The backend in force.
-    let backend () =
-        match Backend.tryGet () with
-        | Some b -> b
-        | None -> Gan.Functional.Kernels.DefaultBackend.get ()
+    /// The kernels: each call runs on the backend that owns its inputs (the selected backend
+    /// for host tensors; see <c>Placement</c>).
+    let backend () = DispatchBackend.Instance :> IBackend
 
-    /// The fused optimizer steps of the backend in force, or the reference kernels' when it has
-    /// none.
+    /// The fused optimizer steps of the backend that owns the parameters, or the reference
+    /// kernels' when it has none.
     let fusedOptimizer () =
-        match backend () with
-        | :? IFusedOptimizer as f -> f
-        | _ -> ReferenceBackend.Instance :> IFusedOptimizer
+        DispatchBackend.Instance :> IFusedOptimizer
 
     let shape t = (Tape.raw t).Shape
     let dtype (t: Tensor) = (Tape.raw t).DType
@@ -268,7 +268,15 @@ module internal Prim =
         let target =
             Shape.broadcast "where" (Shape.broadcast "where" (shape mask) (shape a)) (shape b)
 
-        let m = Tape.raw (expand target (TConst(RawTensor.cast (dtype a) (Tape.raw mask))))
+        let m0 = Tape.raw mask
+
+        let m1 =
+            if m0.DType = dtype a then
+                m0
+            else
+                backend().Cast(m0, dtype a)
+
+        let m = Tape.raw (expand target (TConst m1))
         let a', b' = expand target a, expand target b
         Tape.lift [| a'; b' |] (fun r -> backend().Where(m, r.[0], r.[1])) (fun i -> Where(m, i.[0], i.[1]))
 
@@ -562,6 +570,30 @@ module internal Prim =
         else
             Tape.lift [| x |] (fun r -> backend().Cast(r.[0], dt)) (fun i -> Cast i.[0])
 
+    /// x's values at `target`: a device backend's device, or the host (None); x itself when it
+    /// is there already. Differentiable: the adjoint moves back to x's place.
+    let moveTo (target: IDeviceBackend option) (x: Tensor) =
+        let here = Placement.ownerOf (Tape.raw x)
+
+        let same =
+            match here, target with
+            | None, None -> true
+            | Some a, Some b -> obj.ReferenceEquals(a, b)
+            | _ -> false
+
+        if same then
+            x
+        else
+            Tape.lift
+                [| x |]
+                (fun r ->
+                    let h = RawTensor.toHost r.[0]
+
+                    match target with
+                    | Some d -> d.Upload h
+                    | None -> h)
+                (fun i -> Move i.[0])
+
     /// Train-mode batch normalisation over every axis but 1 in one fused kernel: returns y and
     /// the batch mean and biased variance ([C], constants).
     let batchNorm (eps: float) (x: Tensor) (gamma: Tensor) (beta: Tensor) =
@@ -590,17 +622,24 @@ module internal Prim =
         Tape.lift
             [| x |]
             (fun r ->
-                let v = r.[0]
+                // the reducer works on host memory: a device tensor travels there and back
+                let v = RawTensor.toHost r.[0]
+
+                let back (h: RawTensor) =
+                    match r.[0].Storage with
+                    | Storage.Device d -> (d.Owner :?> IDeviceBackend).Upload h
+                    | _ -> h
 
                 match v.Storage with
                 | Storage.F32 a ->
                     let b = Array.sub a 0 v.Numel
                     reducer.SumInPlace(System.Span<float32> b)
-                    RawTensor.ofFloat32 v.Shape b
+                    back (RawTensor.ofFloat32 v.Shape b)
                 | Storage.F64 a ->
                     let b = Array.sub a 0 v.Numel
                     reducer.SumInPlace(System.Span<float> b)
-                    RawTensor.ofFloat64 v.Shape b)
+                    back (RawTensor.ofFloat64 v.Shape b)
+                | Storage.Device d -> RawTensor.hostOnly "all_reduce" d)
             (fun i -> AllReduce(i.[0], reducer))
 
     /// Sums `x` down to `target`, undoing a broadcast (sum over added and stretched axes).

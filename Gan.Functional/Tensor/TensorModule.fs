@@ -18,13 +18,20 @@ module Tensor =
     /// The value as a raw buffer (through every differentiation level).
     let internal toRaw (t: Tensor) = Tape.raw t
 
-    /// A float32 tensor of `shape` over row-major `data` (copied).
-    let ofArray (shape: int[]) (data: float32[]) =
-        TConst(RawTensor.ofFloat32 (Array.copy shape) (Array.copy data))
+    // Creation follows the selected backend (like torch.set_default_device): while a device
+    // backend is selected, the functions below that make a tensor from nothing or from host
+    // data put it on that device; `...Like` functions put it where their model tensor is.
 
-    /// A float64 tensor of `shape` over row-major `data` (copied).
+    /// A constant on the default place (the selected device backend's device, else the host).
+    let private made (r: RawTensor) = TConst(Placement.onDefault r)
+
+    /// A float32 tensor of `shape` over row-major `data` (copied), on the default device.
+    let ofArray (shape: int[]) (data: float32[]) =
+        made (RawTensor.ofFloat32 (Array.copy shape) (Array.copy data))
+
+    /// A float64 tensor of `shape` over row-major `data` (copied), on the default device.
     let ofArray64 (shape: int[]) (data: float[]) =
-        TConst(RawTensor.ofFloat64 (Array.copy shape) (Array.copy data))
+        made (RawTensor.ofFloat64 (Array.copy shape) (Array.copy data))
 
     let rec private readNested (value: obj) (shape: ResizeArray<int>) (depth: int) (out: ResizeArray<float>) =
         let note (d: int) (n: int) =
@@ -66,20 +73,20 @@ module Tensor =
         if Shape.numel s <> out.Count then
             Shape.fail "create" "ragged nested data"
 
-        TConst(RawTensor.cast dtype (RawTensor.ofFloat64 s (out.ToArray())))
+        made (RawTensor.cast dtype (RawTensor.ofFloat64 s (out.ToArray())))
 
     /// A float32 tensor from nested data of any rank (see <see cref="createAs"/>).
     let create (value: obj) = createAs Float32 value
 
     /// A rank-0 tensor of the given dtype.
-    let scalarAs (dtype: DType) (v: float) = TConst(RawTensor.full dtype [||] v)
+    let scalarAs (dtype: DType) (v: float) = made (RawTensor.full dtype [||] v)
 
     /// A rank-0 float32 tensor.
     let scalar (v: float) = scalarAs Float32 v
 
     /// A tensor of `shape` filled with `v`.
     let fullAs (dtype: DType) (shape: int[]) (v: float) =
-        TConst(RawTensor.full dtype (Array.copy shape) v)
+        made (RawTensor.full dtype (Array.copy shape) v)
 
     /// A float32 tensor of `shape` filled with `v`.
     let full (shape: int[]) (v: float) = fullAs Float32 shape v
@@ -90,8 +97,9 @@ module Tensor =
     /// Float32 ones.
     let ones (shape: int[]) = full shape 1.0
 
-    /// A constant with the shape and dtype of `t`, filled with `v`.
-    let fullLike (t: Tensor) (v: float) = fullAs (Prim.dtype t) (Prim.shape t) v
+    /// A constant with the shape, dtype and place (host or device) of `t`, filled with `v`.
+    let fullLike (t: Tensor) (v: float) =
+        TConst(Placement.onPlaceOf (Tape.raw t) (RawTensor.full (Prim.dtype t) (Array.copy (Prim.shape t)) v))
 
     /// Zeros shaped like `t`.
     let zerosLike (t: Tensor) = fullLike t 0.0
@@ -105,29 +113,28 @@ module Tensor =
             Shape.fail "arange" "step must be non-zero"
 
         let n = max 0 (int (Math.Ceiling((stop - start) / step)))
-        TConst(RawTensor.ofFloat32 [| n |] (Array.init n (fun i -> float32 (start + float i * step))))
+        made (RawTensor.ofFloat32 [| n |] (Array.init n (fun i -> float32 (start + float i * step))))
 
     /// 0, 1, …, n − 1 (float32, rank 1).
     let arange (n: int) = arangeFrom 0.0 (float n) 1.0
 
     /// The n×n identity (float32).
     let eye (n: int) =
-        TConst(RawTensor.ofFloat32 [| n; n |] (Array.init (n * n) (fun i -> if i / n = i % n then 1.0f else 0.0f)))
+        made (RawTensor.ofFloat32 [| n; n |] (Array.init (n * n) (fun i -> if i / n = i % n then 1.0f else 0.0f)))
 
     /// U[0, 1) samples of `shape` from `key` (float32).
-    let rand (key: Key) (shape: int[]) =
-        TConst(Random.uniform key Float32 shape)
+    let rand (key: Key) (shape: int[]) = made (Random.uniform key Float32 shape)
 
     /// N(0, 1) samples of `shape` from `key` (float32).
-    let randn (key: Key) (shape: int[]) = TConst(Random.normal key Float32 shape)
+    let randn (key: Key) (shape: int[]) = made (Random.normal key Float32 shape)
 
     /// 0/1 samples with P(1) = p, of `shape`, from `key` (float32).
     let bernoulli (key: Key) (p: float) (shape: int[]) =
-        TConst(Random.bernoulli key p Float32 shape)
+        made (Random.bernoulli key p Float32 shape)
 
     /// N(0, 1) truncated to [−2, 2] (float32).
     let truncatedNormal (key: Key) (shape: int[]) =
-        TConst(Random.truncatedNormal key Float32 shape)
+        made (Random.truncatedNormal key Float32 shape)
 
     /// The dimensions, outermost first.
     let shape (t: Tensor) = Array.copy (Prim.shape t)
@@ -155,6 +162,21 @@ module Tensor =
             Shape.fail "item" (sprintf "needs exactly one element, got %s" (Shape.show r.Shape))
 
         (RawTensor.toFloat64Array r).[0]
+
+    /// A copy of `t` in the memory of `device`'s device (`t` itself when it is there already),
+    /// differentiable (the adjoint moves back). Operations run where their inputs are: every
+    /// input of an operation must be on one device (a rank-0 host tensor is moved by itself).
+    let toDevice (device: IDeviceBackend) (t: Tensor) = Prim.moveTo (Some device) t
+
+    /// A copy of `t` in host memory (`t` itself when it is there already), differentiable.
+    /// Reading values (toArray, item) copies to the host by itself.
+    let toHost (t: Tensor) = Prim.moveTo None t
+
+    /// The name of the device `t` lives on, or "the host".
+    let placeName (t: Tensor) = RawTensor.placeName (Tape.raw t)
+
+    /// True when `t` lives in a device's memory.
+    let isOnDevice (t: Tensor) = (Placement.ownerOf (Tape.raw t)).IsSome
 
     /// The value with every differentiation level removed: gradients stop here (PyTorch's detach).
     let detach (t: Tensor) = TConst(Tape.raw t)
@@ -724,7 +746,10 @@ module Tensor =
                 wt.[i] <- src - float i0
 
             let wshape = Array.init r (fun d -> if d = axis then m else 1)
-            let w1 = TConst(RawTensor.cast (Prim.dtype t) (RawTensor.ofFloat64 wshape wt))
+
+            let w1 =
+                TConst(Placement.onPlaceOf (Tape.raw t) (RawTensor.cast (Prim.dtype t) (RawTensor.ofFloat64 wshape wt)))
+
             let w0 = Prim.sub (Prim.scalarLike t 1.0) w1
             Prim.add (Prim.mul (indexSelect axis lo t) w0) (Prim.mul (indexSelect axis hi t) w1)
 
