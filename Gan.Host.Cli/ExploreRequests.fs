@@ -24,6 +24,8 @@ type EvaluateRequest() =
     member val UseEma = true with get, set
     member val DataDir: string | null = null with get, set
     member val Threads = 0 with get, set
+    /// --device: a device spec (checked by the parser), "auto" when not given.
+    member val Device = "auto" with get, set
 
 /// What `interpolate` and `arithmetic` share: the generator to use and the output.
 type LatentRequest() =

@@ -31,6 +31,7 @@ type EvaluateArgs =
     | [<Unique>] No_Ema
     | [<Unique>] Data_Dir of dir: string
     | [<Unique>] Threads of count: int
+    | [<Unique>] Device of name: string
 
     interface IArgParserTemplate with
         member a.Usage =
@@ -51,6 +52,8 @@ type EvaluateArgs =
             | No_Ema -> "use the trained generator even when the checkpoint keeps EMA weights."
             | Data_Dir _ -> "where the dataset's IDX files are, if the classifier must be trained first."
             | Threads _ -> "CPU worker threads (default 0: one per core)."
+            | Device _ ->
+                "where the generator runs: auto (default), cpu, cuda:N, opencl:N or ilgpu-cpu (the devices command lists what exists); the metrics' classifier and features run on the CPU."
 
 /// `interpolate`: rows of latent walks between pairs of random z.
 [<RequireQualifiedAccess>]

@@ -48,6 +48,15 @@ module CommandLine =
 
     let private threads (v: int option) = betweenOr "--threads" 0 1024 0 v
 
+    /// A --device value in its written form (the library's DeviceSpec), or its default.
+    let private device fallback (v: string option) =
+        match v with
+        | None -> fallback
+        | Some text ->
+            match Gan.Functional.DeviceSpec.parse text with
+            | Ok spec -> spec.Name
+            | Error message -> fail "%s" message
+
     let private positive flag (v: float) =
         if not (Double.IsFinite v) || v <= 0.0 then
             fail "%s must be a positive number (got %s)." flag (show v)
@@ -298,6 +307,7 @@ module CommandLine =
         req.UseEma <- not (r.Contains EvaluateArgs.No_Ema)
         req.DataDir <- str (r.TryGetResult EvaluateArgs.Data_Dir)
         req.Threads <- threads (r.TryGetResult EvaluateArgs.Threads)
+        req.Device <- device "auto" (r.TryGetResult EvaluateArgs.Device)
         req
 
     let private interpolateRequest (r: ParseResults<InterpolateArgs>) =
@@ -378,6 +388,7 @@ module CommandLine =
         req.UseEma <- not (r.Contains SampleArgs.No_Ema)
 
         req.Threads <- threads (r.TryGetResult SampleArgs.Threads)
+        req.Device <- device "auto" (r.TryGetResult SampleArgs.Device)
 
         req
 
@@ -391,6 +402,7 @@ module CommandLine =
         req.Warmup <- r.TryGetResult BenchArgs.Warmup |> betweenOr "--warmup" 0 100000 3
 
         req.Threads <- threads (r.TryGetResult BenchArgs.Threads)
+        req.Device <- device "auto" (r.TryGetResult BenchArgs.Device)
 
         req.ProfileShapes <- r.Contains BenchArgs.Profile_Shapes
         req.Profile <- r.Contains BenchArgs.Profile || req.ProfileShapes

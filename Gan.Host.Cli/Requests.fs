@@ -30,6 +30,8 @@ type SampleRequest() =
     member val Seed = 0UL with get, set
     member val UseEma = true with get, set
     member val Threads = 0 with get, set
+    /// --device: a device spec (checked by the parser), "auto" when not given.
+    member val Device = "auto" with get, set
 
 /// What `bench` was asked for; a null Batch means the model's bench default.
 [<Sealed>]
@@ -39,6 +41,8 @@ type BenchRequest() =
     member val Steps = 10 with get, set
     member val Warmup = 3 with get, set
     member val Threads = 0 with get, set
+    /// --device: a device spec (checked by the parser), "auto" when not given.
+    member val Device = "auto" with get, set
     member val Profile = false with get, set
     /// Split the profile by operand shapes (implies Profile).
     member val ProfileShapes = false with get, set

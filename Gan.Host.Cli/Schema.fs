@@ -68,7 +68,8 @@ type TrainArgs =
             | Keep_Checkpoints _ -> "how many checkpoints to keep (default 3)."
             | Seed _ -> "seed of every random draw: initial weights, noise, shuffling (default 0)."
             | Threads _ -> "CPU worker threads (default 0: one per core)."
-            | Device _ -> "auto (default) or cpu; the devices command lists what exists."
+            | Device _ ->
+                "where the kernels run: auto (default: a CUDA GPU when one works, else cpu), cpu, cuda:N, opencl:N or ilgpu-cpu (ILGPU's CPU accelerator, for tests); the devices command lists what exists."
             | Data_Dir _ ->
                 "where datasets live (default: gan-functional/<dataset> under the user's cache directory, e.g. ~/.cache)."
             | Out _ -> "run directory (default: runs/<model>-<dataset>-<time> under the current directory)."
@@ -91,6 +92,7 @@ type SampleArgs =
     | [<Unique>] Seed of seed: uint64
     | [<Unique>] No_Ema
     | [<Unique>] Threads of count: int
+    | [<Unique>] Device of name: string
 
     interface IArgParserTemplate with
         member a.Usage =
@@ -102,6 +104,8 @@ type SampleArgs =
             | Seed _ -> "seed of the noise (default 0)."
             | No_Ema -> "use the trained generator even when the checkpoint keeps EMA weights."
             | Threads _ -> "CPU worker threads (default 0: one per core)."
+            | Device _ ->
+                "where the kernels run: auto (default: a CUDA GPU when one works, else cpu), cpu, cuda:N, opencl:N or ilgpu-cpu (ILGPU's CPU accelerator, for tests); the devices command lists what exists."
 
 /// `models`: lists the zoo.
 [<RequireQualifiedAccess>]
@@ -131,6 +135,7 @@ type BenchArgs =
     | [<Unique>] Steps of count: int
     | [<Unique>] Warmup of count: int
     | [<Unique>] Threads of count: int
+    | [<Unique>] Device of name: string
     | [<Unique>] Profile
     | [<Unique>] Profile_Shapes
     | [<Unique>] Sync_Batchnorm
@@ -145,6 +150,8 @@ type BenchArgs =
             | Steps _ -> "timed steps (default 10); the median and minimum are printed."
             | Warmup _ -> "untimed steps first (default 3)."
             | Threads _ -> "CPU worker threads (default 0: one per core)."
+            | Device _ ->
+                "where the kernels run: auto (default: a CUDA GPU when one works, else cpu), cpu, cuda:N, opencl:N or ilgpu-cpu (ILGPU's CPU accelerator, for tests); the devices command lists what exists."
             | Profile -> "also print, on stderr, where the time of a step goes, kernel by kernel."
             | Profile_Shapes -> "like --profile, with each kernel split by its operands' shapes."
             | Sync_Batchnorm -> "under mpirun: synchronised BatchNorm (as train --sync-batchnorm)."
@@ -180,5 +187,6 @@ type HostArgs =
             | Arithmetic _ -> "a PNG of latent vector arithmetic on chosen samples: mean(a) - mean(b) + mean(c)."
             | Report _ -> "one self-contained HTML page of a run: losses, D outputs, metrics, every epoch's samples."
             | Models _ -> "list the zoo: name, G and D parameter counts, output shape."
-            | Devices _ -> "list what can run here: the CPU, its cores and kernels; GPUs."
+            | Devices _ ->
+                "list what can run here: the CPU, its cores and kernels; the GPUs and other devices ILGPU finds."
             | Bench _ -> "time full training steps of zoo models on random data (one line per model)."

@@ -76,7 +76,12 @@ public class BadInputTests
     {
         using var sandbox = new TempDir();
 
-        AssertParagraph(Host.Run(sandbox, "train", "--device", "cuda"), 2, "Unknown device 'cuda'", "auto and cpu");
+        AssertParagraph(Host.Run(sandbox, "train", "--device", "cuda"), 2, "Unknown device 'cuda'", "cuda:0 for the first", "--device takes auto, cpu, cuda:N, opencl:N or ilgpu-cpu");
+        // a well-formed spec of a device that is not here: refused before the run directory is made
+        var run = sandbox["run"];
+        AssertParagraph(Host.Run(sandbox, Host.TinyTrain(sandbox, run, "--device", "cuda:1")), 2, "There is no device cuda:1: this machine has no CUDA device (", "The devices here: cpu, ilgpu-cpu.");
+        Assert.False(Directory.Exists(run));
+        AssertParagraph(Host.Run(sandbox, "sample", "--checkpoint", sandbox["none.safetensors"], "--out", sandbox["s.png"], "--device", "opencl:0"), 2, "There is no device opencl:0: this machine has no OpenCL device");
     }
 
     [Fact]

@@ -93,6 +93,31 @@ public class CommandLineTests
         Assert.Equal(("all", (int?)null, 10, 3, 0, false), (b.Model, b.Batch, b.Steps, b.Warmup, b.Threads, b.Profile));
     }
 
+    [Fact]
+    public void Sample_evaluate_and_bench_take_a_device_spec_in_its_written_form_and_default_to_auto()
+    {
+        Assert.Equal("cuda:1", CommandLine.parse(["sample", "--run", "r", "--out", "s.png", "--device", " CUDA:1 "]).Sample!.Device);
+        Assert.Equal("ilgpu-cpu", CommandLine.parse(["evaluate", "--run", "r", "--device", "ilgpu-cpu"]).Evaluate!.Device);
+        Assert.Equal("opencl:0", CommandLine.parse(["bench", "--device", "opencl:0"]).Bench!.Device);
+        Assert.Equal("auto", CommandLine.parse(["sample", "--run", "r", "--out", "s.png"]).Sample!.Device);
+        Assert.Equal("auto", CommandLine.parse(["evaluate", "--run", "r"]).Evaluate!.Device);
+        Assert.Equal("auto", CommandLine.parse(["bench"]).Bench!.Device);
+    }
+
+    [Theory]
+    [InlineData("sample --run r --out s.png --device gpu", "sample")]
+    [InlineData("evaluate --run r --device cuda:x", "evaluate")]
+    [InlineData("bench --device tpu", "bench")]
+    public void A_malformed_device_is_a_usage_error_listing_the_forms(string line, string command)
+    {
+        var p = CommandLine.parse(line.Split(' '));
+
+        Assert.Equal(CommandKind.Error, p.Kind);
+        Assert.StartsWith("Unknown device '", p.Text);
+        Assert.Contains("--device takes auto, cpu, cuda:N, opencl:N or ilgpu-cpu", p.Text);
+        Assert.EndsWith($"Run `Gan.Host {command} --help` for the options.", p.Text);
+    }
+
     [Theory]
     [InlineData("--help")]
     [InlineData("train --help")]

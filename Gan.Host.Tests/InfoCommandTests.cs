@@ -25,16 +25,20 @@ public class InfoCommandTests
     }
 
     [Fact]
-    public void Devices_lists_the_cpu_with_its_cores_and_no_gpu_with_the_reason()
+    public void Devices_lists_the_cpu_with_its_cores_ILGPUs_cpu_accelerator_and_no_cuda_with_the_reason()
     {
         using var sandbox = new TempDir();
 
         var r = Host.Run(sandbox, "devices");
 
         Assert.Equal(0, r.Code);
-        Assert.Matches(@"cpu\s+available\s+\d+ core\(s\)", r.Out);
-        Assert.Matches(@"gpu\s+none\s+.*CPU kernels only", r.Out);
-        Assert.Contains("--device accepts: auto, cpu", r.Out);
+        var lines = r.Out.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Matches(@"^cpu\s+available\s+\d+ core\(s\) usable by this process; cpu backend, \d+ threads?", lines[0]);
+        Assert.Contains(lines, l => Regex.IsMatch(l, @"^ilgpu-cpu\s+available\s+ILGPU's CPU accelerator, \d+ threads"));
+        // this machine has no NVIDIA driver: the line says which library was looked for
+        Assert.Contains(lines, l => Regex.IsMatch(l, @"^cuda\s+none\s+no NVIDIA driver: libcuda\.so\.1 is not on the library path$"));
+        Assert.Contains(lines, l => Regex.IsMatch(l, @"^opencl\s+none\s+ILGPU found no OpenCL platform"));
+        Assert.Equal("--device accepts: auto, cpu, cuda:N, opencl:N, ilgpu-cpu (auto = cpu here)", lines[^1]);
     }
 
     [Fact]

@@ -70,6 +70,14 @@ internal static class App
         {
             return Fail(ctx, $"A file operation failed: {e.Message.TrimEnd('.')}. Check the paths and permissions given on the command line.", ExitCodes.Failed);
         }
+        catch (Gan.Functional.DeviceOutOfMemoryException e)
+        {
+            return Fail(ctx, DeviceSelection.OutOfMemory(e, ctx), ExitCodes.Failed);
+        }
+        catch (AggregateException e) when (e.InnerExceptions.OfType<Gan.Functional.DeviceOutOfMemoryException>().FirstOrDefault() is { } first)
+        {
+            return Fail(ctx, DeviceSelection.OutOfMemory(first, ctx), ExitCodes.Failed);
+        }
         catch (OutOfMemoryException)
         {
             return Fail(ctx, "Out of memory. Use a smaller --batch-size or --train-size.", ExitCodes.Failed);

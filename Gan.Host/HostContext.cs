@@ -39,6 +39,12 @@ internal sealed class HostContext
     /// <summary>Set while a training loop can stop cleanly (so Ctrl-C waits for it).</summary>
     public volatile bool TrainingActive;
 
+    /// <summary>The --device the command selected ("auto", "cuda:0", …), for the out-of-memory message.</summary>
+    public string Device { get; set; } = "cpu";
+
+    /// <summary>What the command is doing on the device, e.g. "training mbd28 at batch size 64" (the out-of-memory message names it).</summary>
+    public string DeviceWork { get; set; } = "";
+
     public string Resolve(string path) => Path.GetFullPath(path, WorkingDirectory);
 
     public void Info(string line) => Out.WriteLine(line);

@@ -68,6 +68,32 @@ type ModelInfo internal (model: GanModel, gParams: int, dParams: int) =
     member _.DefaultLrDecayEpochs = List.toArray model.Defaults.LrDecayEpochs
     member internal _.Model = model
 
+/// A device ILGPU found on this machine (see <see cref="M:Gan.Functional.CSharp.Engine.Devices"/>).
+[<Sealed>]
+type DeviceDescription internal (d: DeviceInfo) =
+    /// How --device and <see cref="M:Gan.Functional.CSharp.Engine.UseDevice(System.String)"/> name it:
+    /// "cuda:0", "opencl:0", "ilgpu-cpu".
+    member _.Spec = d.Spec.Name
+    /// The device's own name, e.g. "NVIDIA H100 80GB HBM3".
+    member _.Name = d.Name
+
+    /// "cuda", "opencl" or "ilgpu-cpu".
+    member _.Kind =
+        match d.Spec with
+        | DeviceSpec.Cuda _ -> "cuda"
+        | DeviceSpec.OpenCl _ -> "opencl"
+        | _ -> "ilgpu-cpu"
+
+    /// Total memory in bytes (0 for the CPU accelerator, which has none of its own).
+    member _.MemoryBytes = d.MemoryBytes
+    /// CUDA compute capability "major.minor"; "" for other kinds or an architecture ILGPU does
+    /// not know.
+    member _.ComputeCapability = d.ComputeCapability
+    /// Multiprocessors (CUDA SMs, OpenCL compute units, CPU accelerator threads).
+    member _.Multiprocessors = d.Multiprocessors
+    /// One line (without the spec): name, capability, memory.
+    member _.Summary = Devices.describe d
+
 /// What one training step measured.
 [<Sealed>]
 type StepResult internal (m: StepMetrics, generatorUpdated: bool) =
@@ -120,6 +146,9 @@ type Engine =
     /// The name of the kernel backend in use.
     static member BackendName = (Prim.backend ()).Name
 
+    /// The kernel backend in use (the CPU backend on every core until one is selected).
+    static member CurrentBackend: IBackend = Prim.backend ()
+
     /// Selects the kernel backend for all later operations.
     static member UseBackend(backend: IBackend) = Backend.set backend
 
@@ -129,6 +158,33 @@ type Engine =
         let b = Gan.Functional.Kernels.CpuBackend(threads)
         Backend.set b
         b.Description
+
+    /// Selects where the kernels of all later operations run, and where new tensors live: "auto"
+    /// (the first CUDA device that works, else the CPU), "cpu", "cuda:N", "opencl:N" or
+    /// "ilgpu-cpu" (ILGPU's CPU accelerator, for tests); `threads` CPU worker threads for the CPU
+    /// backend (0: one per core). Returns one line saying what runs where. Throws
+    /// DeviceUnavailableException for a malformed spec or a device that is not here (the message
+    /// lists those that are).
+    static member UseDevice(spec: string, threads: int) : string =
+        match DeviceSpec.parse spec with
+        | Error message -> raise (DeviceUnavailableException message)
+        | Ok s ->
+            let backend, line = Devices.select s threads
+            Backend.set backend
+            line
+
+    /// <see cref="M:Gan.Functional.CSharp.Engine.UseDevice(System.String,System.Int32)"/> with one
+    /// CPU worker thread per core.
+    static member UseDevice(spec: string) : string = Engine.UseDevice(spec, 0)
+
+    /// The devices ILGPU finds here: CUDA, OpenCL, its CPU accelerator (the CPU backend, "cpu",
+    /// is always there besides them). Loads the drivers' libraries on first use.
+    static member Devices() : DeviceDescription[] =
+        Devices.list () |> List.map DeviceDescription |> List.toArray
+
+    /// Why there is no CUDA device here (meaningful when <see cref="M:Gan.Functional.CSharp.Engine.Devices"/>
+    /// lists none): no driver library, or a driver that reports no device.
+    static member NoCudaReason = Devices.noCudaReason ()
 
 /// A GAN being trained: the pure training state of Gan.Functional behind a mutable handle, for
 /// C# callers. Images are float32 NCHW, row-major, in the model's pixel range.
@@ -156,6 +212,18 @@ type GanTrainer private (info: ModelInfo, options: TrainSettings, config: TrainC
 
     /// The model.
     member _.Model = info
+
+    /// Where the training state lives: "the host", or a device's name. A trainer's tensors are
+    /// made where the backend selected at <c>Create</c>/<c>Restore</c> makes new tensors (a
+    /// device backend's device, see <c>Engine.UseDevice</c>), and each step's images go there
+    /// too; the arrays this class returns are host copies.
+    member _.Placement =
+        state.G.Params
+        |> Map.toSeq
+        |> Seq.tryHead
+        |> Option.map (snd >> Tensor.placeName)
+        |> Option.defaultValue "the host"
+
     /// Steps taken so far.
     member _.StepCount = state.Step
 

@@ -255,7 +255,8 @@ type TrainOptions(settings: TrainSettings, simultaneousUpdates: bool) =
         with get () = s.Threads
         and set v = s <- { s with Threads = v }
 
-    /// "auto" or "cpu".
+    /// Where the kernels run: "auto", "cpu", "cuda:N", "opencl:N" or "ilgpu-cpu" (see
+    /// <see cref="M:Gan.Functional.CSharp.Engine.UseDevice(System.String,System.Int32)"/>).
     member _.Device
         with get () = s.Device
         and set v = s <- { s with Device = v }
@@ -354,7 +355,7 @@ type TrainOptions(settings: TrainSettings, simultaneousUpdates: bool) =
     /// The message for a model the zoo does not have.
     static member UnknownModelMessage(name: string) = TrainSettings.unknownModel name
 
-    /// The values --device accepts.
+    /// The forms --device accepts: auto, cpu, cuda:N, opencl:N, ilgpu-cpu.
     static member Devices = List.toArray TrainSettings.devices
 
     /// True for a new run that names no model on image data (it gets the first-run settings).

@@ -54,7 +54,8 @@ type TrainSettings = {
     Seed: uint64
     /// CPU worker threads (0: one per core).
     Threads: int
-    /// "auto" or "cpu".
+    /// Where the kernels run, as a device spec in its written form (<c>DeviceSpec</c>): "auto",
+    /// "cpu", "cuda:0", "opencl:0", "ilgpu-cpu".
     Device: string
     /// Where the data lives ("" where there is no folder).
     DataDir: string
@@ -163,8 +164,8 @@ module TrainSettings =
         | "ragan" -> RelativisticAverage
         | other -> invalidArg "Loss" (sprintf "unknown loss '%s'; known: %s" other (String.Join(", ", lossNames)))
 
-    /// The values --device accepts.
-    let devices = [ "auto"; "cpu" ]
+    /// The forms --device accepts (<c>DeviceSpec.forms</c>).
+    let devices = Gan.Functional.DeviceSpec.forms
 
     let private show (v: float) =
         v.ToString("R", CultureInfo.InvariantCulture)
@@ -632,7 +633,10 @@ module TrainSettings =
             (fun v s -> { s with Threads = v })
             intKind
             (between 0 1024)
-        setting "device" "--device" false (fun s -> s.Device) (fun v s -> { s with Device = v }) stringKind noCheck
+        setting "device" "--device" false (fun s -> s.Device) (fun v s -> { s with Device = v }) stringKind (fun _ v ->
+            match Gan.Functional.DeviceSpec.parse v with
+            | Ok _ -> None
+            | Error message -> Some message)
         setting "dataDir" "--data-dir" false (fun s -> s.DataDir) (fun v s -> { s with DataDir = v }) stringKind noCheck
         sampleCountSetting
         setting
@@ -1047,19 +1051,11 @@ module TrainSettings =
 
         result
         |> Result.bind (fun s ->
-            let device = s.Device.Trim().ToLowerInvariant()
-
-            if not (List.contains device devices) then
-                Error(
-                    sprintf
-                        "Unknown device '%s': this build runs on %s only (auto picks the CPU). Gan.Functional has CPU kernels only, so GPUs (cuda, rocm, metal, …) are not available; `Gan.Host devices` says what is here."
-                        s.Device
-                        (String.Join(" and ", devices))
-                )
-            elif not (List.contains s.Loss lossNames) then
+            match Gan.Functional.DeviceSpec.parse s.Device with
+            | Error message -> Error message
+            | Ok _ when not (List.contains s.Loss lossNames) ->
                 Error(sprintf "Unknown loss '%s'; known: %s." s.Loss (String.Join(", ", lossNames)))
-            else
-                Ok { s with Device = device })
+            | Ok device -> Ok { s with Device = device.Name })
 
     /// The settings of a resumed run: the stored ones, with what the command line gives over
     /// them, resolved as a new run's are. The image size and noise length always come from the

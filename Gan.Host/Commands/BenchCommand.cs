@@ -98,6 +98,8 @@ internal static class BenchCommand
         yield return req.Warmup.ToString(c);
         yield return "--threads";
         yield return req.Threads.ToString(c);
+        yield return "--device";
+        yield return req.Device;
         if (req.ProfileShapes)
         {
             yield return "--profile-shapes";
@@ -112,10 +114,19 @@ internal static class BenchCommand
     {
         var c = CultureInfo.InvariantCulture;
         var batch = req.Batch ?? Models.First(m => m.Name == req.Model).Batch;
-        var cpu = new CpuBackend(req.Threads);
-        var profiler = req.Profile ? new ProfilingBackend(cpu, req.ProfileShapes) : null;
-        Engine.UseBackend(profiler is null ? cpu : profiler);
-        ctx.Err.WriteLine(cpu.Description);
+        ctx.Err.WriteLine(DeviceSelection.Use(req.Device, req.Threads, ctx));
+        ctx.DeviceWork = string.Create(c, $"benchmarking {req.Model} at batch size {batch}");
+        var selected = Engine.CurrentBackend;
+        if (req.Profile && selected is not CpuBackend)
+        {
+            throw new UserError($"bench --profile times the CPU backend's kernels; {req.Device} selected {selected.Name}. Give --device cpu, or drop --profile.", ExitCodes.Usage);
+        }
+
+        var profiler = req.Profile ? new ProfilingBackend(selected, req.ProfileShapes) : null;
+        if (profiler is not null)
+        {
+            Engine.UseBackend(profiler);
+        }
 
         var options = TrainOptions.ForModel(req.Model, 3);
         options.BatchSize = batch;

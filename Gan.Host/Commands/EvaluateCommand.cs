@@ -17,7 +17,8 @@ internal static class EvaluateCommand
             throw new UserError($"--json {json} is a directory; give a file name for the metrics.", ExitCodes.Usage);
         }
 
-        ctx.Info(Engine.ConfigureCpu(req.Threads));
+        ctx.Info(DeviceSelection.Use(req.Device, req.Threads, ctx));
+        ctx.DeviceWork = "generating and scoring samples (--samples sets how many)";
         var dataDir = req.DataDir is { } d ? ctx.Resolve(d) : null;
         EvalResult result;
         if (req.Real)

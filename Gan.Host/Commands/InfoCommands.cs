@@ -20,29 +20,58 @@ internal static class InfoCommands
         return ExitCodes.Ok;
     }
 
-    /// <summary>What can run here: the CPU with its cores and kernels; GPUs: none, and why.</summary>
+    /// <summary>
+    /// What can run here: the CPU backend with its cores and kernels, then the devices ILGPU finds
+    /// (CUDA, OpenCL, its CPU accelerator), with the reason where there is no CUDA device.
+    /// </summary>
     public static int Devices(int threads, HostContext ctx)
     {
         var kernels = Engine.ConfigureCpu(threads);
         var cores = Environment.ProcessorCount;
-        ctx.Out.WriteLine($"cpu   available  {cores} core(s) usable by this process; {kernels}");
-        var gpuHint = File.Exists("/dev/nvidia0") || Directory.Exists("/dev/dri")
-            ? " (a GPU device node exists on this machine, but nothing here can drive it)"
-            : "";
-        ctx.Out.WriteLine($"gpu   none       Gan.Functional's tensor engine has CPU kernels only (managed code and BLAS); there is no CUDA, ROCm or Metal backend{gpuHint}");
+        ctx.Out.WriteLine($"{"cpu",-10} available  {cores} core(s) usable by this process; {kernels}");
+        DeviceDescription[] devices;
+        try
+        {
+            devices = Engine.Devices();
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // ILGPU itself failed to start: the CPU backend still works
+            ctx.Out.WriteLine($"{"ilgpu",-10} failed     ILGPU could not list the devices ({e.GetType().Name}: {e.Message.TrimEnd('.')}); only cpu is usable");
+            devices = [];
+        }
+
+        foreach (var d in devices)
+        {
+            ctx.Out.WriteLine($"{d.Spec,-10} available  {d.Summary}");
+        }
+
+        if (!devices.Any(d => d.Kind == "cuda"))
+        {
+            ctx.Out.WriteLine($"{"cuda",-10} none       {Engine.NoCudaReason}");
+        }
+
+        if (!devices.Any(d => d.Kind == "opencl"))
+        {
+            ctx.Out.WriteLine($"{"opencl",-10} none       ILGPU found no OpenCL platform with a device (an OpenCL driver, its ICD and libOpenCL.so.1 are needed)");
+        }
+
         var world = ctx.World;
         if (world.Mpi is { } mpi)
         {
             var hosts = world.HostNames();
             var ranks = string.Join(", ", hosts.Select((h, r) => $"rank {r} on {h}"));
-            ctx.Out.WriteLine($"mpi   world      {world.Size} rank(s) (Open MPI, libmpi.so.40): {ranks}; train and bench split each batch over them");
+            ctx.Out.WriteLine($"{"mpi",-10} world      {world.Size} rank(s) (Open MPI, libmpi.so.40): {ranks}; train and bench split each batch over them");
         }
         else
         {
-            ctx.Out.WriteLine("mpi   not started  run under mpirun (Open MPI) to train data-parallel over processes and machines (docs/distributed.md)");
+            ctx.Out.WriteLine($"{"mpi",-10} not started  run under mpirun (Open MPI) to train data-parallel over processes and machines (docs/distributed.md)");
         }
 
-        ctx.Out.WriteLine($"--device accepts: {string.Join(", ", Zoo.Devices)} (auto = cpu)");
+        var auto = devices.Any(d => d.Kind == "cuda")
+            ? "auto = the first CUDA device that opens and runs a test kernel, else cpu"
+            : "auto = cpu here";
+        ctx.Out.WriteLine($"--device accepts: {string.Join(", ", Zoo.Devices)} ({auto})");
         return ExitCodes.Ok;
     }
 }

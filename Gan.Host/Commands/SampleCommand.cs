@@ -35,7 +35,8 @@ internal static class SampleCommand
             throw new UserError($"--out {req.Out} must name a .png file: sample writes PNG.", ExitCodes.Usage);
         }
 
-        var kernels = Engine.ConfigureCpu(req.Threads);
+        var kernels = DeviceSelection.Use(req.Device, req.Threads, ctx);
+        ctx.DeviceWork = $"generating {req.Count} samples";
         var ckpt = CheckpointFile.Read(path);
         var trainer = CheckpointFile.Restore(ckpt, ckpt.Config);
         var info = trainer.Model;

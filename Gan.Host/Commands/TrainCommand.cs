@@ -27,7 +27,8 @@ internal static class TrainCommand
             run = NewRunDirectory(req, config, ctx, writer);
         }
 
-        var kernels = Engine.ConfigureCpu(config.Threads);
+        var kernels = DeviceSelection.Use(config.Device, config.Threads, ctx);
+        ctx.DeviceWork = string.Create(CultureInfo.InvariantCulture, $"training {config.Model} at batch size {config.BatchSize}");
 
         var trainer = resumeFrom is not null ? CheckpointFile.Restore(resumeFrom, config) : GanTrainer.Create(config);
         using var data = LoadData(config, ctx);
@@ -80,6 +81,11 @@ internal static class TrainCommand
             string.Create(c, $"{config.Epochs} epoch(s) of {steps} steps at batch {config.BatchSize}; lr {config.LearningRate} (G ×{config.GeneratorLrScale}), β1 {config.Beta1}, loss {config.Loss}, seed {config.Seed}"),
             $"run directory: {run.Root}",
         };
+        if (trainer.Placement != "the host")
+        {
+            header.Insert(1, $"model state and batches on {trainer.Placement}; the host gets copies for checkpoints, samples, metrics and the logged losses");
+        }
+
         if (world.Distributed)
         {
             header.Add(world.Describe(config.BatchSize, world.HostNames()));
