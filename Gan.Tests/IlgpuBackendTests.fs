@@ -13,13 +13,19 @@ open Gan.Functional
 open Gan.Functional.Kernels
 open Gan.Functional.Gan
 
-/// One CPU accelerator for the whole test run: 32-thread warps, 8 warps per group (256-thread
-/// groups, as on a GPU), one multiprocessor.
+/// The device under test: the one GAN_TEST_DEVICE names (e.g. cuda:0, as scripts/gpu-check.sh
+/// sets it), opened as --device opens it; else one CPU accelerator for the whole test run:
+/// 32-thread warps, 8 warps per group (256-thread groups, as on a GPU), one multiprocessor.
 module Device =
     let private context =
         lazy (Context.Create(fun b -> b.CPU(CPUDevice(32, 8, 1)).EnableAlgorithms() |> ignore))
 
-    let private backend = lazy (IlgpuBackend(context.Force().CreateCPUAccelerator(0)))
+    let private backend =
+        lazy
+            (match Environment.GetEnvironmentVariable "GAN_TEST_DEVICE" with
+             | null
+             | "" -> IlgpuBackend(context.Force().CreateCPUAccelerator(0))
+             | spec -> Devices.backend spec :?> IlgpuBackend)
 
     /// The backend on the shared CPU accelerator.
     let get () = backend.Force()
