@@ -156,6 +156,21 @@ public class DeviceTrainingTests(ITestOutputHelper output)
         Assert.Contains("\"device\": \"cpu\"", File.ReadAllText(Path.Combine(sandbox["device"], "config.json")));
     }
 
+    [Fact]
+    public void Bench_times_steps_on_the_device_and_refuses_to_profile_it()
+    {
+        using var sandbox = new TempDir();
+
+        var r = Host.Run(sandbox, "bench", "--model", "mlp", "--batch", "4", "--steps", "2", "--warmup", "0", "--device", TestDevice);
+        var profiled = Host.Run(sandbox, "bench", "--model", "mlp", "--batch", "4", "--steps", "1", "--device", TestDevice, "--profile");
+
+        Assert.True(r.Code == 0, r.Err);
+        Assert.StartsWith($"device {TestDevice}: ", r.Err);
+        Assert.Matches(@"^model=mlp batch=4 median_ms=[\d.]+ min_ms=[\d.]+ peak_rss_mb=\d+\n$", r.Out.Replace("\r", ""));
+        Assert.Equal(2, profiled.Code);
+        Assert.Contains($"bench --profile times the CPU backend's kernels; {TestDevice} selected ilgpu", profiled.Err);
+    }
+
     private static (int, int, int) Size(RasterImage image) => (image.Width, image.Height, image.Channels);
 
     private static SafetensorsFile ReadCheckpoint(string run)

@@ -146,8 +146,11 @@ type Engine =
     /// The name of the kernel backend in use.
     static member BackendName = (Prim.backend ()).Name
 
-    /// The kernel backend in use (the CPU backend on every core until one is selected).
-    static member CurrentBackend: IBackend = Prim.backend ()
+    /// The selected kernel backend (the CPU backend on every core until one is selected).
+    static member CurrentBackend: IBackend =
+        match Backend.tryGet () with
+        | Some b -> b
+        | None -> Gan.Functional.Kernels.DefaultBackend.get ()
 
     /// Selects the kernel backend for all later operations.
     static member UseBackend(backend: IBackend) = Backend.set backend
