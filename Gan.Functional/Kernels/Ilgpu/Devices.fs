@@ -398,21 +398,26 @@ module Devices =
             let rec first (failures: string list) (ds: DeviceInfo list) =
                 match ds with
                 | [] ->
-                    let why =
-                        if failures.IsEmpty then
-                            noCudaReason ()
-                        else
-                            String.Join("; ", List.rev failures)
-
-                    cpu (sprintf " (auto: no CUDA device: %s)" why)
+                    if failures.IsEmpty then
+                        cpu (sprintf " (auto: no CUDA device: %s)" (noCudaReason ()))
+                    else
+                        cpu (sprintf " (auto: no CUDA device works here: %s)" (String.Join("; ", List.rev failures)))
                 | d :: rest ->
                     match
                         (try
                             let o = openDevice d
                             smokeTest o
                             Ok o
-                         with e ->
-                             Error(sprintf "%s failed: %s" d.Spec.Name (e.Message.TrimEnd('.'))))
+                         with
+                         | :? DeviceUnavailableException as e -> Error(e.Message.TrimEnd('.'))
+                         | e ->
+                             Error(
+                                 sprintf
+                                     "%s (%s) failed a test kernel: %s"
+                                     d.Spec.Name
+                                     (describe d)
+                                     (e.Message.TrimEnd('.'))
+                             ))
                     with
                     | Ok o -> o.Backend, openedLine o + " (auto)"
                     | Error why -> first (why :: failures) rest
