@@ -130,3 +130,24 @@ let ``cpu selects the CPU backend; auto too where there is no CUDA device, sayin
     let cpu, cpuLine = Devices.select DeviceSpec.Cpu 1
     Assert.IsType<Gan.Functional.Kernels.CpuBackend>(cpu) |> ignore
     Assert.StartsWith("cpu backend, 1 thread", cpuLine)
+
+[<Fact>]
+let ``Devices.backend gives F# the backend of a spec, one per device and process, whose tensors live on the device``
+    ()
+    =
+    let b = Devices.backend "ilgpu-cpu"
+    Assert.Same(b, Devices.backend " ILGPU-CPU ")
+    Assert.IsAssignableFrom<IDeviceBackend>(b) |> ignore
+
+    let y =
+        Backend.using b (fun () -> Tensor.toArray (Tensor.ofArray [| 3 |] [| 1.0f; 2.0f; 3.0f |] * 2.0))
+
+    Assert.Equal<float32[]>([| 2.0f; 4.0f; 6.0f |], y)
+
+    Backend.using b (fun () ->
+        let t = Tensor.ofArray [| 2 |] [| 1.0f; 2.0f |]
+        Assert.True(Tensor.isOnDevice t)
+        Assert.StartsWith("ilgpu-cpu", Tensor.placeName t))
+
+    Assert.IsType<Gan.Functional.Kernels.CpuBackend>(Devices.backend "cpu")
+    |> ignore
