@@ -1,10 +1,46 @@
 namespace Gan.Functional.Kernels
 
 open System
+open System.Collections.Generic
+open System.Runtime.CompilerServices
 open ILGPU
 open ILGPU.Runtime
 open Gan.Functional
 open Gan.Functional.Kernels.Ilgpu
+
+type internal V = ArrayView<float32>
+type internal VI = ArrayView<int>
+type internal VD = ArrayView<float>
+type internal S = AcceleratorStream
+type internal K = KernelConfig
+
+/// The launchers of the kernels in <c>IlgpuKernels</c> on one accelerator, each compiled on
+/// first use.
+[<Sealed>]
+type internal KernelCache(accelerator: Accelerator) =
+    let cache = Dictionary<string, Delegate>()
+
+    /// The launcher of kernel `name`, a delegate taking the stream and the launch config first.
+    member _.Get<'D when 'D :> Delegate>(name: string) : 'D =
+        match cache.TryGetValue name with
+        | true, d -> d :?> 'D
+        | _ ->
+            let mi =
+                match
+                    typeof<IlgpuKernels>
+                        .GetMethod(
+                            name,
+                            Reflection.BindingFlags.Public
+                            ||| Reflection.BindingFlags.NonPublic
+                            ||| Reflection.BindingFlags.Static
+                        )
+                with
+                | null -> invalidOp (sprintf "no device kernel named %s" name)
+                | m -> m
+
+            let d = accelerator.LoadKernel<'D>(mi)
+            cache.[name] <- d :> Delegate
+            d
 
 /// <summary>
 /// The device backend on an ILGPU accelerator: a CUDA GPU, an OpenCL device, or ILGPU's CPU
@@ -14,9 +50,10 @@ open Gan.Functional.Kernels.Ilgpu
 /// tensors (parameters, data, noise) start on the device.
 /// </summary>
 /// <remarks>
-/// Kernels not ported to the device yet run as a host round trip: the inputs are copied to
-/// the host, the reference kernel runs, and the result is copied back (correct, slow; the list
-/// is <see cref="P:Gan.Functional.Kernels.IlgpuBackend.HostRoundTrips"/>). An allocation the
+/// Every float32 kernel runs on the device (Kernels/Ilgpu/IlgpuKernels.fs). Float64 tensors
+/// (gradient checks only) and empty tensors run as a host round trip: the inputs are copied to
+/// the host, the reference kernel runs, and the result is copied back (correct, slow; counted
+/// in <see cref="P:Gan.Functional.Kernels.IlgpuBackend.HostRoundTrips"/>). An allocation the
 /// device cannot serve raises <see cref="T:Gan.Functional.DeviceOutOfMemoryException"/>.
 /// The accelerator stays owned by the caller (dispose it after the last use of its tensors).
 /// </remarks>
@@ -122,14 +159,229 @@ type IlgpuBackend(accelerator: Accelerator) as this =
         roundTrips.AddOrUpdate(kernel, 1L, (fun _ c -> c + 1L)) |> ignore
         upload (f ())
 
+    // ------------------------------------------------------------------ launching
+
+    /// Threads per group: the largest power of two up to 256 the accelerator allows (the tiled
+    /// GEMM needs exactly 256; group reductions need a power of two).
+    let groupSize =
+        let mutable s = 1
+
+        while s * 2 <= min 256 accelerator.MaxNumThreadsPerGroup do
+            s <- s * 2
+
+        s
+
+    /// Groups enough to fill the device twice over; grid-stride loops cover the rest.
+    let maxGroups =
+        max
+            1
+            (2
+             * accelerator.NumMultiprocessors
+             * max 1 (accelerator.MaxNumThreadsPerMultiprocessor / groupSize))
+
+    let stream = accelerator.DefaultStream
+
+    /// A config of enough groups for n work items, one per thread (at most maxGroups).
+    let forItems (n: int) =
+        let groups = max 1 (min maxGroups ((n + groupSize - 1) / groupSize))
+        KernelConfig(Index1D(groups), Index1D(groupSize))
+
+    /// A config of one group per work item (at most maxGroups).
+    let forGroups (n: int) =
+        KernelConfig(Index1D(max 1 (min maxGroups n)), Index1D(groupSize))
+
+    let kernels = KernelCache(accelerator)
+
+    // int buffers of shapes/strides/offsets, uploaded once per distinct content
+    let metaCache = Dictionary<string, MemoryBuffer1D<int, Stride1D.Dense>>()
+    // index arrays of take/scatter-add (the engine never mutates them), once per array
+    let indexCache = ConditionalWeakTable<int[], MemoryBuffer1D<int, Stride1D.Dense>>()
+
+    let meta (values: int[]) =
+        let key = String.Join(",", values)
+
+        match metaCache.TryGetValue key with
+        | true, b -> b.AsContiguous()
+        | _ ->
+            let b = accelerator.Allocate1D<int>(int64 (max 1 values.Length))
+
+            if values.Length > 0 then
+                b.View.SubView(0L, int64 values.Length).CopyFromCPU(values)
+
+            metaCache.[key] <- b
+            b.AsContiguous()
+
+    let indexBuffer (index: int[]) =
+        match indexCache.TryGetValue index with
+        | true, b -> b.AsContiguous()
+        | _ ->
+            let b = accelerator.Allocate1D<int>(int64 (max 1 index.Length))
+
+            if index.Length > 0 then
+                b.View.SubView(0L, int64 index.Length).CopyFromCPU(index)
+
+            indexCache.AddOrUpdate(index, b)
+            b.AsContiguous()
+
+    let asBuffer (x: RawTensor) =
+        match x.Storage with
+        | Storage.Device(:? IlgpuBuffer as b) -> b
+        | _ -> invalidOp "not a buffer of this backend"
+
+    /// The float32 view of a tensor on this device (host tensors are uploaded first).
+    let view (x: RawTensor) = (asBuffer (upload x)).F32
+
+    /// A fresh float32 tensor of `shape` on the device.
+    let fresh (shape: int[]) =
+        let b = allocate Float32 (Shape.numel shape)
+        wrap shape b, b.F32
+
+    /// True when every tensor is float32 and non-empty: the device kernels' domain.
+    let onDevice (xs: RawTensor list) =
+        xs |> List.forall (fun x -> x.DType = Float32 && Shape.numel x.Shape > 0)
+
+    let fill (n: int) (v: float32) (y: ArrayView<float32>) =
+        if n > 0 then
+            (kernels.Get<Action<S, K, int, float32, V>>("Fill")).Invoke(stream, forItems n, n, v, y)
+
+    /// A batched product into `c`: for each batch bi, C_bi (m×n) = op(A) op(B) with A read at
+    /// aOff[bi] and B at bOff[bi] (transposes: A stored k×m, B stored n×k).
+    let gemm
+        (a: ArrayView<float32>)
+        (aOff: int[])
+        transA
+        (b: ArrayView<float32>)
+        (bOff: int[])
+        transB
+        m
+        n
+        k
+        (c: ArrayView<float32>)
+        =
+        let batches = aOff.Length
+
+        if groupSize >= 256 then
+            let tiles = batches * ((m + 15) / 16) * ((n + 15) / 16)
+
+            (kernels.Get<Action<S, K, int, int, int, int, int, int, VI, VI, V, V, V>>("MatMulTiled"))
+                .Invoke(
+                    stream,
+                    forGroups tiles,
+                    m,
+                    n,
+                    k,
+                    batches,
+                    (if transA then 1 else 0),
+                    (if transB then 1 else 0),
+                    meta aOff,
+                    meta bOff,
+                    a,
+                    b,
+                    c
+                )
+        else
+            (kernels.Get<Action<S, K, int, int, int, int, int, int, VI, VI, V, V, V>>("MatMulSimple"))
+                .Invoke(
+                    stream,
+                    forItems (batches * m * n),
+                    m,
+                    n,
+                    k,
+                    batches,
+                    (if transA then 1 else 0),
+                    (if transB then 1 else 0),
+                    meta aOff,
+                    meta bOff,
+                    a,
+                    b,
+                    c
+                )
+
+    /// Sum, max or min of x over sorted `axes`, kept as size 1.
+    let reduce (op: ReduceOp) (x: RawTensor) (axes: int[]) =
+        let s = x.Shape
+        let st = Shape.strides s
+
+        let kept = [|
+            for d in 0 .. s.Length - 1 do
+                if not (Array.contains d axes) then
+                    d
+        |]
+
+        let keptShape = kept |> Array.map (fun d -> s.[d])
+        let redShape = axes |> Array.map (fun d -> s.[d])
+        let nOut = Shape.numel keptShape
+        let redCount = Shape.numel redShape
+
+        let m =
+            meta (
+                Array.concat [
+                    keptShape
+                    kept |> Array.map (fun d -> st.[d])
+                    redShape
+                    axes |> Array.map (fun d -> st.[d])
+                ]
+            )
+
+        let code =
+            match op with
+            | ReduceSum -> 0
+            | ReduceMax -> 1
+            | ReduceMin -> 2
+
+        let y, yv = fresh (Shape.reduceKeep s axes)
+
+        let run name config =
+            (kernels.Get<Action<S, K, int, int, int, int, int, VI, V, V>> name)
+                .Invoke(stream, config, code, nOut, kept.Length, axes.Length, redCount, m, view x, yv)
+
+        if redCount >= 64 && groupSize >= 2 then
+            run "ReduceGroup" (forGroups nOut)
+        else
+            run "ReduceThread" (forItems nOut)
+
+        y
+
+    let geometry (spec: ConvSpec) (xShape: int[]) (wShape: int[]) (yShape: int[]) = {
+        N = xShape.[0]
+        C = xShape.[1]
+        H = xShape.[2]
+        W = xShape.[3]
+        G = spec.Groups
+        Cg = xShape.[1] / spec.Groups
+        KH = wShape.[2]
+        KW = wShape.[3]
+        OH = yShape.[2]
+        OW = yShape.[3]
+        SH = spec.StrideH
+        SW = spec.StrideW
+        PT = spec.PadTop
+        PL = spec.PadLeft
+        DH = spec.DilationH
+        DW = spec.DilationW
+    }
+
+    /// The columns [N, G, Cg·KH·KW, OH·OW] of x (a temporary the caller frees).
+    let im2col (geo: ConvGeom) (x: RawTensor) =
+        let total = geo.N * geo.G * geo.Cg * geo.KH * geo.KW * geo.OH * geo.OW
+        let b = allocate Float32 total
+
+        (kernels.Get<Action<S, K, int, ConvGeom, V, V>>("Im2col"))
+            .Invoke(stream, forItems total, total, geo, view x, b.F32)
+
+        b
+
+    let countTrip (kernel: string) =
+        roundTrips.AddOrUpdate(kernel, 1L, (fun _ c -> c + 1L)) |> ignore
+
     /// The accelerator the kernels run on.
     member _.Accelerator = accelerator
 
     /// The device's name as errors show it.
     member _.DeviceName = deviceName
 
-    /// How often each kernel ran as a host round trip (download, reference kernel, upload)
-    /// because it is not ported to the device yet; empty when every call ran on the device.
+    /// How often each kernel ran as a host round trip (download, reference kernel, upload):
+    /// float64 and empty tensors; empty when every call ran on the device.
     member _.HostRoundTrips =
         roundTrips
         |> Seq.map (fun kv -> kv.Key, kv.Value)
@@ -139,98 +391,550 @@ type IlgpuBackend(accelerator: Accelerator) as this =
     /// A copy of host tensor `x` in the device's memory (`x` itself when already there).
     member _.Upload(x: RawTensor) = upload x
 
+    /// Waits until every kernel launched so far has finished (timing; reading values waits by
+    /// itself).
+    member _.Synchronize() = accelerator.Synchronize()
+
     override _.Name = "ilgpu"
 
     override _.Unary(op, x) =
-        viaHost "unary" (fun () -> reference.Unary(op, down x))
+        if not (onDevice [ x ]) then
+            viaHost "unary" (fun () -> reference.Unary(op, down x))
+        else
+            let code =
+                match op with
+                | UnaryOp.Neg -> 0
+                | UnaryOp.Exp -> 1
+                | UnaryOp.Log -> 2
+                | UnaryOp.Sqrt -> 3
+                | UnaryOp.Tanh -> 4
+                | UnaryOp.Sigmoid -> 5
+                | UnaryOp.Abs -> 6
+                | UnaryOp.Sign -> 7
+
+            let n = Shape.numel x.Shape
+            let y, yv = fresh x.Shape
+
+            (kernels.Get<Action<S, K, int, int, V, V>>("Unary")).Invoke(stream, forItems n, code, n, view x, yv)
+
+            y
 
     override _.Binary(op, a, b, outShape) =
-        viaHost "binary" (fun () -> reference.Binary(op, down a, down b, outShape))
+        if not (onDevice [ a; b ]) || Shape.numel outShape = 0 then
+            viaHost "binary" (fun () -> reference.Binary(op, down a, down b, outShape))
+        else
+            let code =
+                match op with
+                | BinaryOp.Add -> 0
+                | BinaryOp.Sub -> 1
+                | BinaryOp.Mul -> 2
+                | BinaryOp.Div -> 3
+                | BinaryOp.Pow -> 4
+                | BinaryOp.Maximum -> 5
+                | BinaryOp.Minimum -> 6
+                | BinaryOp.Equal -> 7
+                | BinaryOp.Less -> 8
+                | BinaryOp.LessEqual -> 9
+                | BinaryOp.Greater -> 10
+                | BinaryOp.GreaterEqual -> 11
+
+            let n = Shape.numel outShape
+            let y, yv = fresh outShape
+
+            if a.Shape = outShape && b.Shape = outShape then
+                (kernels.Get<Action<S, K, int, int, V, V, V>>("BinarySame"))
+                    .Invoke(stream, forItems n, code, n, view a, view b, yv)
+            else
+                let m =
+                    meta (
+                        Array.concat [
+                            outShape
+                            Strided.broadcastStrides a.Shape outShape
+                            Strided.broadcastStrides b.Shape outShape
+                        ]
+                    )
+
+                (kernels.Get<Action<S, K, int, int, int, VI, V, V, V>>("Binary"))
+                    .Invoke(stream, forItems n, code, n, outShape.Length, m, view a, view b, yv)
+
+            y
 
     override _.Where(mask, a, b) =
-        viaHost "where" (fun () -> reference.Where(down mask, down a, down b))
+        if not (onDevice [ mask; a; b ]) then
+            viaHost "where" (fun () -> reference.Where(down mask, down a, down b))
+        else
+            let n = Shape.numel a.Shape
+            let y, yv = fresh a.Shape
+
+            (kernels.Get<Action<S, K, int, V, V, V, V>>("Where"))
+                .Invoke(stream, forItems n, n, view mask, view a, view b, yv)
+
+            y
 
     override _.Reduce(op, x, axes) =
-        viaHost "reduce" (fun () -> reference.Reduce(op, down x, axes))
+        if not (onDevice [ x ]) then
+            viaHost "reduce" (fun () -> reference.Reduce(op, down x, axes))
+        else
+            reduce op x axes
 
     override _.ArgMax(x, axis) =
-        roundTrips.AddOrUpdate("argmax", 1L, (fun _ c -> c + 1L)) |> ignore
-        reference.ArgMax(down x, axis)
+        if not (onDevice [ x ]) then
+            countTrip "argmax"
+            reference.ArgMax(down x, axis)
+        else
+            let s = x.Shape
+            let outer = Shape.numel s.[.. axis - 1]
+            let len = s.[axis]
+            let inner = Shape.numel s.[axis + 1 ..]
+            let nOut = outer * inner
+            use y = accelerator.Allocate1D<int>(int64 (max 1 nOut))
+
+            (kernels.Get<Action<S, K, int, int, int, V, VI>>("ArgMax"))
+                .Invoke(stream, forItems nOut, nOut, len, inner, view x, y.AsContiguous())
+
+            let host = Array.zeroCreate<int> nOut
+
+            if nOut > 0 then
+                y.View.SubView(0L, int64 nOut).CopyToCPU(host)
+
+            host
 
     override _.View(x, offset, strides, shape) =
-        viaHost "view" (fun () -> reference.View(down x, offset, strides, shape))
+        if not (onDevice [ x ]) || Shape.numel shape = 0 then
+            viaHost "view" (fun () -> reference.View(down x, offset, strides, shape))
+        else
+            let n = Shape.numel shape
+            let y, yv = fresh shape
+
+            (kernels.Get<Action<S, K, int, int, int, VI, V, V>>("View"))
+                .Invoke(stream, forItems n, n, shape.Length, offset, meta (Array.append shape strides), view x, yv)
+
+            y
 
     override _.Embed(x, shape, offset, strides) =
-        viaHost "embed" (fun () -> reference.Embed(down x, shape, offset, strides))
+        if not (onDevice [ x ]) || Shape.numel shape = 0 then
+            viaHost "embed" (fun () -> reference.Embed(down x, shape, offset, strides))
+        else
+            let n = Shape.numel x.Shape
+            let y, yv = fresh shape
+            fill (Shape.numel shape) 0.0f yv
+
+            (kernels.Get<Action<S, K, int, int, int, VI, V, V>>("Embed"))
+                .Invoke(stream, forItems n, n, x.Shape.Length, offset, meta (Array.append x.Shape strides), view x, yv)
+
+            y
 
     override _.Concat(xs, axis) =
-        viaHost "concat" (fun () -> reference.Concat(Array.map down xs, axis))
+        if not (onDevice (List.ofArray xs)) then
+            viaHost "concat" (fun () -> reference.Concat(Array.map down xs, axis))
+        else
+            let outShape = Array.copy xs.[0].Shape
+            outShape.[axis] <- xs |> Array.sumBy (fun x -> x.Shape.[axis])
+            let st = Shape.strides outShape
+            let y, yv = fresh outShape
+            let mutable at = 0
+
+            for x in xs do
+                let n = Shape.numel x.Shape
+
+                (kernels.Get<Action<S, K, int, int, int, VI, V, V>>("Embed"))
+                    .Invoke(
+                        stream,
+                        forItems n,
+                        n,
+                        x.Shape.Length,
+                        at * st.[axis],
+                        meta (Array.append x.Shape st),
+                        view x,
+                        yv
+                    )
+
+                at <- at + x.Shape.[axis]
+
+            y
 
     override _.Take(x, index, shape) =
-        viaHost "take" (fun () -> reference.Take(down x, index, shape))
+        if not (onDevice [ x ]) || index.Length = 0 then
+            viaHost "take" (fun () -> reference.Take(down x, index, shape))
+        else
+            let y, yv = fresh shape
+
+            (kernels.Get<Action<S, K, int, VI, V, V>>("Take"))
+                .Invoke(stream, forItems index.Length, index.Length, indexBuffer index, view x, yv)
+
+            y
 
     override _.ScatterAdd(src, index, shape) =
-        viaHost "scatter_add" (fun () -> reference.ScatterAdd(down src, index, shape))
+        if not (onDevice [ src ]) || Shape.numel shape = 0 then
+            viaHost "scatter_add" (fun () -> reference.ScatterAdd(down src, index, shape))
+        else
+            let y, yv = fresh shape
+            fill (Shape.numel shape) 0.0f yv
+
+            (kernels.Get<Action<S, K, int, VI, V, V>>("ScatterAdd"))
+                .Invoke(stream, forItems index.Length, index.Length, indexBuffer index, view src, yv)
+
+            y
 
     override _.MatMul(a, transA, b, transB, outShape) =
-        viaHost "matmul" (fun () -> reference.MatMul(down a, transA, down b, transB, outShape))
+        let r = outShape.Length
+        let m, n = outShape.[r - 2], outShape.[r - 1]
+
+        let k =
+            if transA then
+                a.Shape.[a.Shape.Length - 2]
+            else
+                a.Shape.[a.Shape.Length - 1]
+
+        if not (onDevice [ a; b ]) || Shape.numel outShape = 0 then
+            viaHost "matmul" (fun () -> reference.MatMul(down a, transA, down b, transB, outShape))
+        else
+            let batch = outShape.[.. r - 3]
+            let batches = Shape.numel batch
+
+            // each batch's offsets in a and b, broadcasting their batch axes (right-aligned)
+            let offsets (s: int[]) (matrix: int) =
+                let bs = s.[.. s.Length - 3]
+                let strides = Strided.broadcastStrides bs batch
+
+                Array.init batches (fun bi ->
+                    let mutable rem = bi
+                    let mutable off = 0
+
+                    for d in batch.Length - 1 .. -1 .. 0 do
+                        off <- off + (rem % batch.[d]) * strides.[d]
+                        rem <- rem / batch.[d]
+
+                    off * matrix)
+
+            let y, yv = fresh outShape
+            gemm (view a) (offsets a.Shape (m * k)) transA (view b) (offsets b.Shape (k * n)) transB m n k yv
+            y
 
     override _.Conv2d(x, w, spec) =
-        viaHost "conv2d" (fun () -> reference.Conv2d(down x, down w, spec))
+        if not (onDevice [ x; w ]) then
+            viaHost "conv2d" (fun () -> reference.Conv2d(down x, down w, spec))
+        else
+            let yShape = ConvSpec.outputShape "conv2d" spec x.Shape w.Shape
+            let geo = geometry spec x.Shape w.Shape yShape
+            let og = w.Shape.[0] / geo.G
+            let kk = geo.Cg * geo.KH * geo.KW
+            let p = geo.OH * geo.OW
+            let cols = im2col geo x
+            let y, yv = fresh yShape
+            let nb = geo.N * geo.G
+
+            gemm
+                (view w)
+                (Array.init nb (fun i -> (i % geo.G) * og * kk))
+                false
+                cols.F32
+                (Array.init nb (fun i -> i * kk * p))
+                false
+                og
+                p
+                kk
+                yv
+
+            cols.Free()
+            y
 
     override _.Conv2dInputGrad(g, w, spec, xShape) =
-        viaHost "conv2d_input_grad" (fun () -> reference.Conv2dInputGrad(down g, down w, spec, xShape))
+        if not (onDevice [ g; w ]) then
+            viaHost "conv2d_input_grad" (fun () -> reference.Conv2dInputGrad(down g, down w, spec, xShape))
+        else
+            let geo = geometry spec xShape w.Shape g.Shape
+            let og = w.Shape.[0] / geo.G
+            let kk = geo.Cg * geo.KH * geo.KW
+            let p = geo.OH * geo.OW
+            let nb = geo.N * geo.G
+            let cols = allocate Float32 (nb * kk * p)
+            // cols[n, g] = W_gᵀ (K×Og) · g[n, g] (Og×P)
+            gemm
+                (view w)
+                (Array.init nb (fun i -> (i % geo.G) * og * kk))
+                true
+                (view g)
+                (Array.init nb (fun i -> i * og * p))
+                false
+                kk
+                p
+                og
+                cols.F32
+
+            let dx, dxv = fresh xShape
+            let total = Shape.numel xShape
+
+            (kernels.Get<Action<S, K, int, ConvGeom, V, V>>("Col2im"))
+                .Invoke(stream, forItems total, total, geo, cols.F32, dxv)
+
+            cols.Free()
+            dx
 
     override _.Conv2dWeightGrad(x, g, spec, wShape) =
-        viaHost "conv2d_weight_grad" (fun () -> reference.Conv2dWeightGrad(down x, down g, spec, wShape))
+        if not (onDevice [ x; g ]) then
+            viaHost "conv2d_weight_grad" (fun () -> reference.Conv2dWeightGrad(down x, down g, spec, wShape))
+        else
+            let geo = geometry spec x.Shape wShape g.Shape
+            let og = wShape.[0] / geo.G
+            let kk = geo.Cg * geo.KH * geo.KW
+            let p = geo.OH * geo.OW
+            let nb = geo.N * geo.G
+            let cols = im2col geo x
+            // per image and group: g[n, g] (Og×P) · cols[n, g]ᵀ (P×K), then summed over images
+            let per, perv = fresh [| geo.N; geo.G * og * kk |]
+
+            gemm
+                (view g)
+                (Array.init nb (fun i -> i * og * p))
+                false
+                cols.F32
+                (Array.init nb (fun i -> i * kk * p))
+                true
+                og
+                kk
+                p
+                perv
+
+            cols.Free()
+            let summed = reduce ReduceSum per [| 0 |]
+            (asBuffer per).Free()
+
+            {
+                summed with
+                    Shape = Array.copy wShape
+            }
 
     override _.MaxPool2dIndices(x, kh, kw, spec) =
-        roundTrips.AddOrUpdate("max_pool2d", 1L, (fun _ c -> c + 1L)) |> ignore
-        reference.MaxPool2dIndices(down x, kh, kw, spec)
+        if not (onDevice [ x ]) then
+            countTrip "max_pool2d"
+            reference.MaxPool2dIndices(down x, kh, kw, spec)
+        else
+            let s = x.Shape
+
+            if s.Length <> 4 then
+                Shape.fail "maxPool2d" (sprintf "expected 4-D input [N,C,H,W], got %s" (Shape.show s))
+
+            let yShape =
+                ConvSpec.outputShape "maxPool2d" { spec with Groups = 1 } [| s.[0]; 1; s.[2]; s.[3] |] [|
+                    1
+                    1
+                    kh
+                    kw
+                |]
+
+            let geo =
+                geometry { spec with Groups = 1 } [| s.[0] * s.[1]; 1; s.[2]; s.[3] |] [| 1; 1; kh; kw |] yShape
+
+            let total = s.[0] * s.[1] * geo.OH * geo.OW
+            use y = accelerator.Allocate1D<int>(int64 (max 1 total))
+
+            (kernels.Get<Action<S, K, int, ConvGeom, V, VI>>("MaxPoolIndices"))
+                .Invoke(stream, forItems total, total, geo, view x, y.AsContiguous())
+
+            let host = Array.zeroCreate<int> total
+
+            if total > 0 then
+                y.View.SubView(0L, int64 total).CopyToCPU(host)
+
+            if host |> Array.exists (fun i -> i < 0) then
+                Shape.fail "maxPool2d" (sprintf "a window lies wholly in the padding for input %s" (Shape.show s))
+
+            host, [| s.[0]; s.[1]; geo.OH; geo.OW |]
 
     override _.Cast(x, dtype) =
+        let n = Shape.numel x.Shape
+
         if x.DType = dtype then
             x
-        else
+        elif n = 0 then
             viaHost "cast" (fun () -> reference.Cast(down x, dtype))
+        else
+            let src = asBuffer (upload x)
+            let dst = allocate dtype n
+
+            match dtype with
+            | Float64 ->
+                (kernels.Get<Action<S, K, int, V, VD>>("CastToF64")).Invoke(stream, forItems n, n, src.F32, dst.F64)
+            | Float32 ->
+                (kernels.Get<Action<S, K, int, VD, V>>("CastToF32")).Invoke(stream, forItems n, n, src.F64, dst.F32)
+
+            wrap x.Shape dst
 
     override _.LeakyRelu(x, alpha) =
-        viaHost "leaky_relu" (fun () -> reference.LeakyRelu(down x, alpha))
+        if not (onDevice [ x ]) then
+            viaHost "leaky_relu" (fun () -> reference.LeakyRelu(down x, alpha))
+        else
+            let n = Shape.numel x.Shape
+            let y, yv = fresh x.Shape
+
+            (kernels.Get<Action<S, K, int, float32, V, V>>("LeakyRelu"))
+                .Invoke(stream, forItems n, n, float32 alpha, view x, yv)
+
+            y
 
     override _.LeakyReluBackward(g, x, alpha) =
-        viaHost "leaky_relu_backward" (fun () -> reference.LeakyReluBackward(down g, down x, alpha))
+        if not (onDevice [ g; x ]) then
+            viaHost "leaky_relu_backward" (fun () -> reference.LeakyReluBackward(down g, down x, alpha))
+        else
+            let n = Shape.numel x.Shape
+            let y, yv = fresh x.Shape
+
+            (kernels.Get<Action<S, K, int, float32, V, V, V>>("LeakyReluBackward"))
+                .Invoke(stream, forItems n, n, float32 alpha, view g, view x, yv)
+
+            y
 
     override _.PairwiseL1(x, y) =
-        viaHost "pairwise_l1" (fun () -> reference.PairwiseL1(down x, down y))
+        if not (onDevice [ x; y ]) then
+            viaHost "pairwise_l1" (fun () -> reference.PairwiseL1(down x, down y))
+        else
+            let gg, pp, cc = x.Shape.[0], x.Shape.[1], x.Shape.[2]
+            let rr = y.Shape.[1]
+            let d, dv = fresh [| gg; pp; rr |]
+            let total = gg * pp * rr
+
+            (kernels.Get<Action<S, K, int, int, int, int, V, V, V>>("PairwiseL1"))
+                .Invoke(stream, forItems total, total, pp, rr, cc, view x, view y, dv)
+
+            d
 
     override _.PairwiseL1Backward(g, x, y) =
-        viaHost "pairwise_l1_backward" (fun () -> reference.PairwiseL1Backward(down g, down x, down y))
+        if not (onDevice [ g; x; y ]) then
+            viaHost "pairwise_l1_backward" (fun () -> reference.PairwiseL1Backward(down g, down x, down y))
+        else
+            let pp, cc = x.Shape.[1], x.Shape.[2]
+            let rr = y.Shape.[1]
+            let dx, dxv = fresh x.Shape
+            let total = Shape.numel x.Shape
+
+            (kernels.Get<Action<S, K, int, int, int, int, V, V, V, V>>("PairwiseL1Backward"))
+                .Invoke(stream, forItems total, total, pp, rr, cc, view g, view x, view y, dxv)
+
+            dx
 
     override _.BatchNormForward(x, gamma, beta, eps) =
-        roundTrips.AddOrUpdate("batch_norm", 1L, (fun _ c -> c + 1L)) |> ignore
-        let y, m, v = reference.BatchNormForward(down x, down gamma, down beta, eps)
-        upload y, upload m, upload v
+        if not (onDevice [ x; gamma; beta ]) then
+            countTrip "batch_norm"
+            let y, m, v = reference.BatchNormForward(down x, down gamma, down beta, eps)
+            upload y, upload m, upload v
+        else
+            let n, c = x.Shape.[0], x.Shape.[1]
+            let l = Shape.numel x.Shape.[2..]
+            let mean, meanv = fresh [| c |]
+            let var, varv = fresh [| c |]
+
+            (kernels.Get<Action<S, K, int, int, int, V, V, V>>("BatchNormStats"))
+                .Invoke(stream, forGroups c, n, c, l, view x, meanv, varv)
+
+            let total = Shape.numel x.Shape
+            let y, yv = fresh x.Shape
+
+            (kernels.Get<Action<S, K, int, int, int, float32, V, V, V, V, V, V>>("BatchNormApply"))
+                .Invoke(
+                    stream,
+                    forItems total,
+                    total,
+                    c,
+                    l,
+                    float32 eps,
+                    view x,
+                    view gamma,
+                    view beta,
+                    meanv,
+                    varv,
+                    yv
+                )
+
+            y, mean, var
 
     override _.BatchNormBackward(g, x, gamma, mean, var, eps) =
-        roundTrips.AddOrUpdate("batch_norm_backward", 1L, (fun _ c -> c + 1L)) |> ignore
+        if not (onDevice [ g; x; gamma; mean; var ]) then
+            countTrip "batch_norm_backward"
 
-        let dx, dg, db =
-            reference.BatchNormBackward(down g, down x, down gamma, down mean, down var, eps)
+            let dx, dg, db =
+                reference.BatchNormBackward(down g, down x, down gamma, down mean, down var, eps)
 
-        upload dx, upload dg, upload db
+            upload dx, upload dg, upload db
+        else
+            let n, c = x.Shape.[0], x.Shape.[1]
+            let l = Shape.numel x.Shape.[2..]
+            let dgamma, dgv = fresh [| c |]
+            let dbeta, dbv = fresh [| c |]
+            let gv, xv, mv, vv = view g, view x, view mean, view var
 
-    override _.AdamStep(p, g, m, v, c) =
-        roundTrips.AddOrUpdate("adam", 1L, (fun _ c -> c + 1L)) |> ignore
-        let p', m', v' = referenceOptimizer.AdamStep(down p, down g, down m, down v, c)
-        upload p', upload m', upload v'
+            (kernels.Get<Action<S, K, int, int, int, float32, V, V, V, V, V, V>>("BatchNormGradStats"))
+                .Invoke(stream, forGroups c, n, c, l, float32 eps, gv, xv, mv, vv, dgv, dbv)
+
+            let total = Shape.numel x.Shape
+            let dx, dxv = fresh x.Shape
+
+            (kernels.Get<Action<S, K, int, int, int, int, float32, V, V, V, V, V, V, V, V>>("BatchNormGradApply"))
+                .Invoke(
+                    stream,
+                    forItems total,
+                    total,
+                    c,
+                    l,
+                    n * l,
+                    float32 eps,
+                    gv,
+                    xv,
+                    view gamma,
+                    mv,
+                    vv,
+                    dgv,
+                    dbv,
+                    dxv
+                )
+
+            dx, dgamma, dbeta
+
+    member private _.Adam(p: RawTensor, g: RawTensor, m: RawTensor, v: RawTensor, c: AdamCoefficients, p2, m2, v2) =
+        let n = Shape.numel p.Shape
+
+        let s = {
+            B1 = float32 c.Beta1
+            B2 = float32 c.Beta2
+            Step = float32 (c.Lr / c.BiasCorrection1)
+            InvSqrtBc2 = float32 (1.0 / sqrt c.BiasCorrection2)
+            Eps = float32 c.Eps
+            Wd = float32 c.WeightDecay
+            Shrink = float32 (1.0 - c.Lr * c.WeightDecay)
+            Decoupled = (if c.Decoupled then 1 else 0)
+        }
+
+        (kernels.Get<Action<S, K, int, AdamScalars, V, V, V, V, V, V, V>>("Adam"))
+            .Invoke(stream, forItems n, n, s, view p, view g, view m, view v, p2, m2, v2)
+
+    override this.AdamStep(p, g, m, v, c) =
+        if not (onDevice [ p; g; m; v ]) then
+            countTrip "adam"
+            let p', m', v' = referenceOptimizer.AdamStep(down p, down g, down m, down v, c)
+            upload p', upload m', upload v'
+        else
+            let p2, p2v = fresh p.Shape
+            let m2, m2v = fresh p.Shape
+            let v2, v2v = fresh p.Shape
+            this.Adam(p, g, m, v, c, p2v, m2v, v2v)
+            p2, m2, v2
 
     override this.AdamStepDonated(p, g, m, v, c) =
-        roundTrips.AddOrUpdate("adam", 1L, (fun _ c -> c + 1L)) |> ignore
-        let p', m', v' = referenceOptimizer.AdamStep(down p, down g, down m, down v, c)
-        // donation: the new moments go over the old ones' device buffers
-        overwrite m m'
-        overwrite v v'
-        upload p'
+        if
+            not (onDevice [ p; g; m; v ])
+            || not (Placement.ownerOf m).IsSome
+            || not (Placement.ownerOf v).IsSome
+        then
+            countTrip "adam"
+            let p', m', v' = referenceOptimizer.AdamStep(down p, down g, down m, down v, c)
+            // donation: the new moments go over the old ones' device buffers
+            overwrite m m'
+            overwrite v v'
+            upload p'
+        else
+            let p2, p2v = fresh p.Shape
+            this.Adam(p, g, m, v, c, p2v, view m, view v)
+            p2
 
     override _.Recycle x =
         match x.Storage with
