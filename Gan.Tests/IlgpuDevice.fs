@@ -6,6 +6,7 @@ module IlgpuDevice
 open System
 open ILGPU
 open ILGPU.Runtime.CPU
+open Gan.Functional
 open Gan.Functional.Kernels
 
 let private tiledContext =
