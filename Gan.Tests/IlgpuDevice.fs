@@ -22,7 +22,7 @@ let private tiledBackend =
     lazy
         (match named with
          | Some spec -> Devices.backend spec :?> IlgpuBackend
-         | None -> IlgpuBackend(tiledContext.Force().CreateCPUAccelerator(0)))
+         | None -> IlgpuBackend(tiledContext.Force().CreateCPUAccelerator(0), 256))
 
 let private smallContext =
     lazy (Context.Create(fun b -> b.CPU(CPUDevice(4, 4, 1)).EnableAlgorithms() |> ignore))
@@ -31,7 +31,7 @@ let private smallBackend =
     lazy
         (match named with
          | Some _ -> tiledBackend.Force()
-         | None -> IlgpuBackend(smallContext.Force().CreateCPUAccelerator(0)))
+         | None -> IlgpuBackend(smallContext.Force().CreateCPUAccelerator(0), 16))
 
 /// The named device, else the CPU accelerator with 32-thread warps, 8 warps per group:
 /// 256-thread groups as on a GPU (the tiled GEMM runs).

@@ -241,6 +241,8 @@ let private genMatMul =
 
 [<Fact>]
 let ``batched matrix products agree with the reference, tiled and one thread per output`` () =
+    Assert.Equal(256, (IlgpuDevice.get ()).ThreadsPerGroup)
+
     Prop.checkN "ilgpu matmul" 20
     <| Prop.forAll (Arb.fromGen genMatMul) (fun (m, n, k, ta, tb, (ba, bb)) ->
         let sa = Array.append ba (if ta then [| k; m |] else [| m; k |])

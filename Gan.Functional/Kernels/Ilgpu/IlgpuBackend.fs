@@ -57,7 +57,7 @@ type internal KernelCache(accelerator: Accelerator) =
 /// device cannot serve raises <see cref="T:Gan.Functional.DeviceOutOfMemoryException"/>.
 /// The accelerator stays owned by the caller (dispose it after the last use of its tensors).
 /// </remarks>
-type IlgpuBackend(accelerator: Accelerator) as this =
+type IlgpuBackend(accelerator: Accelerator, threadsPerGroup: int) as this =
     inherit BackendBase()
     static let reference = ReferenceBackend.Instance :> IBackend
     static let referenceOptimizer = ReferenceBackend.Instance :> IFusedOptimizer
@@ -161,12 +161,22 @@ type IlgpuBackend(accelerator: Accelerator) as this =
 
     // ------------------------------------------------------------------ launching
 
-    /// Threads per group: the largest power of two up to 256 the accelerator allows (the tiled
-    /// GEMM needs exactly 256; group reductions need a power of two).
+    /// Threads per group: the largest power of two up to the limit the accelerator allows (the
+    /// tiled GEMM needs exactly 256; group reductions need a power of two). The limit is
+    /// `threadsPerGroup` when positive, else 256 on a GPU and 16 on ILGPU's CPU accelerator,
+    /// whose barriers synchronise OS threads (256-thread groups make a GEMM take seconds there).
     let groupSize =
+        let limit =
+            if threadsPerGroup > 0 then
+                threadsPerGroup
+            elif accelerator.AcceleratorType = AcceleratorType.CPU then
+                16
+            else
+                256
+
         let mutable s = 1
 
-        while s * 2 <= min 256 accelerator.MaxNumThreadsPerGroup do
+        while s * 2 <= min (min 256 limit) accelerator.MaxNumThreadsPerGroup do
             s <- s * 2
 
         s
@@ -374,8 +384,15 @@ type IlgpuBackend(accelerator: Accelerator) as this =
     let countTrip (kernel: string) =
         roundTrips.AddOrUpdate(kernel, 1L, (fun _ c -> c + 1L)) |> ignore
 
+    /// The backend on `accelerator` with the default group size (256 threads on a GPU, 16 on
+    /// ILGPU's CPU accelerator).
+    new(accelerator: Accelerator) = IlgpuBackend(accelerator, 0)
+
     /// The accelerator the kernels run on.
     member _.Accelerator = accelerator
+
+    /// Threads per group of the kernels' launches (256 selects the tiled GEMM).
+    member _.ThreadsPerGroup = groupSize
 
     /// The device's name as errors show it.
     member _.DeviceName = deviceName
