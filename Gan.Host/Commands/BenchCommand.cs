@@ -166,6 +166,14 @@ internal static class BenchCommand
             world.Step(trainer, real, local, offset, batch, 0);
         }
 
+        // the step's floating-point work (GEMMs and convolutions, 2·m·n·k), counted on one more
+        // untimed step: deterministic, so one step is exact
+        var counter = new ProfilingBackend(cpu);
+        Engine.UseBackend(counter);
+        world.Step(trainer, real, local, offset, batch, 0);
+        var stepFlops = counter.Timings().Sum(t => t.Flops);
+        Engine.UseBackend(profiler is null ? cpu : profiler);
+
         var mpi = world.Distributed ? world.Mpi : null;
         var (reduceTime, reduceBytes, reduceCalls) = mpi is null ? (TimeSpan.Zero, 0L, 0L) : (mpi.AllreduceTime, mpi.AllreduceBytes, mpi.AllreduceCalls);
 
@@ -194,7 +202,13 @@ internal static class BenchCommand
             PrintProfile(profiler, req.Steps, times.Sum(), ctx.Err);
         }
 
-        var line = string.Create(c, $"model={req.Model} batch={batch} median_ms={median:F1} min_ms={times[0]:F1} peak_rss_mb={PeakRssMb():F0}");
+        // read before the ceiling's operands exist
+        var peakRss = PeakRssMb();
+        // the FLOP floor: the step's work at this run's sgemm ceiling (a large square product)
+        var ceiling = SgemmCeiling(cpu);
+        var floorMs = stepFlops / ceiling * 1e3;
+        ctx.Err.WriteLine(string.Create(c, $"{req.Model}: {stepFlops / 1e9:F2} GFLOP/step, {stepFlops / median / 1e6:F1} GFLOP/s at the median; sgemm ceiling {ceiling / 1e9:F0} GFLOP/s here, so the floor is {floorMs:F1} ms ({100 * floorMs / median:F0}% of the median)"));
+        var line = string.Create(c, $"model={req.Model} batch={batch} median_ms={median:F1} min_ms={times[0]:F1} peak_rss_mb={peakRss:F0} gflop={stepFlops / 1e9:F3} gflops={stepFlops / median / 1e6:F1} ceiling_gflops={ceiling / 1e9:F0} floor_ms={floorMs:F1}");
         if (mpi is not null)
         {
             // rank 0's view: the time this rank spent inside MPI_Allreduce (waiting for the others
@@ -297,6 +311,36 @@ internal static class BenchCommand
         var flops = timings.Sum(t => t.Flops);
         var gemmSeconds = timings.Where(t => t.Flops > 0).Sum(t => t.Seconds);
         err.WriteLine(string.Create(c, $"  GEMM-like kernels: {flops / steps / 1e9:F2} GFLOP/step at {flops / gemmSeconds / 1e9:F1} GFLOP/s (machine sgemm ceiling ~260)"));
+    }
+
+    /// <summary>
+    /// This machine's sgemm ceiling in FLOP/s as the backend runs it: the best of five 1024³
+    /// products (2.1 GFLOP each), measured after the timed steps so that it does not warm them.
+    /// </summary>
+    private static double SgemmCeiling(IBackend backend)
+    {
+        const int n = 1024;
+        var rng = new System.Random(1);
+        var data = new float[n * n];
+        for (var i = 0; i < data.Length; i++)
+        {
+            data[i] = (float)rng.NextDouble();
+        }
+
+        var a = RawTensorModule.ofFloat32([n, n], data);
+        var best = double.MaxValue;
+        for (var i = 0; i < 6; i++)
+        {
+            var t0 = Stopwatch.GetTimestamp();
+            backend.MatMul(a, false, a, false, [n, n]);
+            var s = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+            if (i > 0)
+            {
+                best = Math.Min(best, s);
+            }
+        }
+
+        return 2.0 * n * n * n / best;
     }
 
     /// <summary>The process's peak resident set (VmHWM), in MB; 0 where /proc is absent.</summary>
