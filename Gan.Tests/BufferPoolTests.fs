@@ -39,6 +39,34 @@ let ``a buffer left unclaimed for a whole phase is released`` () =
     Assert.NotSame(a, BufferPool.rent n)
 
 [<Fact>]
+let ``a step's forward buffers come back when it ends, except those its new state keeps`` () =
+    let n, m = BufferPool.minLength + 4201, BufferPool.minLength + 4211
+    BufferPool.beginStep ()
+    let a = BufferPool.rent n
+    let kept = BufferPool.rent m
+    BufferPool.endStep (Collections.Generic.HashSet [ kept ])
+    Assert.Same(a, BufferPool.rent n)
+    Assert.NotSame(kept, BufferPool.rent m)
+
+[<Fact>]
+let ``buffers rented after a step's first backward pass began are left to the GC`` () =
+    let n = BufferPool.minLength + 4219
+    BufferPool.beginStep ()
+    BufferPool.nextPhase ()
+    let a = BufferPool.rent n
+    BufferPool.endStep (Collections.Generic.HashSet())
+    Assert.NotSame(a, BufferPool.rent n)
+
+[<Fact>]
+let ``a cancelled step gives nothing back`` () =
+    let n = BufferPool.minLength + 4229
+    BufferPool.beginStep ()
+    let a = BufferPool.rent n
+    BufferPool.cancelStep ()
+    BufferPool.endStep (Collections.Generic.HashSet())
+    Assert.NotSame(a, BufferPool.rent n)
+
+[<Fact>]
 let ``a given buffer is poisoned with NaN under the pool check`` () =
     let a = Array.create (BufferPool.minLength + 4111) 1.0f
     BufferPool.give a

@@ -240,12 +240,34 @@ type GanTrainer private (info: ModelInfo, options: TrainSettings, config: TrainC
         Schedule.rate (StepDecay(options.LrDecayEpochs, 0.5)) options.LearningRate epoch
 
     /// Runs one step function over this handle's state; the handle owns its state, so the step
-    /// may donate the optimizer buffers (less peak memory).
+    /// may donate the optimizer buffers (less peak memory), and once it has returned, every
+    /// buffer it made that the new state does not hold is dead: a backend that reuses buffers
+    /// across steps (<c>IStepBuffers</c>) gets them back for the next step.
     member private this.Advance(images: float32[], count: int, epoch: int, step) =
         let real = Tensor.ofArray (Array.append [| count |] info.ImageShape) images
 
+        let buffers =
+            match Prim.backend () with
+            | :? IStepBuffers as b -> Some b
+            | _ -> None
+
+        buffers |> Option.iter (fun b -> b.BeginStep())
+
         let next, metrics =
-            step info.Model config (this.GeneratorLearningRate epoch) (this.DiscriminatorLearningRate epoch) real state
+            try
+                step
+                    info.Model
+                    config
+                    (this.GeneratorLearningRate epoch)
+                    (this.DiscriminatorLearningRate epoch)
+                    real
+                    state
+            with _ ->
+                buffers |> Option.iter (fun b -> b.CancelStep())
+                reraise ()
+
+        buffers
+        |> Option.iter (fun b -> b.EndStep(Training.tensors next |> Seq.map Tensor.toRaw))
 
         let updated = Training.updatesGenerator config state.Step
         state <- next

@@ -372,6 +372,22 @@ module Training =
         },
         metrics
 
+    /// Every tensor `state` holds: both networks' parameters and statistics, the optimizers'
+    /// moments and the EMA weights.
+    let tensors (state: TrainState) =
+        [
+            state.G.Params
+            state.G.State
+            state.D.Params
+            state.D.State
+            state.GOpt.Moment1
+            state.GOpt.Moment2
+            state.DOpt.Moment1
+            state.DOpt.Moment2
+            state.GEma
+        ]
+        |> Seq.collect (fun m -> m.Values)
+
     /// One training step on a real batch [N, C, H, W] with learning rates `gLr` and `dLr`:
     /// G(z) is computed once; D is updated on (x, G(z)) with its loss plus penalties; then, on
     /// every DSteps-th step, G is updated through the updated D. BatchNorm statistics of both

@@ -164,6 +164,23 @@ type IDeviceBackend =
     /// on this device).
     abstract Upload: x: RawTensor -> RawTensor
 
+/// Buffer reuse across training steps, optional for a backend. A training loop that owns its
+/// state (the C# <c>GanTrainer</c>) brackets each step with <c>BeginStep</c> and <c>EndStep</c>:
+/// when the step has returned, every buffer the backend handed out during it is dead except
+/// those the new state holds (the step is a function: its temporaries, activations and
+/// adjoints are unreachable once it returns), so the backend may hand them out again in the
+/// next step instead of leaving them to the GC. Per calling thread.
+type IStepBuffers =
+    /// Starts recording the buffers handed out on this thread.
+    abstract BeginStep: unit -> unit
+
+    /// Ends the step: the buffers recorded since <c>BeginStep</c>, except `keep`'s, are dead.
+    abstract EndStep: keep: RawTensor seq -> unit
+
+    /// Ends the step without reclaiming anything (the step failed: what it made is left to
+    /// the GC).
+    abstract CancelStep: unit -> unit
+
 /// The process-wide choice of kernels (like PyTorch's default device). Changing it affects
 /// operations started afterwards; tensors themselves are backend-neutral buffers.
 module Backend =

@@ -12,6 +12,7 @@ module internal Gan.Functional.Kernels.BufferPool
 
 open System
 open System.Collections.Generic
+open System.Threading
 open Gan.Functional
 
 /// Below this many floats (64 KB) an array is a cheap gen-0 allocation: not pooled.
@@ -45,6 +46,16 @@ let mutable private held = 0L
 let mutable private reusedBytes = 0L
 let mutable private phase = 0L
 
+/// One thread's training step in progress: the buffers it rented in its first phase (its
+/// forward passes, before the first backward pass began), up to the step pool's size.
+[<AllowNullLiteral>]
+type private StepRecord(startPhase: int64) =
+    member val Rents = List<float32[]>()
+    member val Bytes = 0L with get, set
+    member _.StartPhase = startPhase
+
+let private steps = new ThreadLocal<StepRecord>()
+
 let private bucket (n: int) =
     match buckets.TryGetValue n with
     | true, b -> b
@@ -74,9 +85,25 @@ let rent (n: int) : float32[] =
         else
             ValueNone
 
-    match reused with
-    | ValueSome a -> a
-    | ValueNone -> GC.AllocateUninitializedArray<float32> n
+    let a =
+        match reused with
+        | ValueSome a -> a
+        | ValueNone -> GC.AllocateUninitializedArray<float32> n
+
+    if n >= minLength then
+        match steps.Value with
+        // only the forward passes' rents, and no more than the step may give back: the record
+        // keeps them alive until the step ends
+        | step when
+            not (isNull step)
+            && phase = step.StartPhase
+            && step.Bytes + 4L * int64 n <= Knobs.stepPoolBytes
+            ->
+            step.Rents.Add a
+            step.Bytes <- step.Bytes + 4L * int64 n
+        | _ -> ()
+
+    a
 
 /// A zero-filled buffer of exactly `n` floats.
 let rentZeroed (n: int) : float32[] =
@@ -125,3 +152,28 @@ let nextPhase () =
 
 /// Bytes handed out again since the process started (what the pool saved in fresh allocations).
 let reusedTotal () = lock gate (fun () -> reusedBytes)
+
+/// Starts recording this thread's rents (see <c>IStepBuffers</c>).
+let beginStep () =
+    steps.Value <- StepRecord(lock gate (fun () -> phase))
+
+/// Gives back the buffers this thread's step rented in its forward passes (up to the step pool's
+/// size) that are not in `keep`, and stops recording: the next step's forward passes claim them
+/// again before its memory peaks. The rest (adjoints, gradients, scratch of the backward
+/// passes) is left to the GC: pooled, it would sit idle through the next forward passes, at the
+/// peak. A buffer rented twice in the step is given once.
+let endStep (keep: HashSet<float32[]>) =
+    let step = steps.Value
+    steps.Value <- null
+
+    match step with
+    | null -> ()
+    | step ->
+        let seen = HashSet<float32[]>(HashIdentity.Reference)
+
+        for a in step.Rents do
+            if not (keep.Contains a) && seen.Add a then
+                give a
+
+/// Stops recording without giving anything.
+let cancelStep () = steps.Value <- null

@@ -1,6 +1,7 @@
 namespace Gan.Functional.Kernels
 
 open System
+open System.Collections.Generic
 open Gan.Functional
 
 /// The kernel family of a float32 convolution; one choice serves all three directions
@@ -227,6 +228,21 @@ type CpuBackend(threads: int, knobs: CpuKnobs) =
         | _ -> ()
 
     override _.NextPhase() = BufferPool.nextPhase ()
+
+    interface IStepBuffers with
+        member _.BeginStep() = BufferPool.beginStep ()
+
+        member _.EndStep keep =
+            let held = HashSet<float32[]>(HashIdentity.Reference)
+
+            for t in keep do
+                match t.Storage with
+                | Storage.F32 a -> held.Add a |> ignore
+                | Storage.F64 _ -> ()
+
+            BufferPool.endStep held
+
+        member _.CancelStep() = BufferPool.cancelStep ()
 
     override _.LeakyRelu(x, alpha) =
         match x.Storage with

@@ -92,6 +92,17 @@ module internal Knobs =
         * 1024L
         * 1024L
 
+    /// The most a training step gives back to the pool when it ends, in bytes
+    /// (GAN_STEP_POOL_MB, default 16; 0 turns it off): the forward passes' buffers that the next
+    /// step claims again. Bounded because the GC then collects less often, so its floating
+    /// garbage raises the peak of large models.
+    let stepPoolBytes =
+        (match Int64.TryParse(env "GAN_STEP_POOL_MB") with
+         | true, v when v >= 0L -> v
+         | _ -> 16L)
+        * 1024L
+        * 1024L
+
     /// GAN_POOL_CHECK=1: every recycled buffer is filled with NaN, so that a buffer recycled
     /// while still in use shows up as NaN in results (the test suite runs with it).
     let poolCheck = env "GAN_POOL_CHECK" = "1"

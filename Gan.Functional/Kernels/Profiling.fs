@@ -93,6 +93,22 @@ type ProfilingBackend(inner: IBackend, recordShapes: bool) =
         |> Seq.sortByDescending (fun k -> k.Seconds)
         |> Seq.toArray
 
+    interface IStepBuffers with
+        member _.BeginStep() =
+            match inner with
+            | :? IStepBuffers as s -> s.BeginStep()
+            | _ -> ()
+
+        member _.EndStep keep =
+            match inner with
+            | :? IStepBuffers as s -> s.EndStep keep
+            | _ -> ()
+
+        member _.CancelStep() =
+            match inner with
+            | :? IStepBuffers as s -> s.CancelStep()
+            | _ -> ()
+
     interface IBackend with
         member _.Name = inner.Name + " (profiled)"
 

@@ -166,14 +166,6 @@ internal static class BenchCommand
             world.Step(trainer, real, local, offset, batch, 0);
         }
 
-        // the step's floating-point work (GEMMs and convolutions, 2·m·n·k), counted on one more
-        // untimed step: deterministic, so one step is exact
-        var counter = new ProfilingBackend(cpu);
-        Engine.UseBackend(counter);
-        world.Step(trainer, real, local, offset, batch, 0);
-        var stepFlops = counter.Timings().Sum(t => t.Flops);
-        Engine.UseBackend(profiler is null ? cpu : profiler);
-
         var mpi = world.Distributed ? world.Mpi : null;
         var (reduceTime, reduceBytes, reduceCalls) = mpi is null ? (TimeSpan.Zero, 0L, 0L) : (mpi.AllreduceTime, mpi.AllreduceBytes, mpi.AllreduceCalls);
 
@@ -202,8 +194,15 @@ internal static class BenchCommand
             PrintProfile(profiler, req.Steps, times.Sum(), ctx.Err);
         }
 
-        // read before the ceiling's operands exist
+        // read before the FLOP count's step and the ceiling's operands
         var peakRss = PeakRssMb();
+        // the step's floating-point work (GEMMs and convolutions, 2·m·n·k), counted on one more
+        // untimed step: deterministic, so one step is exact
+        var counter = new ProfilingBackend(cpu);
+        Engine.UseBackend(counter);
+        world.Step(trainer, real, local, offset, batch, 0);
+        var stepFlops = counter.Timings().Sum(t => t.Flops);
+        Engine.UseBackend(profiler is null ? cpu : profiler);
         // the FLOP floor: the step's work at this run's sgemm ceiling (a large square product)
         var ceiling = SgemmCeiling(cpu);
         var floorMs = stepFlops / ceiling * 1e3;
