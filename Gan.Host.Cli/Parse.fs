@@ -409,6 +409,7 @@ module CommandLine =
         req.SyncBatchNorm <- r.Contains BenchArgs.Sync_Batchnorm
         req.Check <- r.Contains BenchArgs.Check
         req.Allreduce <- r.Contains BenchArgs.Allreduce
+        req.Ab <- r.TryGetResult BenchArgs.Ab |> Option.toObj
         req
 
     let private error (command: string option) (message: string) =

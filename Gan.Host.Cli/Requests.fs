@@ -52,6 +52,9 @@ type BenchRequest() =
     member val Check = false with get, set
     /// Under mpirun: time MPI_Allreduce alone.
     member val Allreduce = false with get, set
+    /// GAN_* overrides (NAME=VALUE, comma-separated) for an A/B run: steps alternate between
+    /// the environment's CPU knobs and these; null for a plain run.
+    member val Ab: string | null = null with get, set
 
 /// Which command a command line asks for.
 type CommandKind =

@@ -141,10 +141,13 @@ type BenchArgs =
     | [<Unique>] Sync_Batchnorm
     | [<Unique>] Check
     | [<Unique>] Allreduce
+    | [<Unique>] Ab of overrides: string
 
     interface IArgParserTemplate with
         member a.Usage =
             match a with
+            | Ab _ ->
+                "A/B: alternate steps between the environment's CPU knobs and these GAN_* overrides (NAME=VALUE,...), on one model; prints both medians and the median ratio of neighbouring steps."
             | Model _ -> "zoo model to time, or all (each in its own process) (default all)."
             | Batch _ -> "examples per step (default: 256 for mlp, 64 for the others)."
             | Steps _ -> "timed steps (default 10); the median and minimum are printed."

@@ -255,6 +255,81 @@ let ``batched matmul with transposes agrees with the reference`` () =
                 (reference.MatMul(a, ta, b, tb, out)))
 
 [<Fact>]
+let ``Adam over many parameters in place agrees with the reference, piece boundaries inside parameters`` () =
+    // 70K + 3 + 40K + 17 floats: past the parallel threshold, so pieces cut through parameters
+    let shapes = [| [| 700; 100 |]; [| 3 |]; [| 40; 1000 |]; [| 17 |] |]
+
+    let c = {
+        Lr = 1e-3
+        Beta1 = 0.5
+        Beta2 = 0.999
+        Eps = 1e-8
+        WeightDecay = 0.01
+        Decoupled = false
+        BiasCorrection1 = 1.0 - 0.5 ** 3.0
+        BiasCorrection2 = 1.0 - 0.999 ** 3.0
+    }
+
+    let make seed =
+        shapes |> Array.mapi (fun i s -> data (seed + uint64 i) s)
+
+    let ps, gs, ms = make 31UL, make 41UL, make 51UL
+    // second moments are non-negative
+    let vs =
+        make 61UL
+        |> Array.map (fun t -> RawTensor.ofFloat32 t.Shape (RawTensor.toFloat32Array t |> Array.map abs))
+
+    let expected =
+        Array.init shapes.Length (fun i -> (reference :?> IFusedOptimizer).AdamStep(ps.[i], gs.[i], ms.[i], vs.[i], c))
+
+    (fast :?> IInPlaceOptimizer).AdamStepsInPlace(ps, gs, ms, vs, c)
+
+    for i in 0 .. shapes.Length - 1 do
+        let p', m', v' = expected.[i]
+        close 1e-6 (sprintf "p %d" i) ps.[i] p'
+        close 1e-6 (sprintf "m %d" i) ms.[i] m'
+        close 1e-6 (sprintf "v %d" i) vs.[i] v'
+
+[<Fact>]
+let ``products split over the engine's threads agree with the reference`` () =
+    // every product takes the split path (SmallGemm 1); with both slicings (rows when m ≥ n,
+    // 16-column slices otherwise) and every transpose
+    let split =
+        CpuBackend(
+            3,
+            {
+                CpuKnobs.Default with
+                    SmallGemm = 1L
+                    GemmSplit = true
+            }
+        )
+        :> IBackend
+
+    Prop.check "split matmul agrees"
+    <| Prop.forAll
+        (Arb.fromGen (
+            gen {
+                let! m = Gen.choose (1, 70)
+                let! n = Gen.choose (1, 70)
+                let! k = Gen.choose (1, 40)
+                let! ta = Gen.elements [ false; true ]
+                let! tb = Gen.elements [ false; true ]
+                let! batch = Gen.elements [ [||]; [| 2 |] ]
+                return m, n, k, ta, tb, batch
+            }
+        ))
+        (fun (m, n, k, ta, tb, batch) ->
+            let a = data 17UL (Array.append batch (if ta then [| k; m |] else [| m; k |]))
+            let b = data 18UL (Array.append batch (if tb then [| n; k |] else [| k; n |]))
+            let out = Array.append batch [| m; n |]
+
+            close
+                1e-5
+                (sprintf "%dx%dx%d %b %b" m n k ta tb)
+                (split.MatMul(a, ta, b, tb, out))
+                (reference.MatMul(a, ta, b, tb, out)))
+
+[<Fact>]
 let ``the managed GEMM agrees with the BLAS in use`` () =
     let rnd = Random(5)
 
@@ -513,6 +588,7 @@ let ``knobs parse from GAN_ variables, keeping defaults for unset or invalid val
             DnnlConv = false
             DnnlWinograd = false
             DnnlBatch = 8
+            GemmSplit = true
         },
         k
     )

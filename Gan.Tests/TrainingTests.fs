@@ -160,6 +160,44 @@ let ``Training.stepDonated gives the weights of Training.step, which leaves its 
     for KeyValue(name, raw) in buffers do
         Assert.True(RawTensor.sameBuffer raw (Tensor.toRaw s.DOpt.Moment2.[name]), name)
 
+[<Theory>]
+[<InlineData(false)>]
+[<InlineData(true)>]
+let ``donated steps write the parameters in place and still give the pure step's weights, EMA included``
+    (simultaneous: bool)
+    =
+    // EMA starts as a copy of G's weights (in-place steps must not move it); under
+    // SimultaneousUpdates G's pass reads D from before its update, so D is not stepped in place
+    let cfg = {
+        config with
+            EmaDecay = 0.9
+            SimultaneousUpdates = simultaneous
+    }
+
+    let plain, pureMetrics =
+        run toyBn cfg 1e-2 1e-2 3 (Training.init toyBn cfg (Random.key 6UL))
+
+    let start = Training.init toyBn cfg (Random.key 6UL)
+    let gBuffers = start.G.Params |> Map.map (fun _ t -> Tensor.toRaw t)
+    let dBuffers = start.D.Params |> Map.map (fun _ t -> Tensor.toRaw t)
+    let mutable s = start
+
+    let donatedMetrics = [
+        for i in 1..3 do
+            let next, m = Training.stepDonated toyBn cfg 1e-2 1e-2 (realBatch (uint64 i) 16) s
+            s <- next
+            yield m
+    ]
+
+    Assert.Equal<StepMetrics list>(pureMetrics, donatedMetrics)
+    Assert.True((values plain = values s), "donated steps gave other weights, moments or EMA")
+
+    for KeyValue(name, raw) in gBuffers do
+        Assert.True(RawTensor.sameBuffer raw (Tensor.toRaw s.G.Params.[name]), name)
+
+    for KeyValue(name, raw) in dBuffers do
+        Assert.Equal(not simultaneous, RawTensor.sameBuffer raw (Tensor.toRaw s.D.Params.[name]))
+
 [<Fact>]
 let ``a donated step with SGD momentum gives the weights of the pure step`` () =
     // at t = 1 SGD's momentum buffer is the gradient itself: a donated step must keep it

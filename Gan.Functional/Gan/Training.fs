@@ -77,7 +77,16 @@ module Training =
             D = d
             GOpt = Optimizer.init config.GOptimizer g.Params
             DOpt = Optimizer.init config.DOptimizer d.Params
-            GEma = (if config.EmaDecay > 0.0 then g.Params else Map.empty)
+            // a copy: G's parameters may later be stepped in place (Training.stepDonated)
+            GEma =
+                (if config.EmaDecay > 0.0 then
+                     g.Params
+                     |> Map.map (fun _ p ->
+                         match Tensor.dtype p with
+                         | Float32 -> Tensor.ofArray (Tensor.shape p) (Tensor.toArray p)
+                         | Float64 -> Tensor.ofArray64 (Tensor.shape p) (Tensor.toArray64 p))
+                 else
+                     Map.empty)
             Step = 0
             Key = ks.[2]
         }
@@ -183,6 +192,15 @@ module Training =
         (state: TrainState)
         =
         let optimize = if donate then Optimizer.updateDonated else Optimizer.update
+        // donated parameters are written in place, except D's when G is then differentiated
+        // through the D from before its update (SimultaneousUpdates)
+        let optimizeG = if donate then Optimizer.updateInPlace else Optimizer.update
+
+        let optimizeD =
+            if donate && not config.SimultaneousUpdates then
+                Optimizer.updateInPlace
+            else
+                optimize
 
         let n = (Tensor.shape real).[0]
         // a job of one rank is a plain step: nothing to gather or reduce
@@ -308,7 +326,7 @@ module Training =
 
         let g = { g with State = gStateNow }
 
-        let dParams, dOpt = optimize config.DOptimizer dLr dGrads state.DOpt state.D.Params
+        let dParams, dOpt = optimizeD config.DOptimizer dLr dGrads state.DOpt state.D.Params
 
         let d = { Params = dParams; State = dState }
         // generator update through the updated discriminator
@@ -344,7 +362,7 @@ module Training =
                         | [ grads; ds ], _ -> grads, (if perRankState then ds else dAfter)
                         | _ -> invalidOp "reduceNamed returned other groups than it was given"
 
-                let gParams, gOpt = optimize config.GOptimizer gLr grads state.GOpt g.Params
+                let gParams, gOpt = optimizeG config.GOptimizer gLr grads state.GOpt g.Params
                 { g with Params = gParams }, gOpt, Tensor.item gLossValue, { d with State = dAfter }
 
         let ema =
@@ -396,10 +414,12 @@ module Training =
     let step model config gLr dLr real state =
         stepWith false None model config gLr dLr real state
 
-    /// As <c>step</c>, but `state` is donated: the optimizers' moment buffers are overwritten
-    /// (<c>Optimizer.updateDonated</c>), so peak memory holds one copy of them, as PyTorch's
-    /// in-place optimizers do. The same result as <c>step</c>; `state` must not be used after the
-    /// call. For training loops that own their state (the C# <c>GanTrainer</c> uses it).
+    /// As <c>step</c>, but `state` is donated: the optimizers write the new moments and
+    /// parameters over the old ones (<c>Optimizer.updateInPlace</c>; D's parameters are copied
+    /// instead under SimultaneousUpdates, where G's pass reads D from before its update), so peak
+    /// memory holds one copy of them, as PyTorch's in-place optimizers do. The same result as
+    /// <c>step</c>; `state` must not be used after the call. For training loops that own their
+    /// state (the C# <c>GanTrainer</c> uses it).
     let stepDonated model config gLr dLr real state =
         stepWith true None model config gLr dLr real state
 

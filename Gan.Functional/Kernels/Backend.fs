@@ -164,6 +164,15 @@ type IDeviceBackend =
     /// on this device).
     abstract Upload: x: RawTensor -> RawTensor
 
+/// Adam over a whole network in place, optional for a backend: the optimizers call it when
+/// parameters and moments are donated (<c>Optimizer.updateInPlace</c>) and the backend in force
+/// implements it.
+type IInPlaceOptimizer =
+    /// One Adam step for every parameter i at once, written over ps[i], ms[i] and vs[i] (all
+    /// distinct buffers, owned by the caller), with gradients gs[i]: one pass over all of them.
+    abstract AdamStepsInPlace:
+        ps: RawTensor[] * gs: RawTensor[] * ms: RawTensor[] * vs: RawTensor[] * c: AdamCoefficients -> unit
+
 /// Buffer reuse across training steps, optional for a backend. A training loop that owns its
 /// state (the C# <c>GanTrainer</c>) brackets each step with <c>BeginStep</c> and <c>EndStep</c>:
 /// when the step has returned, every buffer the backend handed out during it is dead except

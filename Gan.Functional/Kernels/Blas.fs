@@ -373,6 +373,84 @@ let sgemm
                     int64 n
                 )
                 |> ignore
+            else if knobs.GemmSplit && threads > 1 && int64 m * int64 n * int64 k >= knobs.SmallGemm then
+                useBlasThreads 1
+
+                let pa, pb, pc =
+                    NativePtr.toNativeInt pa, NativePtr.toNativeInt pb, NativePtr.toNativeInt pc
+                // slices of the longer output side: rows of C (rows of op(A)), or columns of C
+                // (columns of op(B)) in multiples of 16
+                let byRows = m >= n
+                let side = if byRows then m else n
+                let parts = min threads (if byRows then m else (n + 15) / 16)
+
+                let step =
+                    if byRows then
+                        (m + parts - 1) / parts
+                    else
+                        ((n + parts - 1) / parts + 15) &&& ~~~15
+
+                let f32 = 4n
+
+                Parallel.For(
+                    0,
+                    parts,
+                    ParallelOptions(MaxDegreeOfParallelism = threads),
+                    fun p ->
+                        let lo = p * step
+                        let len = min step (side - lo)
+
+                        if len > 0 then
+                            if byRows then
+                                // row i of op(A): a + i·k, or column i of the k×m A when transposed
+                                let aAt =
+                                    if transA then
+                                        pa + nativeint lo * f32
+                                    else
+                                        pa + nativeint lo * nativeint k * f32
+
+                                Native.cblas_sgemm (
+                                    101,
+                                    (if transA then 112 else 111),
+                                    (if transB then 112 else 111),
+                                    len,
+                                    n,
+                                    k,
+                                    1.0f,
+                                    aAt,
+                                    lda,
+                                    pb,
+                                    ldb,
+                                    beta,
+                                    pc + nativeint lo * nativeint n * f32,
+                                    n
+                                )
+                            else
+                                // column j of op(B): b + j, or row j of the n×k B when transposed
+                                let bAt =
+                                    if transB then
+                                        pb + nativeint lo * nativeint k * f32
+                                    else
+                                        pb + nativeint lo * f32
+
+                                Native.cblas_sgemm (
+                                    101,
+                                    (if transA then 112 else 111),
+                                    (if transB then 112 else 111),
+                                    m,
+                                    len,
+                                    k,
+                                    1.0f,
+                                    pa,
+                                    lda,
+                                    bAt,
+                                    ldb,
+                                    beta,
+                                    pc + nativeint lo * f32,
+                                    n
+                                )
+                )
+                |> ignore
             else
                 useBlasThreads (
                     if int64 m * int64 n * int64 k < knobs.SmallGemm then

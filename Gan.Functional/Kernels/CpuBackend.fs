@@ -229,6 +229,50 @@ type CpuBackend(threads: int, knobs: CpuKnobs) =
 
     override _.NextPhase() = BufferPool.nextPhase ()
 
+    interface IInPlaceOptimizer with
+        member _.AdamStepsInPlace(ps, gs, ms, vs, c) =
+            let arrays (ts: RawTensor[]) =
+                ts
+                |> Array.map (fun t ->
+                    match t.Storage with
+                    | Storage.F32 a -> a
+                    | Storage.F64 _ -> invalidArg "ps" "AdamStepsInPlace takes float32 tensors")
+
+            let p, g, m, v = arrays ps, arrays gs, arrays ms, arrays vs
+            // the parameters laid end to end, cut into pieces of about equal size: one parallel
+            // loop for the whole network instead of one per parameter
+            let starts = Array.scan (fun acc (a: float32[]) -> acc + int64 a.Length) 0L p
+            let total = starts.[p.Length]
+            let pieces = int (max 1L (min (int64 threads * 8L) (total / 16384L)))
+            let size = (total + int64 pieces - 1L) / int64 pieces
+
+            let body (piece: int) =
+                let lo, hi = int64 piece * size, min total (int64 (piece + 1) * size)
+                // the first parameter that this piece reaches into
+                let mutable i =
+                    max 0 (Array.BinarySearch(starts, lo) |> fun k -> if k >= 0 then k else ~~~k - 1)
+
+                while i < p.Length && starts.[i] < hi do
+                    let a = int (max lo starts.[i] - starts.[i])
+                    let b = int (min hi starts.[i + 1] - starts.[i])
+
+                    if b > a then
+                        SimdLoops.adam c p.[i] g.[i] m.[i] v.[i] p.[i] m.[i] v.[i] a b
+
+                    i <- i + 1
+
+            if threads > 1 && total >= int64 threshold then
+                Threading.Tasks.Parallel.For(
+                    0,
+                    pieces,
+                    Threading.Tasks.ParallelOptions(MaxDegreeOfParallelism = threads),
+                    (fun k -> body k)
+                )
+                |> ignore
+            else
+                for k in 0 .. pieces - 1 do
+                    body k
+
     interface IStepBuffers with
         member _.BeginStep() = BufferPool.beginStep ()
 

@@ -33,6 +33,10 @@ type CpuKnobs = {
     /// Images per oneDNN convolution call; 0 chooses: 32 under Winograd or for images of 32K
     /// floats or more, else 64 (GAN_DNNL_BATCH).
     DnnlBatch: int
+    /// OpenBLAS products from SmallGemm up run as one single-threaded OpenBLAS call per engine
+    /// thread, each on a slice of the output, instead of on OpenBLAS's own threads
+    /// (GAN_GEMM_SPLIT=0 sets it false).
+    GemmSplit: bool
 } with
 
     /// The built-in values, whatever the environment says.
@@ -45,6 +49,7 @@ type CpuKnobs = {
         DnnlConv = true
         DnnlWinograd = true
         DnnlBatch = 0
+        GemmSplit = true
     }
 
     /// The knobs as the variables of `lookup` (name → value, null when unset) override the
@@ -72,6 +77,7 @@ type CpuKnobs = {
             DnnlConv = get "GAN_DISABLE_DNNL_CONV" <> "1"
             DnnlWinograd = get "GAN_DNNL_WINOGRAD" <> "0"
             DnnlBatch = int32Above 1 "GAN_DNNL_BATCH" d.DnnlBatch
+            GemmSplit = get "GAN_GEMM_SPLIT" <> "0"
         }
 
 /// Where the engine reads its GAN_* environment variables: each once, here and nowhere else.

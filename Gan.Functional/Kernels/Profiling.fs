@@ -93,6 +93,23 @@ type ProfilingBackend(inner: IBackend, recordShapes: bool) =
         |> Seq.sortByDescending (fun k -> k.Seconds)
         |> Seq.toArray
 
+    interface IInPlaceOptimizer with
+        member _.AdamStepsInPlace(ps, gs, ms, vs, c) =
+            match inner with
+            | :? IInPlaceOptimizer as o ->
+                timed (key "adam.inPlace" []) 0.0 (fun () -> o.AdamStepsInPlace(ps, gs, ms, vs, c))
+            | _ ->
+                // donation allows in place, it does not require it: the new parameters are
+                // copied over the old where the inner backend writes fresh ones
+                timed (key "adam" []) 0.0 (fun () ->
+                    for i in 0 .. ps.Length - 1 do
+                        let p' = optimizer.AdamStepDonated(ps.[i], gs.[i], ms.[i], vs.[i], c)
+
+                        match p'.Storage, ps.[i].Storage with
+                        | Storage.F32 a, Storage.F32 b -> Array.blit a 0 b 0 b.Length
+                        | Storage.F64 a, Storage.F64 b -> Array.blit a 0 b 0 b.Length
+                        | _ -> invalidOp "AdamStepsInPlace: the parameters changed dtype")
+
     interface IStepBuffers with
         member _.BeginStep() =
             match inner with

@@ -53,6 +53,78 @@ module Optimizer =
             Moment2 = zeros ()
           }
 
+    /// Adam on every parameter that has a gradient, written over the parameters and moments
+    /// in one pass (the backend's <c>IInPlaceOptimizer</c>); None where that does not apply:
+    /// another optimizer or backend, float64, or buffers shared between parameters or moments
+    /// (a tied weight would be stepped twice).
+    let private adamInPlace
+        kind
+        (lr: float)
+        (grads: Map<string, Tensor>)
+        (state: OptimizerState)
+        (parameters: Map<string, Tensor>)
+        =
+        match kind, Prim.backend () with
+        | Adam(b1, b2, eps, wd, decoupled), (:? IInPlaceOptimizer as o) ->
+            let t = state.Step + 1
+
+            let stepped =
+                parameters
+                |> Map.toArray
+                |> Array.choose (fun (name, p) ->
+                    match Map.tryFind name grads with
+                    | Some g ->
+                        Some(
+                            Tensor.toRaw (Tensor.detach p),
+                            Tensor.toRaw (Tensor.detach g),
+                            Tensor.toRaw state.Moment1.[name],
+                            Tensor.toRaw state.Moment2.[name]
+                        )
+                    | None -> None)
+
+            let buffers =
+                stepped
+                |> Array.collect (fun (p, _, m, v) -> [| p; m; v |])
+                |> Array.map (fun r ->
+                    match r.Storage with
+                    | Storage.F32 a -> Some a
+                    | Storage.F64 _ -> None)
+
+            let arrays = Array.choose id buffers
+            let seen = System.Collections.Generic.HashSet<float32[]>(HashIdentity.Reference)
+            let distinct = arrays.Length = buffers.Length && Array.forall seen.Add arrays
+
+            if distinct && not (Array.isEmpty stepped) then
+                let c = {
+                    Lr = lr
+                    Beta1 = b1
+                    Beta2 = b2
+                    Eps = eps
+                    WeightDecay = wd
+                    Decoupled = decoupled
+                    BiasCorrection1 = 1.0 - pown b1 t
+                    BiasCorrection2 = 1.0 - pown b2 t
+                }
+
+                let pick f = Array.map f stepped
+
+                o.AdamStepsInPlace(
+                    pick (fun (p, _, _, _) -> p),
+                    pick (fun (_, g, _, _) -> g),
+                    pick (fun (_, _, m, _) -> m),
+                    pick (fun (_, _, _, v) -> v),
+                    c
+                )
+                // the parameters' buffers hold the new values: the same tensors, detached
+                let updated =
+                    parameters
+                    |> Map.map (fun name p -> if grads.ContainsKey name then Tensor.detach p else p)
+
+                Some(updated, { state with Step = t })
+            else
+                None
+        | _ -> None
+
     let private updateWith
         (donate: bool)
         (kind: OptimizerKind)
@@ -139,3 +211,13 @@ module Optimizer =
     /// Other optimizers and `parameters` are treated as by <c>update</c>.</summary>
     let updateDonated kind lr grads state parameters =
         updateWith true kind lr grads state parameters
+
+    /// <summary>As <c>Optimizer.updateDonated</c>, with `parameters` donated too: Adam writes
+    /// the new parameters and moments over the old ones, for the whole network in one pass, where
+    /// the backend offers it (<c>IInPlaceOptimizer</c>); elsewhere it is
+    /// <c>Optimizer.updateDonated</c>. Neither `state` nor `parameters` may be used after the
+    /// call: the returned ones may share their buffers.</summary>
+    let updateInPlace kind lr grads state parameters =
+        match adamInPlace kind lr grads state parameters with
+        | Some result -> result
+        | None -> updateWith true kind lr grads state parameters

@@ -28,6 +28,11 @@ internal static class BenchCommand
 
         if (req.Model == "all")
         {
+            if (req.Ab is not null)
+            {
+                throw new UserError("bench --ab compares two sets of knobs on one model: give --model.", ExitCodes.Usage);
+            }
+
             if (ctx.World.Size > 1 || req.Check)
             {
                 throw new UserError("bench under mpirun (and --check) times one model: give --model mlp, dcgan28, mbd28, dcgan64 or valid64.", ExitCodes.Usage);
@@ -43,7 +48,103 @@ internal static class BenchCommand
                 ExitCodes.Usage);
         }
 
-        return RunOne(req, ctx);
+        return req.Ab is null ? RunOne(req, ctx) : RunAb(req, ctx);
+    }
+
+    /// <summary>
+    /// bench --ab: the same model's steps on two CPU backends that differ only in the given
+    /// knobs, alternating A B B A so that a slow stretch of a shared machine falls on both; the
+    /// ratio is the median of B / A over neighbouring steps.
+    /// </summary>
+    private static int RunAb(BenchRequest req, HostContext ctx)
+    {
+        var c = CultureInfo.InvariantCulture;
+        var overrides = new Dictionary<string, string>();
+        foreach (var item in (req.Ab ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            var eq = item.IndexOf('=');
+            if (eq <= 0)
+            {
+                throw new UserError($"--ab: '{item}' is not NAME=VALUE.", ExitCodes.Usage);
+            }
+
+            overrides[item[..eq]] = item[(eq + 1)..];
+        }
+
+        var knobsA = CpuKnobs.FromEnvironment();
+        var knobsB = CpuKnobs.Parse(name => overrides.TryGetValue(name, out var v) ? v : Environment.GetEnvironmentVariable(name));
+        if (knobsA.Equals(knobsB))
+        {
+            throw new UserError($"--ab: {req.Ab} changes no CPU backend knob (docs/knobs.md lists them).", ExitCodes.Usage);
+        }
+
+        var batch = req.Batch ?? Models.First(m => m.Name == req.Model).Batch;
+        var a = new CpuBackend(req.Threads, knobsA);
+        var b = new CpuBackend(req.Threads, knobsB);
+        var trainer = BenchTrainer(req.Model, batch);
+        var real = RandomImages(trainer, batch);
+        for (var i = 0; i < req.Warmup; i++)
+        {
+            Engine.UseBackend(a);
+            trainer.Step(real, batch, 0);
+            Engine.UseBackend(b);
+            trainer.Step(real, batch, 0);
+        }
+
+        var ta = new double[req.Steps];
+        var tb = new double[req.Steps];
+        for (var i = 0; i < req.Steps; i++)
+        {
+            // A B, then B A: each side goes first half of the time
+            var first = i % 2 == 0;
+            foreach (var side in first ? new[] { 0, 1 } : [1, 0])
+            {
+                Engine.UseBackend(side == 0 ? a : b);
+                var t0 = Stopwatch.GetTimestamp();
+                trainer.Step(real, batch, 0);
+                (side == 0 ? ta : tb)[i] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+            }
+        }
+
+        var ratios = ta.Zip(tb, (x, y) => y / x).ToArray();
+        ctx.Out.WriteLine(string.Create(c,
+            $"ab model={req.Model} batch={batch} steps={req.Steps} a_median_ms={Median(ta):F1} b_median_ms={Median(tb):F1} b_over_a={Median(ratios):F3} b={req.Ab}"));
+        return ExitCodes.Ok;
+    }
+
+    private static double Median(double[] xs)
+    {
+        var s = xs.OrderBy(x => x).ToArray();
+        return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
+    }
+
+    /// <summary>The bench's trainer: PyTorch's settings (see the class summary).</summary>
+    private static GanTrainer BenchTrainer(string model, int batch)
+    {
+        var options = TrainOptions.ForModel(model, 3);
+        options.BatchSize = batch;
+        options.LearningRate = 2e-4;
+        options.GeneratorLrScale = 1.0;
+        options.Beta1 = 0.5;
+        options.Loss = "bce";
+        options.DSteps = 1;
+        options.LrDecayEpochs = [];
+        // PyTorch's loop: G is differentiated through the D that was just updated
+        options.SimultaneousUpdates = false;
+        return GanTrainer.Create(options);
+    }
+
+    /// <summary>`rows` random images in [-1, 1] of the trainer's model, flat NCHW.</summary>
+    private static float[] RandomImages(GanTrainer trainer, int rows)
+    {
+        var real = new float[rows * trainer.Model.ImageShape.Aggregate(1, (x, s) => x * s)];
+        var rng = new System.Random(0);
+        for (var i = 0; i < real.Length; i++)
+        {
+            real[i] = (float)(rng.NextDouble() * 2 - 1);
+        }
+
+        return real;
     }
 
     private static int RunAll(BenchRequest req, HostContext ctx)
@@ -128,17 +229,7 @@ internal static class BenchCommand
             Engine.UseBackend(profiler);
         }
 
-        var options = TrainOptions.ForModel(req.Model, 3);
-        options.BatchSize = batch;
-        options.LearningRate = 2e-4;
-        options.GeneratorLrScale = 1.0;
-        options.Beta1 = 0.5;
-        options.Loss = "bce";
-        options.DSteps = 1;
-        options.LrDecayEpochs = [];
-        // PyTorch's loop: G is differentiated through the D that was just updated
-        options.SimultaneousUpdates = false;
-        var trainer = GanTrainer.Create(options);
+        var trainer = BenchTrainer(req.Model, batch);
         var world = ctx.World;
         world.SyncBatchNorm = req.SyncBatchNorm;
         if (req.Check)
@@ -153,13 +244,7 @@ internal static class BenchCommand
 
         // under mpirun this rank's rows of the global batch
         var (offset, local) = world.Slice(batch);
-        var shape = trainer.Model.ImageShape;
-        var real = new float[local * shape.Aggregate(1, (a, s) => a * s)];
-        var rng = new System.Random(0);
-        for (var i = 0; i < real.Length; i++)
-        {
-            real[i] = (float)(rng.NextDouble() * 2 - 1);
-        }
+        var real = RandomImages(trainer, local);
 
         for (var i = 0; i < req.Warmup; i++)
         {
