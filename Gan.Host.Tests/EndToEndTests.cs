@@ -31,7 +31,12 @@ public class EndToEndTests
 
         Assert.True(r.Code == 0, r.Err + r.Out);
         var line = Assert.Single(r.Out.Split('\n', StringSplitOptions.RemoveEmptyEntries));
-        Assert.Matches(@"^model=mlp batch=4 median_ms=[0-9.]+ min_ms=[0-9.]+ peak_rss_mb=[0-9]+$", line.Trim());
+        Assert.Matches(@"^model=mlp batch=4 median_ms=[0-9.]+ min_ms=[0-9.]+ peak_rss_mb=[0-9]+ gflop=[0-9.]+ gflops=[0-9.]+ ceiling_gflops=[0-9]+ floor_ms=[0-9.]+$", line.Trim());
+        // mlp's step, per example: G forward and backward (3G multiply-adds, less the input
+        // gradient of z), D forward three times (real, fake, G's pass), D backward twice with
+        // weight gradients but no input gradient for the data, once more for G's pass without
+        // weight gradients: 3G + 8D − 2·784·512 − 100·128 = 5,441,536; 2 FLOP each, 4 examples
+        Assert.Contains(" gflop=0.044 ", line);
         Assert.Contains("matmul", r.Err);
     }
 

@@ -46,13 +46,11 @@ let mutable private held = 0L
 let mutable private reusedBytes = 0L
 let mutable private phase = 0L
 
-/// One thread's training step in progress: the buffers it rented in its first phase (its
-/// forward passes, before the first backward pass began), up to the step pool's size.
+/// One thread's training step in progress: the buffers it rented, up to the step pool's size.
 [<AllowNullLiteral>]
-type private StepRecord(startPhase: int64) =
+type private StepRecord() =
     member val Rents = List<float32[]>()
     member val Bytes = 0L with get, set
-    member _.StartPhase = startPhase
 
 let private steps = new ThreadLocal<StepRecord>()
 
@@ -92,13 +90,8 @@ let rent (n: int) : float32[] =
 
     if n >= minLength then
         match steps.Value with
-        // only the forward passes' rents, and no more than the step may give back: the record
-        // keeps them alive until the step ends
-        | step when
-            not (isNull step)
-            && phase = step.StartPhase
-            && step.Bytes + 4L * int64 n <= Knobs.stepPoolBytes
-            ->
+        // no more than the step may give back: the record keeps them alive until the step ends
+        | step when not (isNull step) && step.Bytes + 4L * int64 n <= Knobs.stepPoolBytes ->
             step.Rents.Add a
             step.Bytes <- step.Bytes + 4L * int64 n
         | _ -> ()
@@ -154,14 +147,14 @@ let nextPhase () =
 let reusedTotal () = lock gate (fun () -> reusedBytes)
 
 /// Starts recording this thread's rents (see <c>IStepBuffers</c>).
-let beginStep () =
-    steps.Value <- StepRecord(lock gate (fun () -> phase))
+let beginStep () = steps.Value <- StepRecord()
 
-/// Gives back the buffers this thread's step rented in its forward passes (up to the step pool's
-/// size) that are not in `keep`, and stops recording: the next step's forward passes claim them
-/// again before its memory peaks. The rest (adjoints, gradients, scratch of the backward
-/// passes) is left to the GC: pooled, it would sit idle through the next forward passes, at the
-/// peak. A buffer rented twice in the step is given once.
+/// Gives back the buffers this thread's step rented (the first ones, up to the step pool's
+/// size) that are not in `keep`, and stops recording: the next step rents the same lengths in
+/// the same order, so its forward passes claim the forward buffers again, and its backward
+/// passes the adjoints and gradients. Bounded because what the pool holds unclaimed sits idle
+/// through the next forward passes, where memory peaks. A buffer rented twice in the step is
+/// given once.
 let endStep (keep: HashSet<float32[]>) =
     let step = steps.Value
     steps.Value <- null

@@ -99,9 +99,9 @@ module internal Knobs =
         * 1024L
 
     /// The most a training step gives back to the pool when it ends, in bytes
-    /// (GAN_STEP_POOL_MB, default 16; 0 turns it off): the forward passes' buffers that the next
-    /// step claims again. Bounded because the GC then collects less often, so its floating
-    /// garbage raises the peak of large models.
+    /// (GAN_STEP_POOL_MB, default 16; 0 turns it off): the first buffers it rented, which the
+    /// next step rents again. Bounded because pooled buffers that the next step has not yet
+    /// claimed sit idle through its forward passes, where the memory of large models peaks.
     let stepPoolBytes =
         (match Int64.TryParse(env "GAN_STEP_POOL_MB") with
          | true, v when v >= 0L -> v

@@ -266,6 +266,8 @@ internal static class BenchCommand
             times[i] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
         }
 
+        // the timed steps' MPI totals, before the FLOP count's step below adds its own
+        var (reduceTimeAfter, reduceBytesAfter, reduceCallsAfter) = mpi is null ? (TimeSpan.Zero, 0L, 0L) : (mpi.AllreduceTime, mpi.AllreduceBytes, mpi.AllreduceCalls);
         var perStep = (GC.GetTotalAllocatedBytes(precise: true) - allocated) / (double)req.Steps;
         gen2 = GC.CollectionCount(2) - gen2;
         var pauseMs = (GC.GetTotalPauseDuration() - paused).TotalMilliseconds / req.Steps;
@@ -297,9 +299,9 @@ internal static class BenchCommand
         {
             // rank 0's view: the time this rank spent inside MPI_Allreduce (waiting for the others
             // included) and the bytes it gave to allreduce, per step
-            var ms = (mpi.AllreduceTime - reduceTime).TotalMilliseconds / req.Steps;
-            var mb = (mpi.AllreduceBytes - reduceBytes) / 1e6 / req.Steps;
-            var calls = (mpi.AllreduceCalls - reduceCalls) / (double)req.Steps;
+            var ms = (reduceTimeAfter - reduceTime).TotalMilliseconds / req.Steps;
+            var mb = (reduceBytesAfter - reduceBytes) / 1e6 / req.Steps;
+            var calls = (reduceCallsAfter - reduceCalls) / (double)req.Steps;
             line += string.Create(c, $" ranks={world.Size} sync_batchnorm={(world.SyncBatchNorm ? 1 : 0)} allreduce_ms={ms:F2} allreduce_mb={mb:F3} allreduce_calls={calls:F0}");
         }
 
