@@ -236,7 +236,7 @@ type CpuBackend(threads: int, knobs: CpuKnobs) =
                 |> Array.map (fun t ->
                     match t.Storage with
                     | Storage.F32 a -> a
-                    | Storage.F64 _ -> invalidArg "ps" "AdamStepsInPlace takes float32 tensors")
+                    | _ -> invalidArg "ps" "AdamStepsInPlace takes float32 tensors in host memory")
 
             let p, g, m, v = arrays ps, arrays gs, arrays ms, arrays vs
             // the parameters laid end to end, cut into pieces of about equal size: one parallel
@@ -282,7 +282,7 @@ type CpuBackend(threads: int, knobs: CpuKnobs) =
             for t in keep do
                 match t.Storage with
                 | Storage.F32 a -> held.Add a |> ignore
-                | Storage.F64 _ -> ()
+                | _ -> ()
 
             BufferPool.endStep held
 

@@ -88,7 +88,7 @@ module Optimizer =
                 |> Array.map (fun r ->
                     match r.Storage with
                     | Storage.F32 a -> Some a
-                    | Storage.F64 _ -> None)
+                    | _ -> None)
 
             let arrays = Array.choose id buffers
             let seen = System.Collections.Generic.HashSet<float32[]>(HashIdentity.Reference)
