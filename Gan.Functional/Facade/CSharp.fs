@@ -246,8 +246,9 @@ type GanTrainer private (info: ModelInfo, options: TrainSettings, config: TrainC
     member private this.Advance(images: float32[], count: int, epoch: int, step) =
         let real = Tensor.ofArray (Array.append [| count |] info.ImageShape) images
 
+        // the pool belongs to the backend that runs host tensors
         let buffers =
-            match Prim.backend () with
+            match Gan.Functional.Kernels.Placement.hostBackend () with
             | :? IStepBuffers as b -> Some b
             | _ -> None
 

@@ -64,7 +64,8 @@ module Optimizer =
         (state: OptimizerState)
         (parameters: Map<string, Tensor>)
         =
-        match kind, Prim.backend () with
+        // host buffers only (checked below): the backend that runs host tensors
+        match kind, Gan.Functional.Kernels.Placement.hostBackend () with
         | Adam(b1, b2, eps, wd, decoupled), (:? IInPlaceOptimizer as o) ->
             let t = state.Step + 1
 
