@@ -59,6 +59,11 @@ internal static class BenchCommand
     private static int RunAb(BenchRequest req, HostContext ctx)
     {
         var c = CultureInfo.InvariantCulture;
+        if (req.Device is not ("auto" or "cpu"))
+        {
+            throw new UserError($"bench --ab compares CPU backend knobs, on the CPU: drop --device {req.Device}.", ExitCodes.Usage);
+        }
+
         var overrides = new Dictionary<string, string>();
         foreach (var item in (req.Ab ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
@@ -283,18 +288,24 @@ internal static class BenchCommand
 
         // read before the FLOP count's step and the ceiling's operands
         var peakRss = PeakRssMb();
-        // the step's floating-point work (GEMMs and convolutions, 2·m·n·k), counted on one more
-        // untimed step: deterministic, so one step is exact
-        var counter = new ProfilingBackend(cpu);
-        Engine.UseBackend(counter);
-        world.Step(trainer, real, local, offset, batch, 0);
-        var stepFlops = counter.Timings().Sum(t => t.Flops);
-        Engine.UseBackend(profiler is null ? cpu : profiler);
-        // the FLOP floor: the step's work at this run's sgemm ceiling (a large square product)
-        var ceiling = SgemmCeiling(cpu);
-        var floorMs = stepFlops / ceiling * 1e3;
-        ctx.Err.WriteLine(string.Create(c, $"{req.Model}: {stepFlops / 1e9:F2} GFLOP/step, {stepFlops / median / 1e6:F1} GFLOP/s at the median; sgemm ceiling {ceiling / 1e9:F0} GFLOP/s here, so the floor is {floorMs:F1} ms ({100 * floorMs / median:F0}% of the median)"));
-        var line = string.Create(c, $"model={req.Model} batch={batch} median_ms={median:F1} min_ms={times[0]:F1} peak_rss_mb={peakRss:F0} gflop={stepFlops / 1e9:F3} gflops={stepFlops / median / 1e6:F1} ceiling_gflops={ceiling / 1e9:F0} floor_ms={floorMs:F1}");
+        var line = string.Create(c, $"model={req.Model} batch={batch} median_ms={median:F1} min_ms={times[0]:F1} peak_rss_mb={peakRss:F0}");
+        if (selected is CpuBackend cpu)
+        {
+            // the step's floating-point work (GEMMs and convolutions, 2·m·n·k), counted on one
+            // more untimed step: deterministic, so one step is exact (the profiler sees the
+            // kernels of the CPU backend only)
+            var counter = new ProfilingBackend(cpu);
+            Engine.UseBackend(counter);
+            world.Step(trainer, real, local, offset, batch, 0);
+            var stepFlops = counter.Timings().Sum(t => t.Flops);
+            Engine.UseBackend(profiler is null ? cpu : profiler);
+            // the FLOP floor: the step's work at this run's sgemm ceiling (a large square product)
+            var ceiling = SgemmCeiling(cpu);
+            var floorMs = stepFlops / ceiling * 1e3;
+            ctx.Err.WriteLine(string.Create(c, $"{req.Model}: {stepFlops / 1e9:F2} GFLOP/step, {stepFlops / median / 1e6:F1} GFLOP/s at the median; sgemm ceiling {ceiling / 1e9:F0} GFLOP/s here, so the floor is {floorMs:F1} ms ({100 * floorMs / median:F0}% of the median)"));
+            line += string.Create(c, $" gflop={stepFlops / 1e9:F3} gflops={stepFlops / median / 1e6:F1} ceiling_gflops={ceiling / 1e9:F0} floor_ms={floorMs:F1}");
+        }
+
         if (mpi is not null)
         {
             // rank 0's view: the time this rank spent inside MPI_Allreduce (waiting for the others
