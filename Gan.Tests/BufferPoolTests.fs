@@ -41,7 +41,7 @@ let ``a buffer left unclaimed for a whole phase is released`` () =
 [<Fact>]
 let ``a step's forward buffers come back when it ends, except those its new state keeps`` () =
     let n, m = BufferPool.minLength + 4201, BufferPool.minLength + 4211
-    BufferPool.beginStep ()
+    BufferPool.beginStep (16L <<< 20)
     let a = BufferPool.rent n
     let kept = BufferPool.rent m
     BufferPool.endStep (Collections.Generic.HashSet [ kept ])
@@ -50,10 +50,10 @@ let ``a step's forward buffers come back when it ends, except those its new stat
 
 [<Fact>]
 let ``a step gives back no more than the step pool's size, first rents first`` () =
-    // the default step pool is 16 MB: one buffer just over it is not recorded
+    // a step pool of 16 MB: one buffer just over it is not recorded
     let n = BufferPool.minLength + 4219
     let big = 4 * 1024 * 1024 + 1
-    BufferPool.beginStep ()
+    BufferPool.beginStep (16L <<< 20)
     let a = BufferPool.rent n
     BufferPool.nextPhase ()
     let b = BufferPool.rent big
@@ -64,7 +64,7 @@ let ``a step gives back no more than the step pool's size, first rents first`` (
 [<Fact>]
 let ``a cancelled step gives nothing back`` () =
     let n = BufferPool.minLength + 4229
-    BufferPool.beginStep ()
+    BufferPool.beginStep (16L <<< 20)
     let a = BufferPool.rent n
     BufferPool.cancelStep ()
     BufferPool.endStep (Collections.Generic.HashSet())

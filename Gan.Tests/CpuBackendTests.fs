@@ -576,6 +576,8 @@ let ``knobs parse from GAN_ variables, keeping defaults for unset or invalid val
             "GAN_DISABLE_DNNL_CONV", "1"
             "GAN_DNNL_WINOGRAD", "0"
             "GAN_DNNL_BATCH", "8"
+            "GAN_GEMM_SPLIT", "1"
+            "GAN_STEP_POOL_MB", "16"
         ]
 
     Assert.Equal(
@@ -589,6 +591,7 @@ let ``knobs parse from GAN_ variables, keeping defaults for unset or invalid val
             DnnlWinograd = false
             DnnlBatch = 8
             GemmSplit = true
+            StepPoolBytes = 16L * 1024L * 1024L
         },
         k
     )

@@ -488,39 +488,44 @@ let ``the C# GanTrainer reuses its steps' buffers and trains exactly as Training
     options.BatchSize <- 64
     options.Seed <- 5UL
     let trainer = GanTrainer.Create options
-    let info = Engine.Model("mlp", 1)
+    // a CPU backend with a 16 MB step pool, for this thread only
+    let pooled =
+        CpuBackend(2, { CpuKnobs.Default with StepPoolBytes = 16L <<< 20 })
 
-    let config =
-        Gan.Functional.Run.TrainSettings.trainConfig options.Settings options.SimultaneousUpdates
+    Backend.using pooled (fun () ->
+        let info = Engine.Model("mlp", 1)
 
-    let mutable s = Training.init info.Model config (Random.key 5UL)
+        let config =
+            Gan.Functional.Run.TrainSettings.trainConfig options.Settings options.SimultaneousUpdates
 
-    for i in 1..4 do
-        let rng = System.Random(i)
-        let images = Array.init (64 * 784) (fun _ -> float32 (rng.NextDouble() * 2.0 - 1.0))
-        let r = trainer.Step(images, 64, 0)
+        let mutable s = Training.init info.Model config (Random.key 5UL)
 
-        let next, m =
-            Training.step
-                info.Model
-                config
-                (trainer.GeneratorLearningRate 0)
-                (trainer.DiscriminatorLearningRate 0)
-                (Tensor.ofArray [| 64; 1; 28; 28 |] images)
-                s
+        for i in 1..4 do
+            let rng = System.Random(i)
+            let images = Array.init (64 * 784) (fun _ -> float32 (rng.NextDouble() * 2.0 - 1.0))
+            let r = trainer.Step(images, 64, 0)
 
-        s <- next
-        Assert.Equal(m.DLoss, r.DiscriminatorLoss)
-        Assert.Equal(m.GLoss, r.GeneratorLoss)
+            let next, m =
+                Training.step
+                    info.Model
+                    config
+                    (trainer.GeneratorLearningRate 0)
+                    (trainer.DiscriminatorLearningRate 0)
+                    (Tensor.ofArray [| 64; 1; 28; 28 |] images)
+                    s
 
-    let expected = Checkpoint.toNamed s |> Map.ofList
+            s <- next
+            Assert.Equal(m.DLoss, r.DiscriminatorLoss)
+            Assert.Equal(m.GLoss, r.GeneratorLoss)
 
-    for t in trainer.ExportState() do
-        let e = expected.[t.Name]
+        let expected = Checkpoint.toNamed s |> Map.ofList
 
-        match t.Float32Data with
-        | null -> ()
-        | data -> Assert.Equal<float32[]>(Tensor.toArray e, data)
+        for t in trainer.ExportState() do
+            let e = expected.[t.Name]
+
+            match t.Float32Data with
+            | null -> ()
+            | data -> Assert.Equal<float32[]>(Tensor.toArray e, data))
 
 [<Fact>]
 let ``the C# GanTrainer trains mlp for two steps and ExportState then Restore gives the same Generate output`` () =

@@ -48,9 +48,10 @@ let mutable private phase = 0L
 
 /// One thread's training step in progress: the buffers it rented, up to the step pool's size.
 [<AllowNullLiteral>]
-type private StepRecord() =
+type private StepRecord(budget: int64) =
     member val Rents = List<float32[]>()
     member val Bytes = 0L with get, set
+    member _.Budget = budget
 
 let private steps = new ThreadLocal<StepRecord>()
 
@@ -91,7 +92,7 @@ let rent (n: int) : float32[] =
     if n >= minLength then
         match steps.Value with
         // no more than the step may give back: the record keeps them alive until the step ends
-        | step when not (isNull step) && step.Bytes + 4L * int64 n <= Knobs.stepPoolBytes ->
+        | step when not (isNull step) && step.Bytes + 4L * int64 n <= step.Budget ->
             step.Rents.Add a
             step.Bytes <- step.Bytes + 4L * int64 n
         | _ -> ()
@@ -146,8 +147,9 @@ let nextPhase () =
 /// Bytes handed out again since the process started (what the pool saved in fresh allocations).
 let reusedTotal () = lock gate (fun () -> reusedBytes)
 
-/// Starts recording this thread's rents (see <c>IStepBuffers</c>).
-let beginStep () = steps.Value <- StepRecord()
+/// Starts recording this thread's rents, up to `budget` bytes (see <c>IStepBuffers</c>).
+let beginStep (budget: int64) =
+    steps.Value <- (if budget > 0L then StepRecord(budget) else null)
 
 /// Gives back the buffers this thread's step rented (the first ones, up to the step pool's
 /// size) that are not in `keep`, and stops recording: the next step rents the same lengths in

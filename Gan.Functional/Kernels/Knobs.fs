@@ -35,8 +35,15 @@ type CpuKnobs = {
     DnnlBatch: int
     /// OpenBLAS products from SmallGemm up run as one single-threaded OpenBLAS call per engine
     /// thread, each on a slice of the output, instead of on OpenBLAS's own threads
-    /// (GAN_GEMM_SPLIT=0 sets it false).
+    /// (GAN_GEMM_SPLIT=1 sets it true; default false: slower on a quiet machine, much faster on
+    /// a loaded one, docs/knobs.md).
     GemmSplit: bool
+    /// The most a training step gives back to the buffer pool when it ends, in bytes
+    /// (GAN_STEP_POOL_MB; default 0: off): the first buffers it rented, which the next step
+    /// rents again (<c>IStepBuffers</c>). Fewer fresh large arrays, fewer gen-2 collections; but
+    /// the GC then collects less often and its floating garbage raises the peak of large models
+    /// (docs/knobs.md).
+    StepPoolBytes: int64
 } with
 
     /// The built-in values, whatever the environment says.
@@ -49,7 +56,8 @@ type CpuKnobs = {
         DnnlConv = true
         DnnlWinograd = true
         DnnlBatch = 0
-        GemmSplit = true
+        GemmSplit = false
+        StepPoolBytes = 0L
     }
 
     /// The knobs as the variables of `lookup` (name → value, null when unset) override the
@@ -77,7 +85,8 @@ type CpuKnobs = {
             DnnlConv = get "GAN_DISABLE_DNNL_CONV" <> "1"
             DnnlWinograd = get "GAN_DNNL_WINOGRAD" <> "0"
             DnnlBatch = int32Above 1 "GAN_DNNL_BATCH" d.DnnlBatch
-            GemmSplit = get "GAN_GEMM_SPLIT" <> "0"
+            GemmSplit = get "GAN_GEMM_SPLIT" = "1"
+            StepPoolBytes = int64Above 0L "GAN_STEP_POOL_MB" 0L * 1024L * 1024L
         }
 
 /// Where the engine reads its GAN_* environment variables: each once, here and nowhere else.
@@ -95,17 +104,6 @@ module internal Knobs =
         (match Int64.TryParse(env "GAN_POOL_MB") with
          | true, v when v >= 0L -> v
          | _ -> 512L)
-        * 1024L
-        * 1024L
-
-    /// The most a training step gives back to the pool when it ends, in bytes
-    /// (GAN_STEP_POOL_MB, default 16; 0 turns it off): the first buffers it rented, which the
-    /// next step rents again. Bounded because pooled buffers that the next step has not yet
-    /// claimed sit idle through its forward passes, where the memory of large models peaks.
-    let stepPoolBytes =
-        (match Int64.TryParse(env "GAN_STEP_POOL_MB") with
-         | true, v when v >= 0L -> v
-         | _ -> 16L)
         * 1024L
         * 1024L
 
