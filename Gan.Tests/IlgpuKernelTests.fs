@@ -397,6 +397,52 @@ let ``the fused Adam step agrees with the reference, donated moments included`` 
         close 1e-6 "donated v (written over v)" dv ev
 
 [<Fact>]
+let ``random draws on the device are the host's numbers`` () =
+    let d = IlgpuDevice.get ()
+    // bit-identical on the CPU accelerator; a GPU may contract a multiply-add in Box–Muller's
+    // float64 arithmetic, so there normals may differ in the last float32 bit
+    let exact = d.Accelerator.AcceleratorType = AcceleratorType.CPU
+
+    for seed, shape in [ 1UL, [| 7 |]; 2UL, [| 3; 5 |]; 3UL, [| 2; 3; 11 |]; 4UL, [| 1 |] ] do
+        let key = Random.key seed
+        let before = d.HostRoundTrips
+
+        let u, n, b, b0, b1 =
+            Backend.using d (fun () ->
+                Tensor.rand key shape,
+                Tensor.randn key shape,
+                Tensor.bernoulli key 0.3 shape,
+                Tensor.bernoulli key 0.0 shape,
+                Tensor.bernoulli key 1.0 shape)
+
+        Assert.Equal<(string * int64)[]>(before, d.HostRoundTrips)
+
+        for t in [ u; n; b; b0; b1 ] do
+            Assert.True(Tensor.isOnDevice t, "drawn on the device")
+
+        let host f =
+            RawTensor.toFloat32Array (f key Float32 shape)
+
+        Assert.Equal<float32[]>(host Random.uniform, Tensor.toArray u)
+        Assert.Equal<float32[]>(host (fun k -> Random.bernoulli k 0.3), Tensor.toArray b)
+        Assert.Equal<float32[]>(host (fun k -> Random.bernoulli k 0.0), Tensor.toArray b0)
+        Assert.Equal<float32[]>(host (fun k -> Random.bernoulli k 1.0), Tensor.toArray b1)
+        let hn = host Random.normal
+
+        if exact then
+            Assert.Equal<float32[]>(hn, Tensor.toArray n)
+        else
+            close 2e-6 "normal" (RawTensor.ofFloat32 shape (Tensor.toArray n)) (RawTensor.ofFloat32 shape hn)
+
+    // a longer draw crosses many Philox blocks
+    let key = Random.key 99UL
+    let n = Backend.using d (fun () -> Tensor.randn key [| 1001 |])
+    let hn = RawTensor.toFloat32Array (Random.normal key Float32 [| 1001 |])
+
+    if exact then
+        Assert.Equal<float32[]>(hn, Tensor.toArray n)
+
+[<Fact>]
 let ``every device kernel compiles to PTX for sm_80 and sm_90 without a GPU`` () =
     let kernels =
         typeof<Gan.Functional.Kernels.Ilgpu.IlgpuKernels>

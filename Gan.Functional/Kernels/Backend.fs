@@ -190,6 +190,17 @@ type IStepBuffers =
     /// the GC).
     abstract CancelStep: unit -> unit
 
+/// Random draws made in a device's memory, the same numbers as <c>Random</c>'s on the host for
+/// the same key (counter-based Philox: no state to share). Optional for a device backend:
+/// without it, draws are made on the host and uploaded.
+type IDeviceRandom =
+    /// Random.uniform key Float32 shape, on the device.
+    abstract Uniform: key: Key * shape: int[] -> RawTensor
+    /// Random.normal key Float32 shape, on the device.
+    abstract Normal: key: Key * shape: int[] -> RawTensor
+    /// Random.bernoulli key p Float32 shape, on the device.
+    abstract Bernoulli: key: Key * p: float * shape: int[] -> RawTensor
+
 /// The process-wide choice of kernels (like PyTorch's default device). Changing it affects
 /// operations started afterwards; tensors themselves are backend-neutral buffers.
 module Backend =

@@ -122,15 +122,24 @@ module Tensor =
     let eye (n: int) =
         made (RawTensor.ofFloat32 [| n; n |] (Array.init (n * n) (fun i -> if i / n = i % n then 1.0f else 0.0f)))
 
-    /// U[0, 1) samples of `shape` from `key` (float32).
-    let rand (key: Key) (shape: int[]) = made (Random.uniform key Float32 shape)
+    /// U[0, 1) samples of `shape` from `key` (float32). Random draws are the same numbers on
+    /// the host and on a device (drawn there when the selected device backend can).
+    let rand (key: Key) (shape: int[]) =
+        match Placement.selectedDevice () with
+        | Some(:? IDeviceRandom as r) -> TConst(r.Uniform(key, Array.copy shape))
+        | _ -> made (Random.uniform key Float32 shape)
 
     /// N(0, 1) samples of `shape` from `key` (float32).
-    let randn (key: Key) (shape: int[]) = made (Random.normal key Float32 shape)
+    let randn (key: Key) (shape: int[]) =
+        match Placement.selectedDevice () with
+        | Some(:? IDeviceRandom as r) -> TConst(r.Normal(key, Array.copy shape))
+        | _ -> made (Random.normal key Float32 shape)
 
     /// 0/1 samples with P(1) = p, of `shape`, from `key` (float32).
     let bernoulli (key: Key) (p: float) (shape: int[]) =
-        made (Random.bernoulli key p Float32 shape)
+        match Placement.selectedDevice () with
+        | Some(:? IDeviceRandom as r) -> TConst(r.Bernoulli(key, p, Array.copy shape))
+        | _ -> made (Random.bernoulli key p Float32 shape)
 
     /// N(0, 1) truncated to [−2, 2] (float32).
     let truncatedNormal (key: Key) (shape: int[]) =

@@ -961,3 +961,47 @@ type IlgpuBackend(accelerator: Accelerator, threadsPerGroup: int) as this =
     interface IDeviceBackend with
         member _.DeviceName = deviceName
         member _.Upload x = upload x
+
+    interface IDeviceRandom with
+        member _.Uniform(key, shape) =
+            Shape.check "uniform" shape
+            let n = Shape.numel shape
+
+            if n = 0 then
+                upload (Random.uniform key Float32 shape)
+            else
+                let y, yv = fresh (Array.copy shape)
+
+                (kernels.Get<Action<S, K, int, uint32, uint32, V>>("PhiloxUniform"))
+                    .Invoke(stream, forItems n, n, key.K0, key.K1, yv)
+
+                y
+
+        member _.Normal(key, shape) =
+            Shape.check "normal" shape
+            let n = Shape.numel shape
+
+            if n = 0 then
+                upload (Random.normal key Float32 shape)
+            else
+                let y, yv = fresh (Array.copy shape)
+
+                (kernels.Get<Action<S, K, int, uint32, uint32, V>>("PhiloxNormal"))
+                    .Invoke(stream, forItems ((n + 1) / 2), n, key.K0, key.K1, yv)
+
+                y
+
+        member _.Bernoulli(key, p, shape) =
+            Shape.check "bernoulli" shape
+            let n = Shape.numel shape
+
+            if n = 0 || not (p >= 0.0 && p <= 1.0) then
+                // the host's validation and message
+                upload (Random.bernoulli key p Float32 shape)
+            else
+                let y, yv = fresh (Array.copy shape)
+
+                (kernels.Get<Action<S, K, int, uint32, uint32, float, V>>("PhiloxBernoulli"))
+                    .Invoke(stream, forItems n, n, key.K0, key.K1, p * 4294967296.0, yv)
+
+                y

@@ -95,6 +95,158 @@ module internal DeviceMath =
 
         off
 
+/// Philox-4x32-10 and the portable elementary functions of Core/Random.fs, for kernels: the
+/// same integer arithmetic and IEEE-754 basic operations (fdlibm's coefficients as literals),
+/// so a draw on the device is the host's draw.
+module internal DeviceRandom =
+    [<Literal>]
+    let Ln2Hi = 0x3FE62E42FEE00000LF
+
+    [<Literal>]
+    let Ln2Lo = 0x3DEA39EF35793C76LF
+
+    [<Literal>]
+    let Lg1 = 0x3FE5555555555593LF
+
+    [<Literal>]
+    let Lg2 = 0x3FD999999997FA04LF
+
+    [<Literal>]
+    let Lg3 = 0x3FD2492494229359LF
+
+    [<Literal>]
+    let Lg4 = 0x3FCC71C51D8E78AFLF
+
+    [<Literal>]
+    let Lg5 = 0x3FC7466496CB03DELF
+
+    [<Literal>]
+    let Lg6 = 0x3FC39A09D078C69FLF
+
+    [<Literal>]
+    let Lg7 = 0x3FC2F112DF3E5244LF
+
+    [<Literal>]
+    let S1 = 0xBFC5555555555549LF
+
+    [<Literal>]
+    let S2 = 0x3F8111111110F8A6LF
+
+    [<Literal>]
+    let S3 = 0xBF2A01A019C161D5LF
+
+    [<Literal>]
+    let S4 = 0x3EC71DE357B1FE7DLF
+
+    [<Literal>]
+    let S5 = 0xBE5AE5E68A2B9CEBLF
+
+    [<Literal>]
+    let S6 = 0x3DE5D93A5ACFD57CLF
+
+    [<Literal>]
+    let C1 = 0x3FA555555555554CLF
+
+    [<Literal>]
+    let C2 = 0xBF56C16C16C15177LF
+
+    [<Literal>]
+    let C3 = 0x3EFA01A019CB1590LF
+
+    [<Literal>]
+    let C4 = 0xBE927E4F809C52ADLF
+
+    [<Literal>]
+    let C5 = 0x3E21EE9EBDB4B1C4LF
+
+    [<Literal>]
+    let C6 = 0xBDA8FAE9BE8838D4LF
+
+    /// π·2⁻⁵² (Math.PI / 2^52, exact: a power-of-two scaling).
+    [<Literal>]
+    let PiOver2Pow52 = 0x3CC921FB54442D18LF
+
+    /// One Philox-4x32-10 block of key (k0, k1) at counter (c0, c1, 0, 0): word `word` (0–3).
+    let philoxWord (k0: uint32) (k1: uint32) (block: int64) (word: int) : uint32 =
+        let mutable x0 = uint32 block
+        let mutable x1 = uint32 (block >>> 32)
+        let mutable x2 = 0u
+        let mutable x3 = 0u
+        let mutable ka = k0
+        let mutable kb = k1
+        let mutable round = 0
+
+        while round < 10 do
+            if round > 0 then
+                ka <- ka + 0x9E3779B9u
+                kb <- kb + 0xBB67AE85u
+
+            let p0 = uint64 0xD2511F53u * uint64 x0
+            let p1 = uint64 0xCD9E8D57u * uint64 x2
+            let y0 = uint32 (p1 >>> 32) ^^^ x1 ^^^ ka
+            let y2 = uint32 (p0 >>> 32) ^^^ x3 ^^^ kb
+            x0 <- y0
+            x1 <- uint32 p1
+            x2 <- y2
+            x3 <- uint32 p0
+            round <- round + 1
+
+        if word = 0 then x0
+        elif word = 1 then x1
+        elif word = 2 then x2
+        else x3
+
+    /// PortableMath.log.
+    let log (x: float) =
+        let b = int64 (Interop.FloatAsInt x)
+        let frac = b &&& 0x000FFFFFFFFFFFFFL
+        let mutable e = int (b >>> 52) - 1023
+        let mutable m = Interop.IntAsFloat(uint64 (frac ||| 0x3FF0000000000000L))
+
+        if frac > 0x6A09E667F3BCDL then
+            m <- Interop.IntAsFloat(uint64 (frac ||| 0x3FE0000000000000L))
+            e <- e + 1
+
+        let f = m - 1.0
+        let hfsq = 0.5 * f * f
+        let s = f / (2.0 + f)
+        let z = s * s
+        let w = z * z
+        let t1 = w * (Lg2 + w * (Lg4 + w * Lg6))
+        let t2 = z * (Lg1 + w * (Lg3 + w * (Lg5 + w * Lg7)))
+        let r = t2 + t1
+        let dk = float e
+        dk * Ln2Hi - ((hfsq - (s * (hfsq + r) + dk * Ln2Lo)) - f)
+
+    /// PortableMath's sin/cos kernel on [−π/4, π/4]: sin when `wantSin`, else cos.
+    let private kernel (a: float) (wantSin: bool) =
+        let z = a * a
+
+        if wantSin then
+            let sr = S2 + z * (S3 + z * (S4 + z * (S5 + z * S6)))
+            a + (z * a) * (S1 + z * sr)
+        else
+            let cr = z * (C1 + z * (C2 + z * (C3 + z * (C4 + z * (C5 + z * C6)))))
+            let hz = 0.5 * z
+            let w = 1.0 - hz
+            w + (((1.0 - w) - hz) + z * cr)
+
+    /// PortableMath.sinCos2Pi, one of the pair: sin (2π x/2⁵³) when `wantSin`, else cos.
+    let sinCos2Pi (x: uint64) (wantSin: bool) =
+        let k = (x + (1UL <<< 50)) >>> 51
+        let rem = int64 x - int64 (k <<< 51)
+        let a = float rem * PiOver2Pow52
+        let q = int (k &&& 3UL)
+
+        if q = 0 then
+            kernel a wantSin
+        elif q = 1 then
+            (if wantSin then kernel a false else -(kernel a true))
+        elif q = 2 then
+            -(kernel a wantSin)
+        else
+            (if wantSin then -(kernel a false) else kernel a true)
+
 /// The device kernels, float32, as explicitly grouped ILGPU kernels: static methods whose
 /// threads find their work from Grid/Group indices. Elementwise kernels are grid-stride loops
 /// that read the grid size once, so any launch size covers any n. Every public static member
@@ -844,3 +996,48 @@ type internal IlgpuKernels =
 
             dx.[o] <- acc
             o <- o + stride
+
+    // ------------------------------------------------------------------ random numbers
+
+    /// Random.uniform at float32: element j = (w[j] >> 8)·2⁻²⁴ of the key's sampling stream w.
+    static member PhiloxUniform(n: int, k0: uint32, k1: uint32, y: ArrayView<float32>) =
+        let stride = Grid.DimX * Group.DimX
+        let mutable j = Grid.GlobalIndex.X
+
+        while j < n do
+            let w = DeviceRandom.philoxWord k0 k1 (int64 (j / 4)) (j % 4)
+            y.[j] <- float32 (w >>> 8) * 5.9604644775390625e-08f
+            j <- j + stride
+
+    /// Random.bernoulli at float32: element j = 1 when w[j] < p·2³² (`threshold`), else 0.
+    static member PhiloxBernoulli(n: int, k0: uint32, k1: uint32, threshold: float, y: ArrayView<float32>) =
+        let stride = Grid.DimX * Group.DimX
+        let mutable j = Grid.GlobalIndex.X
+
+        while j < n do
+            let w = DeviceRandom.philoxWord k0 k1 (int64 (j / 4)) (j % 4)
+            y.[j] <- if float w < threshold then 1.0f else 0.0f
+            j <- j + stride
+
+    /// Random.normal at float32: pair p = √(−2 log u)·(cos 2πv, sin 2πv) with u = (w[2p] + 1)·2⁻³²
+    /// and v from w[2p+1] (Box–Muller in float64, rounded), one pair per thread.
+    static member PhiloxNormal(n: int, k0: uint32, k1: uint32, y: ArrayView<float32>) =
+        let stride = Grid.DimX * Group.DimX
+        let pairs = (n + 1) / 2
+        let mutable p = Grid.GlobalIndex.X
+
+        while p < pairs do
+            let block = int64 (p / 2)
+            let first = 2 * (p % 2)
+            let w0 = DeviceRandom.philoxWord k0 k1 block first
+            let w1 = DeviceRandom.philoxWord k0 k1 block (first + 1)
+            let u = float (uint64 w0 + 1UL) * 2.3283064365386962890625e-10
+            let angle = uint64 w1 <<< 21
+            let r = System.Math.Sqrt(-2.0 * DeviceRandom.log u)
+            let e = 2 * p
+            y.[e] <- float32 (r * DeviceRandom.sinCos2Pi angle false)
+
+            if e + 1 < n then
+                y.[e + 1] <- float32 (r * DeviceRandom.sinCos2Pi angle true)
+
+            p <- p + stride
