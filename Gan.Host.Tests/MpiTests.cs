@@ -110,6 +110,19 @@ public class MpiTests
     }
 
     [MpiFact]
+    public void Under_mpirun_a_device_other_than_the_cpu_is_refused_and_auto_is_the_cpu()
+    {
+        using var sandbox = new TempDir();
+        var refused = Mpi(sandbox, (2, ["bench", "--model", "mlp", "--batch", "8", "--steps", "1", "--warmup", "0", "--threads", "1", "--device", "ilgpu-cpu"]));
+        var auto = Mpi(sandbox, (2, ["bench", "--model", "mlp", "--batch", "8", "--steps", "1", "--warmup", "0", "--threads", "1"]));
+
+        Assert.NotEqual(0, refused.Code);
+        Assert.Contains("--device ilgpu-cpu: under mpirun every rank trains on the CPU backend", refused.Err);
+        Assert.True(auto.Code == 0, auto.Err);
+        Assert.Contains("cpu backend, 1 thread", auto.Err);
+    }
+
+    [MpiFact]
     public void Devices_shows_the_MPI_world()
     {
         using var sandbox = new TempDir();
