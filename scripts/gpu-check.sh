@@ -4,7 +4,8 @@
 # restored (the build restores them). It
 #   1. builds the solution (Release),
 #   2. lists the devices and stops (exit 2) when there is no CUDA device,
-#   3. runs the ILGPU backend's op and gradient tests on the GPU (GAN_TEST_DEVICE=cuda:0),
+#   3. runs the ILGPU backend's kernel, op and gradient tests on the GPU (Gan.Tests' Ilgpu*Tests with
+#      GAN_TEST_DEVICE=cuda:0),
 #   4. trains one step of each seed model on the GPU and on the CPU and compares the checkpoints
 #      (Gan.Host.Tests' DeviceTrainingTests with GAN_TEST_DEVICE/GAN_TEST_MODELS),
 #   5. runs `bench --device cuda:0 --model all`.
@@ -67,7 +68,7 @@ fi
 
 stage "the ILGPU backend's op and gradient tests on ${DEVICE}"
 run op-tests 240 env GAN_TEST_DEVICE="$DEVICE" dotnet test Gan.Tests -c Release --no-build --nologo \
-    --filter "FullyQualifiedName~IlgpuBackendTests" --logger "console;verbosity=normal"
+    --filter "FullyQualifiedName~Ilgpu" --logger "console;verbosity=normal"
 
 stage "one training step of each seed model on ${DEVICE} against the CPU"
 run train-steps 300 env GAN_TEST_DEVICE="$DEVICE" GAN_TEST_MODELS="$SEED_MODELS" dotnet test Gan.Host.Tests -c Release \
