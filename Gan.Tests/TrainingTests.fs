@@ -490,7 +490,13 @@ let ``the C# GanTrainer reuses its steps' buffers and trains exactly as Training
     let trainer = GanTrainer.Create options
     // a CPU backend with a 16 MB step pool, for this thread only
     let pooled =
-        CpuBackend(2, { CpuKnobs.Default with StepPoolBytes = 16L <<< 20 })
+        Gan.Functional.Kernels.CpuBackend(
+            2,
+            {
+                CpuKnobs.Default with
+                    StepPoolBytes = 16L <<< 20
+            }
+        )
 
     Backend.using pooled (fun () ->
         let info = Engine.Model("mlp", 1)

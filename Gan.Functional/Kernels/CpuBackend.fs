@@ -274,7 +274,8 @@ type CpuBackend(threads: int, knobs: CpuKnobs) =
                     body k
 
     interface IStepBuffers with
-        member _.BeginStep() = BufferPool.beginStep knobs.StepPoolBytes
+        member _.BeginStep() =
+            BufferPool.beginStep knobs.StepPoolBytes
 
         member _.EndStep keep =
             let held = HashSet<float32[]>(HashIdentity.Reference)
