@@ -53,6 +53,18 @@ module Optimizer =
             Moment2 = zeros ()
           }
 
+    /// The scalars of Adam's t-th step (1-based).
+    let private adamCoefficients lr (t: int) b1 b2 eps wd decoupled = {
+        Lr = lr
+        Beta1 = b1
+        Beta2 = b2
+        Eps = eps
+        WeightDecay = wd
+        Decoupled = decoupled
+        BiasCorrection1 = 1.0 - pown b1 t
+        BiasCorrection2 = 1.0 - pown b2 t
+    }
+
     /// Adam on every parameter that has a gradient, written over the parameters and moments
     /// in one pass (the backend's <c>IInPlaceOptimizer</c>); None where that does not apply:
     /// another optimizer or backend, float64, or buffers shared between parameters or moments
@@ -96,16 +108,7 @@ module Optimizer =
             let distinct = arrays.Length = buffers.Length && Array.forall seen.Add arrays
 
             if distinct && not (Array.isEmpty stepped) then
-                let c = {
-                    Lr = lr
-                    Beta1 = b1
-                    Beta2 = b2
-                    Eps = eps
-                    WeightDecay = wd
-                    Decoupled = decoupled
-                    BiasCorrection1 = 1.0 - pown b1 t
-                    BiasCorrection2 = 1.0 - pown b2 t
-                }
+                let c = adamCoefficients lr t b1 b2 eps wd decoupled
 
                 let pick f = Array.map f stepped
 
@@ -160,16 +163,7 @@ module Optimizer =
                             p - d * lr
                     | Adam(b1, b2, eps, wd, decoupled) ->
                         // one fused pass per parameter (PyTorch's arrangement, see AdamCoefficients)
-                        let c = {
-                            Lr = lr
-                            Beta1 = b1
-                            Beta2 = b2
-                            Eps = eps
-                            WeightDecay = wd
-                            Decoupled = decoupled
-                            BiasCorrection1 = 1.0 - pown b1 t
-                            BiasCorrection2 = 1.0 - pown b2 t
-                        }
+                        let c = adamCoefficients lr t b1 b2 eps wd decoupled
 
                         let m, v = Tensor.toRaw m1.[name], Tensor.toRaw m2.[name]
 
