@@ -67,8 +67,6 @@ public class CudaDriverLookupTests
         return Environment.GetEnvironmentVariable("LD_LIBRARY_PATH") is { Length: > 0 } before ? $"{lib}:{before}" : lib;
     }
 
-    private static string Dotnet => Environment.ProcessPath is { } p && Path.GetFileNameWithoutExtension(p) == "dotnet" ? p : "dotnet";
-
     [CcFact]
     public void Devices_finds_the_NVIDIA_driver_by_its_versioned_name_libcuda_so_1()
     {
@@ -103,7 +101,10 @@ public class CudaDriverLookupTests
         Assert.False(Directory.Exists(sandbox["cuda"]));
     }
 
-    private static void Run(string file, string[] args, string? libraryPath, out string stdout, out string stderr, int expectCode)
+    internal static string Dotnet => Environment.ProcessPath is { } p && Path.GetFileNameWithoutExtension(p) == "dotnet" ? p : "dotnet";
+
+    /// <summary>Runs a process with LD_LIBRARY_PATH (and CI=true) set when <paramref name="libraryPath"/> is given, and the variables of <paramref name="environment"/>; asserts its exit code.</summary>
+    internal static void Run(string file, string[] args, string? libraryPath, out string stdout, out string stderr, int expectCode, IReadOnlyDictionary<string, string>? environment = null)
     {
         var psi = new ProcessStartInfo(file) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var a in args)
@@ -115,6 +116,11 @@ public class CudaDriverLookupTests
         {
             psi.Environment["LD_LIBRARY_PATH"] = libraryPath;
             psi.Environment["CI"] = "true";
+        }
+
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            psi.Environment[name] = value;
         }
 
         using var process = Process.Start(psi)!;

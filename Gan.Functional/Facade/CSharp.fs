@@ -189,6 +189,16 @@ type Engine =
     /// lists none): no driver library, or a driver that reports no device.
     static member NoCudaReason = Devices.noCudaReason ()
 
+    /// Whether CUDA devices multiply float32 matrices with cuBLAS here: "available" (a
+    /// libcublas.so.12, .11 or .10 loads), "off" (GAN_CUBLAS=0) or "none" (their own tiled
+    /// GEMM kernel then serves). Loads cuBLAS on first use.
+    static member CuBlasState = fst (Devices.cuBlas ())
+
+    /// One sentence on <see cref="P:Gan.Functional.CSharp.Engine.CuBlasState"/>: the library
+    /// that loaded, or why there is none, e.g. "libcublas.so.12 loads: CUDA devices multiply
+    /// float32 matrices with cuBLAS (GAN_CUBLAS=0 turns it off)".
+    static member CuBlasSummary = snd (Devices.cuBlas ())
+
 /// A GAN being trained: the pure training state of Gan.Functional behind a mutable handle, for
 /// C# callers. Images are float32 NCHW, row-major, in the model's pixel range.
 [<Sealed>]

@@ -115,6 +115,10 @@ module internal Knobs =
     /// off (docs/architecture.md).
     let fuseUpsampleConv = env "GAN_FUSE_UPSAMPLE_CONV" <> "0"
 
+    /// GAN_CUBLAS=0: the device backend multiplies with its own GEMM kernel on CUDA devices too,
+    /// and never loads cuBLAS.
+    let cublas = env "GAN_CUBLAS" <> "0"
+
     /// The default backend's kind (GAN_BACKEND): true for the reference kernels, false for the
     /// CPU backend; an InvalidOperationException for any other value, at first use.
     let referenceBackend =

@@ -56,6 +56,8 @@ internal static class InfoCommands
             ctx.Out.WriteLine($"{"opencl",-10} none       ILGPU found no OpenCL platform with a device (an OpenCL driver, its ICD and libOpenCL.so.1 are needed)");
         }
 
+        ctx.Out.WriteLine($"{"cublas",-10} {Engine.CuBlasState,-10} {Engine.CuBlasSummary}");
+
         var world = ctx.World;
         if (world.Mpi is { } mpi)
         {

@@ -10,6 +10,7 @@ open ILGPU.Runtime.Cuda
 open ILGPU.Runtime.OpenCL
 open ILGPU.Runtime.CPU
 open ILGPU.Algorithms
+open Gan.Functional.Kernels.Ilgpu
 
 /// A device as <c>--device</c>, config.json and <c>Engine.UseDevice</c> name it.
 [<RequireQualifiedAccess>]
@@ -120,27 +121,12 @@ type DeviceUnavailableException(message: string) =
 /// It reads and writes no files and nothing runs until a caller asks for a device.
 module Devices =
 
-    /// The native libraries ILGPU binds by a bare name on Linux ("cuda", "OpenCL"), for which .NET
-    /// probes the unversioned libcuda.so and libOpenCL.so that only the driver's development
-    /// packages install; the drivers themselves ship the versioned names tried first here.
-    let private linuxNames (name: string) =
-        match name with
-        | "cuda"
-        | "nvcuda" -> [ "libcuda.so.1"; "libcuda.so" ]
-        | "OpenCL"
-        | "opencl" -> [ "libOpenCL.so.1"; "libOpenCL.so" ]
-        | _ -> []
-
+    /// ILGPU binds the drivers by bare names ("cuda", "OpenCL"); NativeLibraries says which
+    /// files those are (the versioned names the drivers ship).
     let private resolve (name: string) (_: Assembly) (_: Nullable<DllImportSearchPath>) =
-        if OperatingSystem.IsLinux() then
-            linuxNames name
-            |> List.tryPick (fun candidate ->
-                match NativeLibrary.TryLoad candidate with
-                | true, handle -> Some handle
-                | _ -> None)
-            |> Option.defaultValue IntPtr.Zero // the default probing, and its error
-        else
-            IntPtr.Zero
+        match NativeLibraries.tryLoad name with
+        | Some(handle, _) -> handle
+        | None -> IntPtr.Zero // the default probing, and its error
 
     let private installResolver () =
         try
@@ -214,6 +200,23 @@ module Devices =
                 NativeLibrary.Free handle
                 "the NVIDIA driver (libcuda.so.1) is installed but reports no CUDA device"
             | _ -> "no NVIDIA driver: libcuda.so.1 is not on the library path"
+
+    /// Whether CUDA devices multiply float32 matrices with cuBLAS here, as "available", "off"
+    /// or "none", and one sentence saying which library loaded or why none is used (loads
+    /// cuBLAS on first use unless GAN_CUBLAS=0). A device whose cuBLAS handle cannot be made
+    /// says so on the line <c>select</c> returns.
+    let cuBlas () =
+        if not Knobs.cublas then
+            "off", "GAN_CUBLAS=0: CUDA devices multiply with the backend's own tiled GEMM kernel"
+        else
+            match CuBlas.library.Force() with
+            | Ok lib ->
+                "available",
+                sprintf
+                    "%s loads: CUDA devices multiply float32 matrices with cuBLAS (GAN_CUBLAS=0 turns it off)"
+                    lib.File
+            | Error why ->
+                "none", sprintf "cuBLAS %s: CUDA devices multiply with the backend's own tiled GEMM kernel" why
 
     let private gib (bytes: int64) =
         (float bytes / float (1L <<< 30)).ToString("0.0", Globalization.CultureInfo.InvariantCulture)
@@ -360,7 +363,12 @@ module Devices =
             | Some bytes -> sprintf " (%s GiB free)" (gib bytes)
             | None -> ""
 
-        sprintf "device %s: %s%s; %s backend" o.Info.Spec.Name (describe o.Info) free o.Backend.Name
+        let matmul =
+            match o.Backend with
+            | :? Gan.Functional.Kernels.IlgpuBackend as b -> sprintf " (%s)" b.MatMulDescription
+            | _ -> ""
+
+        sprintf "device %s: %s%s; %s backend%s" o.Info.Spec.Name (describe o.Info) free o.Backend.Name matmul
 
     /// Runs one tiny kernel on a freshly opened device and reads the result back: a device that
     /// ILGPU lists but whose driver cannot run its code (an architecture too new, a broken

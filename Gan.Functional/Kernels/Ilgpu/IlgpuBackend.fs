@@ -56,8 +56,12 @@ type internal KernelCache(accelerator: Accelerator) =
 /// in <see cref="P:Gan.Functional.Kernels.IlgpuBackend.HostRoundTrips"/>). An allocation the
 /// device cannot serve raises <see cref="T:Gan.Functional.DeviceOutOfMemoryException"/>.
 /// The accelerator stays owned by the caller (dispose it after the last use of its tensors).
+/// On a CUDA device float32 matrix products (matmul and the convolutions' GEMMs) go to cuBLAS
+/// when libcublas.so.12, .11 or .10 loads and GAN_CUBLAS is not 0, else to the backend's own
+/// GEMM kernel; <see cref="P:Gan.Functional.Kernels.IlgpuBackend.MatMulDescription"/> says which
+/// and why.
 /// </remarks>
-type IlgpuBackend(accelerator: Accelerator, threadsPerGroup: int) as this =
+type IlgpuBackend internal (accelerator: Accelerator, threadsPerGroup: int, blas: Result<CuBlasGemm, string>) as this =
     inherit BackendBase()
     static let reference = ReferenceBackend.Instance :> IBackend
     static let referenceOptimizer = ReferenceBackend.Instance :> IFusedOptimizer
@@ -254,6 +258,12 @@ type IlgpuBackend(accelerator: Accelerator, threadsPerGroup: int) as this =
         if n > 0 then
             (kernels.Get<Action<S, K, int, float32, V>>("Fill")).Invoke(stream, forItems n, n, v, y)
 
+    /// The address of a view's first element (a device pointer; host memory on ILGPU's CPU
+    /// accelerator), for cuBLAS.
+    let pointer (v: ArrayView<float32>) =
+        let c = v :> IContiguousArrayView
+        c.Buffer.NativePtr + nativeint c.IndexInBytes
+
     /// A batched product into `c`: for each batch bi, C_bi (m×n) = op(A) op(B) with A read at
     /// aOff[bi] and B at bOff[bi] (transposes: A stored k×m, B stored n×k).
     let gemm
@@ -270,7 +280,9 @@ type IlgpuBackend(accelerator: Accelerator, threadsPerGroup: int) as this =
         =
         let batches = aOff.Length
 
-        if groupSize >= 256 then
+        match blas with
+        | Ok cublas -> cublas.Gemm(pointer a, aOff, transA, pointer b, bOff, transB, m, n, k, pointer c)
+        | Error _ when groupSize >= 256 ->
             let tiles = batches * ((m + 15) / 16) * ((n + 15) / 16)
 
             (kernels.Get<Action<S, K, int, int, int, int, int, int, VI, VI, V, V, V>>("MatMulTiled"))
@@ -289,7 +301,7 @@ type IlgpuBackend(accelerator: Accelerator, threadsPerGroup: int) as this =
                     b,
                     c
                 )
-        else
+        | Error _ ->
             (kernels.Get<Action<S, K, int, int, int, int, int, int, VI, VI, V, V, V>>("MatMulSimple"))
                 .Invoke(
                     stream,
@@ -387,6 +399,26 @@ type IlgpuBackend(accelerator: Accelerator, threadsPerGroup: int) as this =
     /// The backend on `accelerator` with the default group size (256 threads on a GPU, 16 on
     /// ILGPU's CPU accelerator).
     new(accelerator: Accelerator) = IlgpuBackend(accelerator, 0)
+
+    /// The backend on `accelerator` with groups of at most `threadsPerGroup` threads (0: the
+    /// default); on a CUDA device with cuBLAS for float32 products where it loads (GAN_CUBLAS=0:
+    /// never).
+    new(accelerator: Accelerator, threadsPerGroup: int) =
+        IlgpuBackend(accelerator, threadsPerGroup, CuBlas.forAccelerator Knobs.cublas CuBlas.library accelerator)
+
+    /// What multiplies float32 matrices here and why, e.g. "cuBLAS: loaded libcublas.so.12",
+    /// or "cuBLAS: not found (…), tiled kernel" where the backend's own GEMM kernel does.
+    member _.MatMulDescription =
+        match blas with
+        | Ok cublas -> sprintf "cuBLAS: loaded %s" cublas.File
+        | Error why ->
+            sprintf
+                "cuBLAS: %s, %s kernel"
+                why
+                (if groupSize >= 256 then
+                     "tiled"
+                 else
+                     "one-thread-per-output")
 
     /// The accelerator the kernels run on.
     member _.Accelerator = accelerator
