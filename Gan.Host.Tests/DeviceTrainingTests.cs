@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text.Json;
 using Gan.Functional.CSharp;
 using Gan.Host.Io;
 using Xunit.Abstractions;
@@ -169,6 +170,35 @@ public class DeviceTrainingTests(ITestOutputHelper output)
         Assert.Matches(@"^model=mlp batch=4 median_ms=[\d.]+ min_ms=[\d.]+ peak_rss_mb=\d+\n$", r.Out.Replace("\r", ""));
         Assert.Equal(2, profiled.Code);
         Assert.Contains($"bench --profile times the CPU backend's kernels; {TestDevice} selected ilgpu", profiled.Err);
+    }
+
+    [Fact]
+    public void Evaluate_on_the_device_scores_what_evaluate_on_the_cpu_scores()
+    {
+        using var sandbox = new TempDir();
+        var run = EvaluationTests.TinyRun(sandbox);
+
+        // the first evaluate trains the metrics' backbone on the device and caches it; the second
+        // scores with that cached backbone on the cpu: the same samples, the same features
+        var device = Host.Run(sandbox, "evaluate", "--run", run, "--samples", "20", "--json", sandbox["device.json"], "--device", TestDevice);
+        var cpu = Host.Run(sandbox, "evaluate", "--run", run, "--samples", "20", "--json", sandbox["cpu.json"], "--device", "cpu");
+
+        Assert.True(device.Code == 0, device.Err + device.Out);
+        Assert.True(cpu.Code == 0, cpu.Err + cpu.Out);
+        Assert.StartsWith($"device {TestDevice}: ", device.Out);
+        Assert.Contains("training it now", device.Out);
+        Assert.DoesNotContain("training it now", cpu.Out);
+        var onDevice = JsonDocument.Parse(File.ReadAllText(sandbox["device.json"])).RootElement;
+        var onCpu = JsonDocument.Parse(File.ReadAllText(sandbox["cpu.json"])).RootElement;
+        foreach (var key in new[] { "inception_score", "fcd", "kid", "class_kl" })
+        {
+            double d = onDevice.GetProperty(key).GetDouble(), c = onCpu.GetProperty(key).GetDouble();
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{key}: {d} on {TestDevice}, {c} on cpu"));
+            Assert.True(double.IsFinite(d), $"{key} on {TestDevice}: {d}");
+            Assert.True(Math.Abs(d - c) <= 1e-3 * (1 + Math.Abs(c)), $"{key}: {d} on {TestDevice}, {c} on cpu");
+        }
+
+        Assert.Equal(20, onDevice.GetProperty("samples").GetInt32());
     }
 
     private static (int, int, int) Size(RasterImage image) => (image.Width, image.Height, image.Channels);
