@@ -49,8 +49,8 @@ let ``a step's forward buffers come back when it ends, except those its new stat
     Assert.NotSame(kept, BufferPool.rent m)
 
 [<Fact>]
-let ``a step gives back no more than the step pool's size, first rents first`` () =
-    // a step pool of 16 MB: one buffer just over it is not recorded
+let ``a step that rents more than the step pool's size gives nothing back`` () =
+    // a step pool of 16 MB: the second buffer takes the step over it
     let n = BufferPool.minLength + 4219
     let big = 4 * 1024 * 1024 + 1
     BufferPool.beginStep (16L <<< 20)
@@ -58,8 +58,19 @@ let ``a step gives back no more than the step pool's size, first rents first`` (
     BufferPool.nextPhase ()
     let b = BufferPool.rent big
     BufferPool.endStep (Collections.Generic.HashSet())
-    Assert.Same(a, BufferPool.rent n)
+    Assert.NotSame(a, BufferPool.rent n)
     Assert.NotSame(b, BufferPool.rent big)
+
+[<Fact>]
+let ``a step that rents exactly the step pool's size gives everything back`` () =
+    let n = BufferPool.minLength + 4223
+    let rest = (16 * 1024 * 1024 - 4 * n) / 4
+    BufferPool.beginStep (16L <<< 20)
+    let a = BufferPool.rent n
+    let b = BufferPool.rent rest
+    BufferPool.endStep (Collections.Generic.HashSet())
+    Assert.Same(b, BufferPool.rent rest)
+    Assert.Same(a, BufferPool.rent n)
 
 [<Fact>]
 let ``a cancelled step gives nothing back`` () =

@@ -577,7 +577,7 @@ let ``knobs parse from GAN_ variables, keeping defaults for unset or invalid val
             "GAN_DNNL_WINOGRAD", "0"
             "GAN_DNNL_BATCH", "8"
             "GAN_GEMM_SPLIT", "1"
-            "GAN_STEP_POOL_MB", "16"
+            "GAN_STEP_POOL_MB", "0"
         ]
 
     Assert.Equal(
@@ -591,7 +591,7 @@ let ``knobs parse from GAN_ variables, keeping defaults for unset or invalid val
             DnnlWinograd = false
             DnnlBatch = 8
             GemmSplit = true
-            StepPoolBytes = 16L * 1024L * 1024L
+            StepPoolBytes = 0L
         },
         k
     )
@@ -604,6 +604,7 @@ let ``knobs parse from GAN_ variables, keeping defaults for unset or invalid val
             "GAN_DNNL_GEMM_MIN", "-1"
             "GAN_DNNL_WINOGRAD", "1"
             "GAN_DNNL_BATCH", "x"
+            "GAN_STEP_POOL_MB", "-1"
         ]
 
     Assert.Equal(CpuKnobs.Default, invalid)

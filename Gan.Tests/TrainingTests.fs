@@ -488,13 +488,13 @@ let ``the C# GanTrainer reuses its steps' buffers and trains exactly as Training
     options.BatchSize <- 64
     options.Seed <- 5UL
     let trainer = GanTrainer.Create options
-    // a CPU backend with a 16 MB step pool, for this thread only
+    // a CPU backend with a 64 MB step pool (mlp's step at batch 64 fits), for this thread only
     let pooled =
         Gan.Functional.Kernels.CpuBackend(
             2,
             {
                 CpuKnobs.Default with
-                    StepPoolBytes = 16L <<< 20
+                    StepPoolBytes = 64L <<< 20
             }
         )
 
@@ -510,6 +510,8 @@ let ``the C# GanTrainer reuses its steps' buffers and trains exactly as Training
             let rng = System.Random(i)
             let images = Array.init (64 * 784) (fun _ -> float32 (rng.NextDouble() * 2.0 - 1.0))
             let r = trainer.Step(images, 64, 0)
+            // the whole step fit in the step pool: its buffers went back for the next one
+            Assert.True(Gan.Functional.Kernels.BufferPool.lastStepGiven () > 0L, "the step gave nothing back")
 
             let next, m =
                 Training.step

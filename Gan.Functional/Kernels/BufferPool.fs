@@ -46,14 +46,20 @@ let mutable private held = 0L
 let mutable private reusedBytes = 0L
 let mutable private phase = 0L
 
-/// One thread's training step in progress: the buffers it rented, up to the step pool's size.
+/// One thread's training step in progress: the buffers it rented, while they fit in the step
+/// pool's size.
 [<AllowNullLiteral>]
 type private StepRecord(budget: int64) =
     member val Rents = List<float32[]>()
     member val Bytes = 0L with get, set
     member _.Budget = budget
+    /// The step rented more than the budget: it gives nothing back.
+    member val Overflowed = false with get, set
 
 let private steps = new ThreadLocal<StepRecord>()
+
+// bytes the last step ended on each thread gave back (for tests and diagnostics)
+let private lastStepBytes = new ThreadLocal<int64>()
 
 let private bucket (n: int) =
     match buckets.TryGetValue n with
@@ -91,10 +97,16 @@ let rent (n: int) : float32[] =
 
     if n >= minLength then
         match steps.Value with
-        // no more than the step may give back: the record keeps them alive until the step ends
-        | step when not (isNull step) && step.Bytes + 4L * int64 n <= step.Budget ->
-            step.Rents.Add a
-            step.Bytes <- step.Bytes + 4L * int64 n
+        | step when not (isNull step) && not step.Overflowed ->
+            if step.Bytes + 4L * int64 n <= step.Budget then
+                step.Rents.Add a
+                step.Bytes <- step.Bytes + 4L * int64 n
+            else
+                // all or nothing: the record would keep a large step's buffers alive until it
+                // ends, and a part of them pooled sits idle through the next forward passes,
+                // where that step's memory peaks
+                step.Rents.Clear()
+                step.Overflowed <- true
         | _ -> ()
 
     a
@@ -147,28 +159,37 @@ let nextPhase () =
 /// Bytes handed out again since the process started (what the pool saved in fresh allocations).
 let reusedTotal () = lock gate (fun () -> reusedBytes)
 
-/// Starts recording this thread's rents, up to `budget` bytes (see <c>IStepBuffers</c>).
+/// Starts recording this thread's rents, up to `budget` bytes (see <c>IStepBuffers</c>); 0:
+/// nothing is recorded.
 let beginStep (budget: int64) =
     steps.Value <- (if budget > 0L then StepRecord(budget) else null)
 
-/// Gives back the buffers this thread's step rented (the first ones, up to the step pool's
-/// size) that are not in `keep`, and stops recording: the next step rents the same lengths in
+/// Gives back the buffers this thread's step rented that are not in `keep`, when all it rented
+/// fit in the step pool's size, and stops recording: the next step rents the same lengths in
 /// the same order, so its forward passes claim the forward buffers again, and its backward
-/// passes the adjoints and gradients. Bounded because what the pool holds unclaimed sits idle
-/// through the next forward passes, where memory peaks. A buffer rented twice in the step is
-/// given once.
+/// passes the adjoints and gradients. All or nothing because what the pool holds unclaimed
+/// sits idle through the next forward passes, where memory peaks: a large model's step gains
+/// little from a part of its buffers and pays for them at its peak. A buffer rented twice in
+/// the step is given once.
 let endStep (keep: HashSet<float32[]>) =
     let step = steps.Value
     steps.Value <- null
 
+    lastStepBytes.Value <- 0L
+
     match step with
     | null -> ()
+    | step when step.Overflowed -> ()
     | step ->
         let seen = HashSet<float32[]>(HashIdentity.Reference)
 
         for a in step.Rents do
             if not (keep.Contains a) && seen.Add a then
                 give a
+                lastStepBytes.Value <- lastStepBytes.Value + 4L * int64 a.Length
+
+/// Bytes the last step ended on this thread gave back (0 when it rented more than its budget).
+let lastStepGiven () = lastStepBytes.Value
 
 /// Stops recording without giving anything.
 let cancelStep () = steps.Value <- null

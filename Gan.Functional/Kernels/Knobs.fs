@@ -38,11 +38,12 @@ type CpuKnobs = {
     /// (GAN_GEMM_SPLIT=1 sets it true; default false: slower on a quiet machine, much faster on
     /// a loaded one, docs/knobs.md).
     GemmSplit: bool
-    /// The most a training step gives back to the buffer pool when it ends, in bytes
-    /// (GAN_STEP_POOL_MB; default 0: off): the first buffers it rented, which the next step
-    /// rents again (<c>IStepBuffers</c>). Fewer fresh large arrays, fewer gen-2 collections; but
-    /// the GC then collects less often and its floating garbage raises the peak of large models
-    /// (docs/knobs.md).
+    /// The step pool's size in bytes (GAN_STEP_POOL_MB; default 32 MB; 0 turns it off): a
+    /// training step that rents no more than this in pooled buffers gives all of them back
+    /// when it ends, and the next step rents them again (<c>IStepBuffers</c>); a step that
+    /// rents more gives nothing back. Small models (mlp) then allocate almost no large arrays
+    /// and skip most gen-2 collections; large ones are left alone, since part of their step
+    /// pooled sat idle through the next forward passes and raised their peak (docs/knobs.md).
     StepPoolBytes: int64
 } with
 
@@ -57,7 +58,7 @@ type CpuKnobs = {
         DnnlWinograd = true
         DnnlBatch = 0
         GemmSplit = false
-        StepPoolBytes = 0L
+        StepPoolBytes = 32L * 1024L * 1024L
     }
 
     /// The knobs as the variables of `lookup` (name → value, null when unset) override the
@@ -86,7 +87,10 @@ type CpuKnobs = {
             DnnlWinograd = get "GAN_DNNL_WINOGRAD" <> "0"
             DnnlBatch = int32Above 1 "GAN_DNNL_BATCH" d.DnnlBatch
             GemmSplit = get "GAN_GEMM_SPLIT" = "1"
-            StepPoolBytes = int64Above 0L "GAN_STEP_POOL_MB" 0L * 1024L * 1024L
+            StepPoolBytes =
+                match Int64.TryParse(get "GAN_STEP_POOL_MB") with
+                | true, mb when mb >= 0L && mb <= (Int64.MaxValue >>> 20) -> mb <<< 20
+                | _ -> d.StepPoolBytes
         }
 
 /// Where the engine reads its GAN_* environment variables: each once, here and nowhere else.
