@@ -10,6 +10,7 @@ open FsCheck
 open FsCheck.FSharp
 open ILGPU
 open ILGPU.Runtime
+open ILGPU.Runtime.CPU
 open Gan.Functional
 open Gan.Functional.Kernels
 
@@ -168,7 +169,7 @@ let ``reductions agree with the reference, thread- and group-wise`` () =
             for op in [ ReduceSum; ReduceMax; ReduceMin ] do
                 agree 1e-5 (sprintf "%A %A %A" op s axes) d [| data 8UL s |] (fun k r -> k.Reduce(op, r.[0], axes)))
 
-    // long reductions take the one-group-per-output kernel
+    // long reductions take the one-group-per-output kernel (whole tensors: two passes)
     for d in both () do
         for op in [ ReduceSum; ReduceMax; ReduceMin ] do
             for s, axes in
@@ -179,6 +180,57 @@ let ``reductions agree with the reference, thread- and group-wise`` () =
                     [| 2; 40; 3 |], [| 0; 1 |]
                 ] do
                 agree 1e-5 (sprintf "long %A %A %A" op s axes) d [| data 9UL s |] (fun k r -> k.Reduce(op, r.[0], axes))
+
+/// The CPU accelerator with four 16-thread multiprocessors: room for 8 groups, so reductions to
+/// a few outputs split over several groups (the tests' other backends allow 2). The named device
+/// where GAN_TEST_DEVICE is set.
+let private wide =
+    lazy
+        (match Environment.GetEnvironmentVariable "GAN_TEST_DEVICE" with
+         | null
+         | "" ->
+             let context =
+                 Context.Create(fun b -> b.CPU(CPUDevice(4, 4, 4)).EnableAlgorithms() |> ignore)
+
+             IlgpuBackend(context.CreateCPUAccelerator(0), 16)
+         | _ -> IlgpuDevice.get ())
+
+[<Fact>]
+let ``reductions to a few outputs run in two passes and agree with the reference`` () =
+    let cases = [
+        // whole tensors of odd sizes
+        [| 4099 |], [| 0 |]
+        [| 7; 13; 11 |], [| 0; 1; 2 |]
+        // a few outputs, reduced axes contiguous or strided
+        [| 3; 517 |], [| 1 |]
+        [| 517; 2 |], [| 0 |]
+        [| 2; 129; 3 |], [| 0; 1 |]
+    ]
+
+    for d in [ wide.Force(); IlgpuDevice.small () ] do
+        let before = d.TwoPassReductions
+
+        for s, axes in cases do
+            for op in [ ReduceSum; ReduceMax; ReduceMin ] do
+                // all of one sign too: a wrong identity (0 for max or min) shows there
+                for shift in [ 0.0f; 10.0f; -10.0f ] do
+                    let x =
+                        RawTensor.ofFloat32 s (RawTensor.toFloat32Array (data 21UL s) |> Array.map ((+) shift))
+
+                    agree 1e-5 (sprintf "two-pass %A %A %A %g" op s axes shift) d [| x |] (fun k r ->
+                        k.Reduce(op, r.[0], axes))
+
+        // every case splits on the wide device; on the small one (room for 2 groups) the whole tensors
+        let expected =
+            if obj.ReferenceEquals(d, wide.Force()) then
+                cases.Length
+            else
+                2
+
+        Assert.True(
+            d.TwoPassReductions - before >= int64 (expected * 9),
+            sprintf "%d of the reductions ran in two passes on %s" (d.TwoPassReductions - before) d.DeviceName
+        )
 
 [<Fact>]
 let ``argmax finds the first maximum as the reference does`` () =

@@ -319,7 +319,11 @@ type IlgpuBackend internal (accelerator: Accelerator, threadsPerGroup: int, blas
                     c
                 )
 
-    /// Sum, max or min of x over sorted `axes`, kept as size 1.
+    let mutable twoPass = 0L
+
+    /// Sum, max or min of x over sorted `axes`, kept as size 1: one thread per output for
+    /// short reductions, one group per output for long ones, and two passes (several groups
+    /// per output, then their partials) where the outputs are too few to fill the device.
     let reduce (op: ReduceOp) (x: RawTensor) (axes: int[]) =
         let s = x.Shape
         let st = Shape.strides s
@@ -353,14 +357,50 @@ type IlgpuBackend internal (accelerator: Accelerator, threadsPerGroup: int, blas
 
         let y, yv = fresh (Shape.reduceKeep s axes)
 
-        let run name config =
+        let run name config nOut keptRank redRank redCount meta x y =
             (kernels.Get<Action<S, K, int, int, int, int, int, VI, V, V>> name)
-                .Invoke(stream, config, code, nOut, kept.Length, axes.Length, redCount, m, view x, yv)
+                .Invoke(stream, config, code, nOut, keptRank, redRank, redCount, meta, x, y)
 
-        if redCount >= 64 && groupSize >= 2 then
-            run "ReduceGroup" (forGroups nOut)
+        // groups per output for the first of two passes: enough to fill the device where one
+        // group per output would leave it idle, each with at least 4 elements a thread
+        let parts =
+            if groupSize >= 2 then
+                min (maxGroups / nOut) (redCount / (4 * groupSize))
+            else
+                0
+
+        if parts >= 2 then
+            twoPass <- twoPass + 1L
+            let partial = allocate Float32 (nOut * parts)
+
+            (kernels.Get<Action<S, K, int, int, int, int, int, int, VI, V, V>> "ReducePartial")
+                .Invoke(
+                    stream,
+                    forGroups (nOut * parts),
+                    code,
+                    nOut,
+                    parts,
+                    kept.Length,
+                    axes.Length,
+                    redCount,
+                    m,
+                    view x,
+                    partial.F32
+                )
+
+            // the partials [nOut, parts], reduced over their last axis
+            let pm = meta [| nOut; parts; parts; 1 |]
+
+            if parts >= 64 then
+                run "ReduceGroup" (forGroups nOut) nOut 1 1 parts pm partial.F32 yv
+            else
+                run "ReduceThread" (forItems nOut) nOut 1 1 parts pm partial.F32 yv
+
+            partial.Free()
+        elif redCount >= 64 && groupSize >= 2 then
+            run "ReduceGroup" (forGroups nOut) nOut kept.Length axes.Length redCount m (view x) yv
         else
-            run "ReduceThread" (forItems nOut)
+            run "ReduceThread" (forItems nOut) nOut kept.Length axes.Length redCount m (view x) yv
 
         y
 
@@ -436,6 +476,9 @@ type IlgpuBackend internal (accelerator: Accelerator, threadsPerGroup: int, blas
         |> Seq.map (fun kv -> kv.Key, kv.Value)
         |> Seq.sortBy fst
         |> Seq.toArray
+
+    /// How many reductions ran in two passes (tests).
+    member internal _.TwoPassReductions = twoPass
 
     /// A copy of host tensor `x` in the device's memory (`x` itself when already there).
     member _.Upload(x: RawTensor) = upload x

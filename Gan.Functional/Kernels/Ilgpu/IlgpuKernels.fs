@@ -513,6 +513,72 @@ type internal IlgpuKernels =
             Group.Barrier()
             o <- o + Grid.DimX
 
+    /// The first pass of a two-pass reduction (few outputs, many elements each): `parts`
+    /// groups per output, group p of output o reducing the elements p·G + t, stepping by
+    /// parts·G (G threads a group), into partial[o·parts + p]; the second pass reduces the
+    /// partials [nOut, parts] over their last axis. Meta and op as <c>ReduceGroup</c>'s.
+    static member ReducePartial
+        (
+            op: int,
+            nOut: int,
+            parts: int,
+            keptRank: int,
+            redRank: int,
+            redCount: int,
+            meta: ArrayView<int>,
+            x: ArrayView<float32>,
+            partial: ArrayView<float32>
+        ) =
+        let sh = SharedMemory.Allocate<float32>(256)
+        let t = Group.IdxX
+        let r0 = 2 * keptRank
+        let mutable w = Grid.IdxX
+
+        while w < nOut * parts do
+            let o = w / parts
+            let p = w - o * parts
+            let b = DeviceMath.stridedOffset o keptRank meta 0 keptRank
+            // every thread starts from element 0 (a valid identity for max and min)
+            let mutable acc =
+                if op = 0 then
+                    0.0f
+                else
+                    x.[b + DeviceMath.stridedOffset 0 redRank meta r0 (r0 + redRank)]
+
+            let mutable r = p * Group.DimX + t
+
+            while r < redCount do
+                let v = x.[b + DeviceMath.stridedOffset r redRank meta r0 (r0 + redRank)]
+
+                acc <-
+                    if op = 0 then acc + v
+                    elif op = 1 then (if v > acc then v else acc)
+                    else (if v < acc then v else acc)
+
+                r <- r + parts * Group.DimX
+
+            sh.[t] <- acc
+            Group.Barrier()
+            let mutable s = Group.DimX / 2
+
+            while s > 0 do
+                if t < s then
+                    let u, v = sh.[t], sh.[t + s]
+
+                    sh.[t] <-
+                        if op = 0 then u + v
+                        elif op = 1 then (if v > u then v else u)
+                        else (if v < u then v else u)
+
+                Group.Barrier()
+                s <- s / 2
+
+            if t = 0 then
+                partial.[w] <- sh.[0]
+
+            Group.Barrier()
+            w <- w + Grid.DimX
+
     /// Index (along the axis) of the first maximum of each row: x viewed [outer, len, inner].
     static member ArgMax(nOut: int, len: int, inner: int, x: ArrayView<float32>, y: ArrayView<int>) =
         let stride = Grid.DimX * Group.DimX
