@@ -233,6 +233,30 @@ let ``reductions to a few outputs run in two passes and agree with the reference
         )
 
 [<Fact>]
+let ``convolutions reuse one column buffer, grown only for a larger one`` () =
+    let d = wide.Force()
+
+    let conv (spec: ConvSpec) (xs: int[]) (ws: int[]) =
+        let ys = ConvSpec.outputShape "test" spec xs ws
+        let x, w, g = data 22UL xs, data 23UL ws, data 24UL ys
+        let what = sprintf "%A %A %A" spec xs ws
+        agree 1e-5 ("conv2d " + what) d [| x; w |] (fun b r -> b.Conv2d(r.[0], r.[1], spec))
+        agree 1e-5 ("input grad " + what) d [| g; w |] (fun b r -> b.Conv2dInputGrad(r.[0], r.[1], spec, xs))
+        agree 1e-5 ("weight grad " + what) d [| x; g |] (fun b r -> b.Conv2dWeightGrad(r.[0], r.[1], spec, ws))
+
+    // the largest first: its columns (2·3·3·3 × 7·7 floats) hold every later call's
+    conv (ConvSpec.create 1 0 1 1) [| 2; 3; 9; 9 |] [| 4; 3; 3; 3 |]
+    let after = d.ColumnAllocations
+    conv (ConvSpec.create 2 1 1 1) [| 1; 2; 6; 5 |] [| 3; 2; 3; 2 |]
+    conv (ConvSpec.create 1 1 2 2) [| 2; 4; 5; 5 |] [| 2; 2; 2; 2 |]
+    conv (ConvSpec.create 1 0 1 1) [| 2; 3; 9; 9 |] [| 4; 3; 3; 3 |]
+    Assert.Equal(after, d.ColumnAllocations)
+    // a larger one grows it, once
+    conv (ConvSpec.create 1 1 1 1) [| 2; 3; 10; 10 |] [| 2; 3; 3; 3 |]
+    conv (ConvSpec.create 1 1 1 1) [| 2; 3; 10; 10 |] [| 2; 3; 3; 3 |]
+    Assert.Equal(after + 1L, d.ColumnAllocations)
+
+[<Fact>]
 let ``argmax finds the first maximum as the reference does`` () =
     let s = [| 3; 6; 4 |]
     // rounded values tie often

@@ -90,8 +90,24 @@ type IlgpuBackend internal (accelerator: Accelerator, threadsPerGroup: int, blas
             e.Message.Contains("OUT_OF_MEMORY", StringComparison.OrdinalIgnoreCase)
             || e.Message.Contains("out of memory", StringComparison.OrdinalIgnoreCase)
 
-    /// Allocates `length` elements, retrying once after collecting dead buffers (their
-    /// finalizers free device memory), then failing with DeviceOutOfMemoryException.
+    // The convolutions' column buffer, kept between calls and grown to the largest asked for:
+    // kernels run in order on one stream, so a call's im2col overwrites it only after the
+    // previous call's kernels have read it. Given back when an allocation fails, unless a
+    // convolution is using it.
+    let mutable columns: IlgpuBuffer option = None
+    let mutable columnsInUse = false
+    let mutable columnAllocations = 0L
+
+    let releaseColumns () =
+        match columns with
+        | Some b when not columnsInUse ->
+            b.Free()
+            columns <- None
+        | _ -> ()
+
+    /// Allocates `length` elements, retrying once after giving back the column buffer and
+    /// collecting dead buffers (their finalizers free device memory), then failing with
+    /// DeviceOutOfMemoryException.
     let allocate (dtype: DType) (length: int) : IlgpuBuffer =
         let n = int64 (max length 1)
 
@@ -104,6 +120,7 @@ type IlgpuBackend internal (accelerator: Accelerator, threadsPerGroup: int, blas
             try
                 attempt ()
             with e when isOutOfMemory e ->
+                releaseColumns ()
                 GC.Collect()
                 GC.WaitForPendingFinalizers()
                 GC.Collect()
@@ -423,15 +440,32 @@ type IlgpuBackend internal (accelerator: Accelerator, threadsPerGroup: int, blas
         DW = spec.DilationW
     }
 
-    /// The columns [N, G, Cg·KH·KW, OH·OW] of x (a temporary the caller frees).
-    let im2col (geo: ConvGeom) (x: RawTensor) =
+    /// `f` given the column buffer with room for at least n float32s (kept, or made larger);
+    /// its first n elements are the caller's until `f` returns.
+    let withColumns (n: int) (f: ArrayView<float32> -> 'T) : 'T =
+        let b =
+            match columns with
+            | Some b when b.Length >= n -> b
+            | _ ->
+                releaseColumns ()
+                let b = allocate Float32 n
+                columnAllocations <- columnAllocations + 1L
+                columns <- Some b
+                b
+
+        columnsInUse <- true
+
+        try
+            f b.F32
+        finally
+            columnsInUse <- false
+
+    /// Writes the columns [N, G, Cg·KH·KW, OH·OW] of x into `cols`.
+    let im2col (geo: ConvGeom) (x: RawTensor) (cols: ArrayView<float32>) =
         let total = geo.N * geo.G * geo.Cg * geo.KH * geo.KW * geo.OH * geo.OW
-        let b = allocate Float32 total
 
         (kernels.Get<Action<S, K, int, ConvGeom, V, V>>("Im2col"))
-            .Invoke(stream, forItems total, total, geo, view x, b.F32)
-
-        b
+            .Invoke(stream, forItems total, total, geo, view x, cols)
 
     let countTrip (kernel: string) =
         roundTrips.AddOrUpdate(kernel, 1L, (fun _ c -> c + 1L)) |> ignore
@@ -476,6 +510,9 @@ type IlgpuBackend internal (accelerator: Accelerator, threadsPerGroup: int, blas
         |> Seq.map (fun kv -> kv.Key, kv.Value)
         |> Seq.sortBy fst
         |> Seq.toArray
+
+    /// How often the convolutions' column buffer was (re)allocated (tests).
+    member internal _.ColumnAllocations = columnAllocations
 
     /// How many reductions ran in two passes (tests).
     member internal _.TwoPassReductions = twoPass
@@ -712,23 +749,24 @@ type IlgpuBackend internal (accelerator: Accelerator, threadsPerGroup: int, blas
             let og = w.Shape.[0] / geo.G
             let kk = geo.Cg * geo.KH * geo.KW
             let p = geo.OH * geo.OW
-            let cols = im2col geo x
             let y, yv = fresh yShape
             let nb = geo.N * geo.G
 
-            gemm
-                (view w)
-                (Array.init nb (fun i -> (i % geo.G) * og * kk))
-                false
-                cols.F32
-                (Array.init nb (fun i -> i * kk * p))
-                false
-                og
-                p
-                kk
-                yv
+            withColumns (nb * kk * p) (fun cols ->
+                im2col geo x cols
 
-            cols.Free()
+                gemm
+                    (view w)
+                    (Array.init nb (fun i -> (i % geo.G) * og * kk))
+                    false
+                    cols
+                    (Array.init nb (fun i -> i * kk * p))
+                    false
+                    og
+                    p
+                    kk
+                    yv)
+
             y
 
     override _.Conv2dInputGrad(g, w, spec, xShape) =
@@ -740,27 +778,26 @@ type IlgpuBackend internal (accelerator: Accelerator, threadsPerGroup: int, blas
             let kk = geo.Cg * geo.KH * geo.KW
             let p = geo.OH * geo.OW
             let nb = geo.N * geo.G
-            let cols = allocate Float32 (nb * kk * p)
-            // cols[n, g] = W_gᵀ (K×Og) · g[n, g] (Og×P)
-            gemm
-                (view w)
-                (Array.init nb (fun i -> (i % geo.G) * og * kk))
-                true
-                (view g)
-                (Array.init nb (fun i -> i * og * p))
-                false
-                kk
-                p
-                og
-                cols.F32
-
             let dx, dxv = fresh xShape
             let total = Shape.numel xShape
 
-            (kernels.Get<Action<S, K, int, ConvGeom, V, V>>("Col2im"))
-                .Invoke(stream, forItems total, total, geo, cols.F32, dxv)
+            withColumns (nb * kk * p) (fun cols ->
+                // cols[n, g] = W_gᵀ (K×Og) · g[n, g] (Og×P)
+                gemm
+                    (view w)
+                    (Array.init nb (fun i -> (i % geo.G) * og * kk))
+                    true
+                    (view g)
+                    (Array.init nb (fun i -> i * og * p))
+                    false
+                    kk
+                    p
+                    og
+                    cols
 
-            cols.Free()
+                (kernels.Get<Action<S, K, int, ConvGeom, V, V>>("Col2im"))
+                    .Invoke(stream, forItems total, total, geo, cols, dxv))
+
             dx
 
     override _.Conv2dWeightGrad(x, g, spec, wShape) =
@@ -772,23 +809,24 @@ type IlgpuBackend internal (accelerator: Accelerator, threadsPerGroup: int, blas
             let kk = geo.Cg * geo.KH * geo.KW
             let p = geo.OH * geo.OW
             let nb = geo.N * geo.G
-            let cols = im2col geo x
             // per image and group: g[n, g] (Og×P) · cols[n, g]ᵀ (P×K), then summed over images
             let per, perv = fresh [| geo.N; geo.G * og * kk |]
 
-            gemm
-                (view g)
-                (Array.init nb (fun i -> i * og * p))
-                false
-                cols.F32
-                (Array.init nb (fun i -> i * kk * p))
-                true
-                og
-                kk
-                p
-                perv
+            withColumns (nb * kk * p) (fun cols ->
+                im2col geo x cols
 
-            cols.Free()
+                gemm
+                    (view g)
+                    (Array.init nb (fun i -> i * og * p))
+                    false
+                    cols
+                    (Array.init nb (fun i -> i * kk * p))
+                    true
+                    og
+                    kk
+                    p
+                    perv)
+
             let summed = reduce ReduceSum per [| 0 |]
             (asBuffer per).Free()
 
