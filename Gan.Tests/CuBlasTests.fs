@@ -223,6 +223,44 @@ let ``a failing cuBLAS call ends in an error naming the call and the status`` ()
         gemm.Dispose()
 
 [<CcFact>]
+let ``a device's cuBLAS must compute a test product right, else its handle goes and the reason says why`` () =
+    let acc = accelerator.Force()
+    let alive = read "standin_handles"
+    let batched = read "standin_batched_calls"
+    let gemm, _ = withCuBlas ()
+
+    match CuBlas.verified acc gemm with
+    | Ok g -> Assert.Same(gemm, g)
+    | Error why -> failwithf "the stand-in failed the test product: %s" why
+
+    // one strided-batched call (two products, B broadcast)
+    Assert.Equal(batched + 1, read "standin_batched_calls")
+    gemm.Dispose()
+    Assert.Equal(alive, read "standin_handles")
+
+    let failing name value (expected: string) =
+        let gemm, _ = withCuBlas ()
+        write name value
+
+        try
+            match CuBlas.verified acc gemm with
+            | Ok _ -> failwithf "%s=%d, yet the test product passed" name value
+            | Error why ->
+                Assert.StartsWith("libcublas.so.12: a test product ", why)
+                Assert.Contains(expected, why)
+                // the handle is destroyed: the backend falls back to its own kernel
+                Assert.Equal(alive, read "standin_handles")
+        finally
+            write name 0
+
+    failing
+        "standin_gemm_status"
+        13
+        "failed: cuBLAS (libcublas.so.12) cublasSgemmStridedBatched failed with CUBLAS_STATUS_EXECUTION_FAILED (13)"
+
+    failing "standin_wrong_by" 1 "computed [|9.0f; 15.0f; 11.0f; 19.0f; -8.0f; 4.0f; 4.0f; 6.0f|], not [|8.0f; 14.0f;"
+
+[<CcFact>]
 let ``handles are destroyed, and a failing cublasCreate leaves the backend's own kernel with the reason`` () =
     let alive = read "standin_handles"
     let gemm, _ = withCuBlas ()

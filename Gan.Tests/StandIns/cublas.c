@@ -20,6 +20,7 @@ enum { OP_N = 0, OP_T = 1, OP_C = 2 };
 
 int standin_create_status = 0; /* cublasCreate_v2 returns this when not 0 */
 int standin_gemm_status = 0;   /* every gemm returns this when not 0 */
+int standin_wrong_by = 0;      /* added to every element a gemm writes (a broken library) */
 int standin_sgemm_calls = 0;
 int standin_batched_calls = 0;
 int standin_handles = 0;       /* handles alive */
@@ -78,7 +79,7 @@ static void gemm(int transa, int transb, int m, int n, int k, float alpha, const
                 s += a * b;
             }
             float *c = &C[i + (long)j * ldc];
-            *c = beta == 0.0f ? alpha * s : alpha * s + beta * *c;
+            *c = (beta == 0.0f ? alpha * s : alpha * s + beta * *c) + (float)standin_wrong_by;
         }
 }
 

@@ -282,8 +282,51 @@ module internal CuBlas =
                 Error(sprintf "%s: cublasSetStream_v2 failed with %s" library.File (CuBlasStatus.describe status))
         | status -> Error(sprintf "%s: cublasCreate_v2 failed with %s" library.File (CuBlasStatus.describe status))
 
+    /// `gemm` when a test product on `accelerator` (a batch of two transposed products with a
+    /// broadcast operand: one strided-batched call; small integers, so exact) equals the known
+    /// answer; else why not, with the handle destroyed. A library that loads but cannot run on
+    /// this device (a cuBLAS built for another CUDA, a broken install) is caught here, when the
+    /// device opens, instead of in the first training step, and the backend's own kernel serves.
+    let verified (accelerator: Accelerator) (gemm: CuBlasGemm) : Result<CuBlasGemm, string> =
+        // A: two stored 3×2 (k×m, transposed), B: one stored 2×3 (n×k, transposed, broadcast)
+        let a = [| 1.0f; 2.0f; 3.0f; 4.0f; 5.0f; 6.0f; -1.0f; 0.0f; 2.0f; 1.0f; -3.0f; 2.0f |]
+        let b = [| 1.0f; -1.0f; 2.0f; 0.0f; 3.0f; 1.0f |]
+
+        let expected =
+            [| 0..1 |]
+            |> Array.collect (fun batch -> [|
+                for i in 0..1 do
+                    for j in 0..1 do
+                        Array.sum [| for p in 0..2 -> a.[batch * 6 + p * 2 + i] * b.[j * 3 + p] |]
+            |])
+
+        let fail (why: string) =
+            (try
+                gemm.Dispose()
+             with _ ->
+                 ())
+
+            Error(sprintf "%s: %s" gemm.File why)
+
+        try
+            use da = accelerator.Allocate1D<float32> a
+            use db = accelerator.Allocate1D<float32> b
+            use dc = accelerator.Allocate1D<float32>(int64 expected.Length)
+            accelerator.Synchronize()
+            gemm.Gemm(da.NativePtr, [| 0; 6 |], true, db.NativePtr, [| 0; 0 |], true, 2, 2, 3, dc.NativePtr)
+            accelerator.Synchronize()
+            let c = dc.GetAsArray1D()
+
+            if c = expected then
+                Ok gemm
+            else
+                fail (sprintf "a test product computed %A, not %A" c expected)
+        with e ->
+            fail (sprintf "a test product failed: %s" (e.Message.TrimEnd('.')))
+
     /// cuBLAS for `accelerator` when `enabled` (the GAN_CUBLAS knob), the accelerator is CUDA,
-    /// `library` loaded and a handle is made on the accelerator's default stream; else why not.
+    /// `library` loaded, a handle is made on the accelerator's default stream and a test product
+    /// gives the right answer (<c>verified</c>); else why not.
     let forAccelerator
         (enabled: bool)
         (library: Lazy<Result<CuBlasLibrary, string>>)
@@ -299,5 +342,7 @@ module internal CuBlas =
                 | Ok lib ->
                     // cuBLAS takes the calling thread's current context, the accelerator's
                     cuda.Bind()
+
                     create lib (cuda.DefaultStream :?> CudaStream).StreamPtr ignore
+                    |> Result.bind (verified accelerator)
             | _ -> Error(sprintf "CUDA devices only (this is %O)" accelerator.AcceleratorType)
