@@ -378,6 +378,11 @@ type IlgpuBackend internal (accelerator: Accelerator, threadsPerGroup: int, blas
             (kernels.Get<Action<S, K, int, int, int, int, int, VI, V, V>> name)
                 .Invoke(stream, config, code, nOut, keptRank, redRank, redCount, meta, x, y)
 
+        // `parts` groups per output (ReducePartial; 1: the output itself)
+        let grouped parts nOut keptRank redRank redCount meta x y =
+            (kernels.Get<Action<S, K, int, int, int, int, int, int, VI, V, V>> "ReducePartial")
+                .Invoke(stream, forGroups (nOut * parts), code, nOut, parts, keptRank, redRank, redCount, meta, x, y)
+
         // groups per output for the first of two passes: enough to fill the device where one
         // group per output would leave it idle, each with at least 4 elements a thread
         let parts =
@@ -390,32 +395,19 @@ type IlgpuBackend internal (accelerator: Accelerator, threadsPerGroup: int, blas
             twoPass <- twoPass + 1L
             let partial = allocate Float32 (nOut * parts)
 
-            (kernels.Get<Action<S, K, int, int, int, int, int, int, VI, V, V>> "ReducePartial")
-                .Invoke(
-                    stream,
-                    forGroups (nOut * parts),
-                    code,
-                    nOut,
-                    parts,
-                    kept.Length,
-                    axes.Length,
-                    redCount,
-                    m,
-                    view x,
-                    partial.F32
-                )
+            grouped parts nOut kept.Length axes.Length redCount m (view x) partial.F32
 
             // the partials [nOut, parts], reduced over their last axis
             let pm = meta [| nOut; parts; parts; 1 |]
 
             if parts >= 64 then
-                run "ReduceGroup" (forGroups nOut) nOut 1 1 parts pm partial.F32 yv
+                grouped 1 nOut 1 1 parts pm partial.F32 yv
             else
                 run "ReduceThread" (forItems nOut) nOut 1 1 parts pm partial.F32 yv
 
             partial.Free()
         elif redCount >= 64 && groupSize >= 2 then
-            run "ReduceGroup" (forGroups nOut) nOut kept.Length axes.Length redCount m (view x) yv
+            grouped 1 nOut kept.Length axes.Length redCount m (view x) yv
         else
             run "ReduceThread" (forItems nOut) nOut kept.Length axes.Length redCount m (view x) yv
 

@@ -452,71 +452,12 @@ type internal IlgpuKernels =
             y.[o] <- acc
             o <- o + stride
 
-    /// One group per output (long reductions): the group's threads stride over the reduced
-    /// elements, then combine in shared memory (group size a power of two, at most 256).
-    static member ReduceGroup
-        (
-            op: int,
-            nOut: int,
-            keptRank: int,
-            redRank: int,
-            redCount: int,
-            meta: ArrayView<int>,
-            x: ArrayView<float32>,
-            y: ArrayView<float32>
-        ) =
-        let sh = SharedMemory.Allocate<float32>(256)
-        let t = Group.IdxX
-        let r0 = 2 * keptRank
-        let mutable o = Grid.IdxX
-
-        while o < nOut do
-            let b = DeviceMath.stridedOffset o keptRank meta 0 keptRank
-            // every thread starts from element 0 (a valid identity for max and min)
-            let mutable acc =
-                if op = 0 then
-                    0.0f
-                else
-                    x.[b + DeviceMath.stridedOffset 0 redRank meta r0 (r0 + redRank)]
-
-            let mutable r = t
-
-            while r < redCount do
-                let v = x.[b + DeviceMath.stridedOffset r redRank meta r0 (r0 + redRank)]
-
-                acc <-
-                    if op = 0 then acc + v
-                    elif op = 1 then (if v > acc then v else acc)
-                    else (if v < acc then v else acc)
-
-                r <- r + Group.DimX
-
-            sh.[t] <- acc
-            Group.Barrier()
-            let mutable s = Group.DimX / 2
-
-            while s > 0 do
-                if t < s then
-                    let u, v = sh.[t], sh.[t + s]
-
-                    sh.[t] <-
-                        if op = 0 then u + v
-                        elif op = 1 then (if v > u then v else u)
-                        else (if v < u then v else u)
-
-                Group.Barrier()
-                s <- s / 2
-
-            if t = 0 then
-                y.[o] <- sh.[0]
-
-            Group.Barrier()
-            o <- o + Grid.DimX
-
-    /// The first pass of a two-pass reduction (few outputs, many elements each): `parts`
-    /// groups per output, group p of output o reducing the elements p·G + t, stepping by
-    /// parts·G (G threads a group), into partial[o·parts + p]; the second pass reduces the
-    /// partials [nOut, parts] over their last axis. Meta and op as <c>ReduceGroup</c>'s.
+    /// Long reductions, `parts` groups per output: group p of output o reduces the elements
+    /// p·G + t, stepping by parts·G (G threads a group, a power of two, at most 256), combines
+    /// them in shared memory and writes partial[o·parts + p]. With parts = 1 that is the
+    /// output itself (one group per output); with more it is the first of two passes (few
+    /// outputs, many elements each), the second reducing the partials [nOut, parts] over their
+    /// last axis. Meta and op as <c>ReduceThread</c>'s.
     static member ReducePartial
         (
             op: int,
