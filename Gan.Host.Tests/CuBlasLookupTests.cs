@@ -1,7 +1,7 @@
 namespace Gan.Host.Tests;
 
 /// <summary>
-/// The device backend binds cuBLAS by the names CUDA's runtime ships (libcublas.so.12, .11, .10;
+/// The device backend binds cuBLAS by the names CUDA's runtime ships (libcublas.so.13, .12, .11, .10;
 /// .NET alone would probe only libcublas.so). `devices` says whether it loads: checked with the
 /// stand-in the library tests use (Gan.Tests/StandIns/cublas.c) as libcublas.so.12 on
 /// LD_LIBRARY_PATH in a fresh process, since a process loads its libraries once; and that

@@ -39,7 +39,7 @@ public class InfoCommandTests
         Assert.Contains(lines, l => Regex.IsMatch(l, @"^cuda\s+none\s+no NVIDIA driver: libcuda\.so\.1 is not on the library path$"));
         Assert.Contains(lines, l => Regex.IsMatch(l, @"^opencl\s+none\s+ILGPU found no OpenCL platform"));
         // nor cuBLAS: CUDA devices would multiply with the backend's own kernel
-        Assert.Contains(lines, l => Regex.IsMatch(l, @"^cublas\s+none\s+cuBLAS not found \(libcublas\.so\.12, libcublas\.so\.11, libcublas\.so\.10: none is on the library path\): CUDA devices multiply with the backend's own tiled GEMM kernel$"));
+        Assert.Contains(lines, l => Regex.IsMatch(l, @"^cublas\s+none\s+cuBLAS not found \(libcublas\.so\.13, libcublas\.so\.12, libcublas\.so\.11, libcublas\.so\.10: none is on the library path\): CUDA devices multiply with the backend's own tiled GEMM kernel$"));
         Assert.Equal("--device accepts: auto, cpu, cuda:N, opencl:N, ilgpu-cpu (auto = cpu here)", lines[^1]);
     }
 

@@ -57,7 +57,7 @@ type internal KernelCache(accelerator: Accelerator) =
 /// device cannot serve raises <see cref="T:Gan.Functional.DeviceOutOfMemoryException"/>.
 /// The accelerator stays owned by the caller (dispose it after the last use of its tensors).
 /// On a CUDA device float32 matrix products (matmul and the convolutions' GEMMs) go to cuBLAS
-/// when libcublas.so.12, .11 or .10 loads and GAN_CUBLAS is not 0, else to the backend's own
+/// when libcublas.so.13, .12, .11 or .10 loads and GAN_CUBLAS is not 0, else to the backend's own
 /// GEMM kernel; <see cref="P:Gan.Functional.Kernels.IlgpuBackend.MatMulDescription"/> says which
 /// and why.
 /// </remarks>
