@@ -63,14 +63,37 @@ let ``a step that rents more than the step pool's size gives nothing back`` () =
 
 [<Fact>]
 let ``a step that rents exactly the step pool's size gives everything back`` () =
+    // a 1 MB step pool (small, so that the pool's cap has room while other tests fill it)
     let n = BufferPool.minLength + 4223
-    let rest = (16 * 1024 * 1024 - 4 * n) / 4
-    BufferPool.beginStep (16L <<< 20)
+    let rest = (1024 * 1024 - 4 * n) / 4
+    BufferPool.beginStep (1L <<< 20)
     let a = BufferPool.rent n
     let b = BufferPool.rent rest
     BufferPool.endStep (Collections.Generic.HashSet())
+    Assert.Equal(1L <<< 20, BufferPool.lastStepGiven ())
     Assert.Same(b, BufferPool.rent rest)
     Assert.Same(a, BufferPool.rent n)
+
+[<Fact>]
+let ``a buffer the step gave back and another thread rented since is not given again when the step ends`` () =
+    let n = BufferPool.minLength + 4241
+    BufferPool.beginStep (16L <<< 20)
+    let scratch = BufferPool.rent n
+    // dead within the step (a kernel's scratch buffer), then rented by another thread, which
+    // owns it from then on
+    BufferPool.give scratch
+    // a thread of its own (a task could run inline on this thread, inside the step)
+    let mutable other: float32[] = [||]
+    let t = Threading.Thread(fun () -> other <- BufferPool.rent n)
+    t.Start()
+    t.Join()
+    Assert.Same(scratch, other)
+    Array.Fill(other, 7.0f)
+    BufferPool.endStep (Collections.Generic.HashSet())
+    // not given again: not poisoned under the pool check, not handed out a second time
+    Assert.Equal(0L, BufferPool.lastStepGiven ())
+    Assert.True(other |> Array.forall (fun v -> v = 7.0f))
+    Assert.NotSame(other, BufferPool.rent n)
 
 [<Fact>]
 let ``a cancelled step gives nothing back`` () =

@@ -50,13 +50,26 @@ let mutable private phase = 0L
 /// pool's size.
 [<AllowNullLiteral>]
 type private StepRecord(budget: int64) =
-    member val Rents = List<float32[]>()
+    /// Each buffer with its lease when rented (see `leases`).
+    member val Rents = List<struct (float32[] * int64)>()
     member val Bytes = 0L with get, set
     member _.Budget = budget
     /// The step rented more than the budget: it gives nothing back.
     member val Overflowed = false with get, set
 
 let private steps = new ThreadLocal<StepRecord>()
+
+// How many times each pooled array has been handed out again (absent: never). A step's record
+// names a buffer with its lease at the rent; a buffer the step gave back mid-step (a scratch
+// buffer, a recycled adjoint) may since have been rented by another thread, which now owns it,
+// so the step gives a buffer back only while its lease is unchanged.
+let private leases =
+    System.Runtime.CompilerServices.ConditionalWeakTable<float32[], Runtime.CompilerServices.StrongBox<int64>>()
+
+let private leaseOf (a: float32[]) =
+    match leases.TryGetValue a with
+    | true, box -> box.Value
+    | _ -> 0L
 
 // bytes the last step ended on each thread gave back (for tests and diagnostics)
 let private lastStepBytes = new ThreadLocal<int64>()
@@ -82,6 +95,8 @@ let rent (n: int) : float32[] =
                     let struct (a, _) = b.Free.[b.Free.Count - 1]
                     b.Free.RemoveAt(b.Free.Count - 1)
                     pooled.Remove a |> ignore
+                    let lease = leases.GetOrCreateValue a
+                    lease.Value <- lease.Value + 1L
                     held <- held - 4L * int64 n
                     reusedBytes <- reusedBytes + 4L * int64 n
                     ValueSome a
@@ -99,7 +114,7 @@ let rent (n: int) : float32[] =
         match steps.Value with
         | step when not (isNull step) && not step.Overflowed ->
             if step.Bytes + 4L * int64 n <= step.Budget then
-                step.Rents.Add a
+                step.Rents.Add(struct (a, leaseOf a))
                 step.Bytes <- step.Bytes + 4L * int64 n
             else
                 // all or nothing: the record would keep a large step's buffers alive until it
@@ -170,7 +185,8 @@ let beginStep (budget: int64) =
 /// passes the adjoints and gradients. All or nothing because what the pool holds unclaimed
 /// sits idle through the next forward passes, where memory peaks: a large model's step gains
 /// little from a part of its buffers and pays for them at its peak. A buffer rented twice in
-/// the step is given once.
+/// the step is given once; one the step gave back before it ended and that was rented again
+/// since, by this thread or another, is not given (its new holder owns it).
 let endStep (keep: HashSet<float32[]>) =
     let step = steps.Value
     steps.Value <- null
@@ -183,8 +199,13 @@ let endStep (keep: HashSet<float32[]>) =
     | step ->
         let seen = HashSet<float32[]>(HashIdentity.Reference)
 
-        for a in step.Rents do
-            if not (keep.Contains a) && seen.Add a then
+        for struct (a, lease) in step.Rents do
+            // still this step's: not pooled, and not handed out again since (to anyone)
+            let ours () =
+                lock gate (fun () -> not (pooled.Contains a) && leaseOf a = lease)
+
+            if not (keep.Contains a) && not (seen.Contains a) && ours () then
+                seen.Add a |> ignore
                 give a
                 lastStepBytes.Value <- lastStepBytes.Value + 4L * int64 a.Length
 
