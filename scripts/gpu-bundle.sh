@@ -16,7 +16,7 @@ dotnet publish Gan.Host -c Release -r linux-x64 --self-contained -p:InvariantGlo
     -o "$work/gpu-bundle/host" -nologo -v quiet >"$work/publish.log" 2>&1 || { cat "$work/publish.log" >&2; exit 1; }
 rm -rf "$work/gpu-bundle/host/models" "$work/gpu-bundle/host/onnxruntime.dll" "$work/gpu-bundle/host/libonnxruntime.so" \
     "$work/gpu-bundle/host/"*.pdb
-cp scripts/gpu-check-bundle.sh scripts/checkpoint-diff.py "$work/gpu-bundle/"
+cp scripts/gpu-check-bundle.sh scripts/gpu-check-common.sh scripts/checkpoint-diff.py "$work/gpu-bundle/"
 git log --oneline -1 >"$work/gpu-bundle/COMMIT" 2>/dev/null || echo unknown >"$work/gpu-bundle/COMMIT"
 tar -C "$work" -cf - gpu-bundle | xz -T0 -9 >"$out"
 size=$(stat -c %s "$out")

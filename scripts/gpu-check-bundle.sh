@@ -25,27 +25,10 @@ export DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=1 DOTNET_CLI_TELEMETRY_OPTOUT=1
 
 exec > >(tee "$LOG") 2>&1
 
-FAILED=()
-stage() { printf '\n=== %s (%s UTC)\n' "$*" "$(date -u +%T)"; }
-run() {
-    local name=$1 limit=$2 start=$SECONDS rc
-    shift 2
-    timeout --kill-after=10 "$limit" "$@"
-    rc=$?
-    if [ "$rc" -eq 0 ]; then
-        printf -- '--- %s: passed in %ds\n' "$name" $((SECONDS - start))
-    else
-        [ "$rc" -eq 124 ] && printf -- '--- %s: stopped after %ds (time limit)\n' "$name" "$limit"
-        printf -- '--- %s: FAILED (exit %d) after %ds\n' "$name" "$rc" $((SECONDS - start))
-        FAILED+=("$name")
-    fi
-}
+source "$here/gpu-check-common.sh"
 
-stage "machine"
-date -u
-uname -srm
+machine
 echo "bundle: $(cat "$here/COMMIT" 2>/dev/null)"
-command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=index,name,driver_version,memory.total,memory.used --format=csv
 # the directory of the first libcublas.so.* under pip's nvidia packages (their layout differs
 # between CUDA versions)
 cublas_dir=$("$PY" - 2>/dev/null <<'PYEOF' || true

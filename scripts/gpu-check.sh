@@ -23,27 +23,9 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPE
 
 exec > >(tee "$LOG") 2>&1
 
-FAILED=()
-stage() { printf '\n=== %s (%s UTC)\n' "$*" "$(date -u +%T)"; }
-# run NAME SECONDS CMD...: one stage, bounded in time; a failure is recorded and the check goes on
-run() {
-    local name=$1 limit=$2 start=$SECONDS rc
-    shift 2
-    timeout --kill-after=10 "$limit" "$@"
-    rc=$?
-    if [ "$rc" -eq 0 ]; then
-        printf -- '--- %s: passed in %ds\n' "$name" $((SECONDS - start))
-    else
-        [ "$rc" -eq 124 ] && printf -- '--- %s: stopped after %ds (time limit)\n' "$name" "$limit"
-        printf -- '--- %s: FAILED (exit %d) after %ds\n' "$name" "$rc" $((SECONDS - start))
-        FAILED+=("$name")
-    fi
-}
+source scripts/gpu-check-common.sh
 
-stage "machine"
-date -u
-uname -srm
-command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=index,name,driver_version,memory.total,memory.used --format=csv
+machine
 if ! command -v dotnet >/dev/null; then
     echo "gpu-check: dotnet is not installed: install the .NET 10 SDK, then run this again."
     exit 2
