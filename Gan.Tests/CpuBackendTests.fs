@@ -41,17 +41,20 @@ let private close (tol: float) (what: string) (a: RawTensor) (b: RawTensor) =
 let private genShape rank =
     Gen.arrayOfLength rank (Gen.choose (1, 7))
 
-/// A shape and a second shape broadcastable against it (dimensions dropped or set to 1).
-let private genBroadcastPair =
+/// A shape and a second shape broadcastable against it (dimensions dropped or set to 1), with
+/// dimensions up to `maxDim` (IlgpuKernelTests takes them smaller).
+let genBroadcastPairUpTo (maxDim: int) =
     gen {
         let! rank = Gen.choose (1, 4)
-        let! s = genShape rank
+        let! s = Gen.arrayOfLength rank (Gen.choose (1, maxDim))
         let! drop = Gen.choose (0, rank - 1)
         let! ones = Gen.arrayOfLength rank (Gen.elements [ false; false; true ])
         let t = s |> Array.mapi (fun i d -> if ones.[i] then 1 else d) |> Array.skip drop
         let! swap = Gen.elements [ false; true ]
         return if swap then t, s else s, t
     }
+
+let private genBroadcastPair = genBroadcastPairUpTo 7
 
 [<Fact>]
 let ``elementwise unary kernels agree with the reference`` () =
@@ -349,15 +352,16 @@ let ``the managed GEMM agrees with the BLAS in use`` () =
                     (RawTensor.ofFloat32 [| m * n |] c2)
                     (RawTensor.ofFloat32 [| m * n |] c1)
 
-/// Random conv geometries, including groups, strides, dilation and asymmetric padding.
-let private genConv =
+/// Random conv geometries, including groups, strides, dilation and asymmetric padding: up to
+/// `maxBatch` images of 3 to `maxSide` pixels a side (IlgpuKernelTests takes them smaller).
+let genConvUpTo (maxBatch: int) (maxSide: int) =
     gen {
-        let! n = Gen.choose (1, 3)
+        let! n = Gen.choose (1, maxBatch)
         let! groups = Gen.choose (1, 2)
         let! cg = Gen.choose (1, 3)
         let! og = Gen.choose (1, 3)
-        let! h = Gen.choose (3, 11)
-        let! w = Gen.choose (3, 11)
+        let! h = Gen.choose (3, maxSide)
+        let! w = Gen.choose (3, maxSide)
         let! k = Gen.choose (1, 4)
         let! s = Gen.choose (1, 3)
         let! d = Gen.choose (1, 2)
@@ -396,7 +400,7 @@ let private convAgrees (seed: uint64) (spec: ConvSpec) (xs: int[]) (ws: int[]) =
 [<Fact>]
 let ``im2col convolutions and both adjoints agree with the reference`` () =
     Prop.checkN "im2col conv agrees" 60
-    <| Prop.forAll (Arb.fromGen genConv) (fun (spec, xs, ws) -> convAgrees 9UL spec xs ws)
+    <| Prop.forAll (Arb.fromGen (genConvUpTo 3 11)) (fun (spec, xs, ws) -> convAgrees 9UL spec xs ws)
 
 /// One output channel at stride 1: rectangular kernels, paddings up to k − 1 per side, widths
 /// below, at and above one vector (8 or 16 floats), so every block and tail path runs.

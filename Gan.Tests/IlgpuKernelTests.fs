@@ -73,17 +73,8 @@ let private both () = [ IlgpuDevice.get (); IlgpuDevice.small () ]
 let private genShape rank =
     Gen.arrayOfLength rank (Gen.choose (1, 5))
 
-/// A shape and a second shape broadcastable against it (dimensions dropped or set to 1).
-let private genBroadcastPair =
-    gen {
-        let! rank = Gen.choose (1, 4)
-        let! s = genShape rank
-        let! drop = Gen.choose (0, rank - 1)
-        let! ones = Gen.arrayOfLength rank (Gen.elements [ false; false; true ])
-        let t = s |> Array.mapi (fun i d -> if ones.[i] then 1 else d) |> Array.skip drop
-        let! swap = Gen.elements [ false; true ]
-        return if swap then t, s else s, t
-    }
+/// Broadcastable shape pairs (CpuBackendTests'), small for the CPU accelerator.
+let private genBroadcastPair = CpuBackendTests.genBroadcastPairUpTo 5
 
 [<Fact>]
 let ``unary kernels agree with the reference`` () =
@@ -329,39 +320,8 @@ let ``batched matrix products agree with the reference, tiled and one thread per
             agree 1e-5 (sprintf "matmul %A %b %A %b" sa ta sb tb) d [| data 16UL sa; data 17UL sb |] (fun b r ->
                 b.MatMul(r.[0], ta, r.[1], tb, outShape)))
 
-/// Random conv geometries, including groups, strides, dilation and asymmetric padding.
-let private genConv =
-    gen {
-        let! n = Gen.choose (1, 2)
-        let! groups = Gen.choose (1, 2)
-        let! cg = Gen.choose (1, 3)
-        let! og = Gen.choose (1, 3)
-        let! h = Gen.choose (3, 9)
-        let! w = Gen.choose (3, 9)
-        let! k = Gen.choose (1, 4)
-        let! s = Gen.choose (1, 3)
-        let! dl = Gen.choose (1, 2)
-        let! pads = Gen.arrayOfLength 4 (Gen.choose (0, 2))
-
-        let spec = {
-            StrideH = s
-            StrideW = s
-            PadTop = pads.[0]
-            PadBottom = pads.[1]
-            PadLeft = pads.[2]
-            PadRight = pads.[3]
-            DilationH = dl
-            DilationW = dl
-            Groups = groups
-        }
-
-        return spec, [| n; cg * groups; h; w |], [| og * groups; cg; k; k |]
-    }
-    |> Gen.filter (fun (spec, x, w) ->
-        ConvSpec.outSize x.[2] spec.PadTop spec.PadBottom w.[2] spec.StrideH spec.DilationH
-        >= 1
-        && ConvSpec.outSize x.[3] spec.PadLeft spec.PadRight w.[3] spec.StrideW spec.DilationW
-           >= 1)
+/// Random conv geometries (CpuBackendTests'), small for the CPU accelerator.
+let private genConv = CpuBackendTests.genConvUpTo 2 9
 
 [<Fact>]
 let ``convolutions and both adjoints agree with the reference`` () =
