@@ -401,54 +401,45 @@ let sgemm
                         let len = min step (side - lo)
 
                         if len > 0 then
-                            if byRows then
-                                // row i of op(A): a + i·k, or column i of the k×m A when transposed
-                                let aAt =
-                                    if transA then
-                                        pa + nativeint lo * f32
-                                    else
-                                        pa + nativeint lo * nativeint k * f32
-
-                                Native.cblas_sgemm (
-                                    101,
-                                    (if transA then 112 else 111),
-                                    (if transB then 112 else 111),
+                            // a slice of rows: row i of op(A) is a + i·k, or column i of the k×m
+                            // A when transposed; a slice of columns: column j of op(B) is b + j,
+                            // or row j of the n×k B when transposed
+                            let aAt, bAt, rows, cols, cAt =
+                                if byRows then
+                                    (if transA then
+                                         pa + nativeint lo * f32
+                                     else
+                                         pa + nativeint lo * nativeint k * f32),
+                                    pb,
                                     len,
                                     n,
-                                    k,
-                                    1.0f,
-                                    aAt,
-                                    lda,
-                                    pb,
-                                    ldb,
-                                    beta,
-                                    pc + nativeint lo * nativeint n * f32,
-                                    n
-                                )
-                            else
-                                // column j of op(B): b + j, or row j of the n×k B when transposed
-                                let bAt =
-                                    if transB then
-                                        pb + nativeint lo * nativeint k * f32
-                                    else
-                                        pb + nativeint lo * f32
-
-                                Native.cblas_sgemm (
-                                    101,
-                                    (if transA then 112 else 111),
-                                    (if transB then 112 else 111),
+                                    pc + nativeint lo * nativeint n * f32
+                                else
+                                    pa,
+                                    (if transB then
+                                         pb + nativeint lo * nativeint k * f32
+                                     else
+                                         pb + nativeint lo * f32),
                                     m,
                                     len,
-                                    k,
-                                    1.0f,
-                                    pa,
-                                    lda,
-                                    bAt,
-                                    ldb,
-                                    beta,
-                                    pc + nativeint lo * f32,
-                                    n
-                                )
+                                    pc + nativeint lo * f32
+
+                            Native.cblas_sgemm (
+                                101,
+                                (if transA then 112 else 111),
+                                (if transB then 112 else 111),
+                                rows,
+                                cols,
+                                k,
+                                1.0f,
+                                aAt,
+                                lda,
+                                bAt,
+                                ldb,
+                                beta,
+                                cAt,
+                                n
+                            )
                 )
                 |> ignore
             else
